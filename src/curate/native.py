@@ -1,0 +1,137 @@
+"""The only door to the compiled kernel (curate._native).
+
+Texts are taken through the Arrow PyCapsule interface: anything with ``__arrow_c_array__``
+(a pyarrow or polars string array, ``string``/``large_string``/``string_view``, sliced or with
+nulls) or ``__arrow_c_stream__`` (a chunked array, a polars Series). Character data is read
+in place; the GIL is released while the kernel runs on ``threads`` cores.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from curate.errors import NativeBuildError
+
+try:
+    from curate import _native  # type: ignore[attr-defined]
+except ImportError as exc:  # pragma: no cover - exercised only on a broken install
+    raise NativeBuildError(
+        f"curate's compiled kernel (curate._native) could not be imported: {exc}",
+        hint="reinstall with `pip install .` (needs a C++17 compiler and cmake)",
+    ) from exc
+
+KERNEL_VERSION: int = _native.KERNEL_VERSION
+
+
+@dataclass(frozen=True, kw_only=True)
+class HashSpec:
+    """How texts become hashed n-gram buckets. Fitting and scoring must share one spec."""
+
+    buckets: int = 10_000
+    order: int = 2
+    lowercase: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.buckets <= 0:
+            raise ValueError(f"buckets must be positive, got {self.buckets}")
+        if not 1 <= self.order <= 8:
+            raise ValueError(f"order must be between 1 and 8, got {self.order}")
+        if not 0 <= self.seed < 2**64:
+            raise ValueError(f"seed must fit in 64 bits, got {self.seed}")
+
+
+def default_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _chunks(texts: Any) -> list[Any]:
+    """Split the input into objects that each export one Arrow array."""
+    if hasattr(texts, "__arrow_c_array__"):
+        return [texts]
+    if isinstance(texts, pa.ChunkedArray):
+        return list(texts.chunks)
+    if hasattr(texts, "__arrow_c_stream__"):
+        return list(pa.chunked_array(texts).chunks)
+    if isinstance(texts, list | tuple):
+        return [pa.array(texts, type=pa.large_string())]
+    raise TypeError(f"expected an Arrow string array or stream, got {type(texts).__name__}")
+
+
+def _capsules(chunk: Any) -> tuple[Any, Any]:
+    schema, array = chunk.__arrow_c_array__()
+    return schema, array
+
+
+def _threads(threads: int | None) -> int:
+    return default_threads() if threads is None or threads <= 0 else threads
+
+
+def token_counts(texts: Any, *, lowercase: bool = True, threads: int | None = None) -> np.ndarray:
+    """Words and punctuation runs per document (int64; 0 for nulls)."""
+    parts = [
+        _native.token_counts(*_capsules(c), lowercase, _threads(threads)) for c in _chunks(texts)
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def ngram_histogram(texts: Any, spec: HashSpec, *, threads: int | None = None) -> np.ndarray:
+    """Summed bucket counts of all n-grams (orders 1..spec.order) in all documents (int64[m])."""
+    total = np.zeros(spec.buckets, np.int64)
+    for c in _chunks(texts):
+        total += _native.ngram_histogram(
+            *_capsules(c), spec.buckets, spec.order, spec.lowercase, spec.seed, _threads(threads)
+        )
+    return total
+
+
+def dot_weights(
+    texts: Any, weights: np.ndarray, spec: HashSpec, *, threads: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per document: the sum of ``weights[bucket]`` over its n-grams, and its token count.
+
+    Features are never materialised; ``len(weights)`` must equal ``spec.buckets``.
+    """
+    w = np.ascontiguousarray(weights, dtype=np.float64)
+    if w.shape != (spec.buckets,):
+        raise ValueError(f"weights have shape {w.shape}, expected ({spec.buckets},)")
+    sums, ntok = [], []
+    for c in _chunks(texts):
+        s, n = _native.dot_weights(*_capsules(c), w, spec.order, spec.lowercase, spec.seed, _threads(threads))
+        sums.append(s)
+        ntok.append(n)
+    if not sums:
+        return np.zeros(0, np.float64), np.zeros(0, np.int64)
+    return np.concatenate(sums), np.concatenate(ntok)
+
+
+def ngram_features(
+    texts: Any, spec: HashSpec, *, threads: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-document sparse features as CSR: (indptr int64[n+1], indices uint32, counts uint32).
+
+    Within a document, indices are sorted and unique.
+    """
+    ptrs, idx, cnt = [np.zeros(1, np.int64)], [], []
+    offset = 0
+    for c in _chunks(texts):
+        p, i, k = _native.ngram_features(
+            *_capsules(c), spec.buckets, spec.order, spec.lowercase, spec.seed, _threads(threads)
+        )
+        ptrs.append(p[1:] + offset)
+        offset += int(p[-1])
+        idx.append(i)
+        cnt.append(k)
+    indices = np.concatenate(idx) if idx else np.zeros(0, np.uint32)
+    counts = np.concatenate(cnt) if cnt else np.zeros(0, np.uint32)
+    return np.concatenate(ptrs), indices, counts
+
+
+def hash_token_bytes(data: bytes, seed: int = 0) -> int:
+    """The kernel's 64-bit hash of one token's (already lower-cased) bytes; for tests."""
+    return int(_native.hash_token_bytes(data, seed))

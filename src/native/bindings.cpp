@@ -1,0 +1,184 @@
+// Python bindings for the hashed n-gram kernel. Only curate/native.py imports this module.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/tuple.h>
+
+#include "kernel.hpp"
+
+namespace nb = nanobind;
+using namespace curate;
+
+namespace {
+
+template <class T>
+using Array1D = nb::ndarray<nb::numpy, T, nb::ndim<1>>;
+
+// Hands a std::vector's storage to NumPy without copying.
+template <class T>
+Array1D<T> to_numpy(std::vector<T>&& v) {
+  auto* heap = new std::vector<T>(std::move(v));
+  nb::capsule owner(heap, [](void* p) noexcept { delete static_cast<std::vector<T>*>(p); });
+  return Array1D<T>(heap->data(), {heap->size()}, owner);
+}
+
+StringColumn column_from_capsules(nb::handle schema_capsule, nb::handle array_capsule) {
+  auto* schema = static_cast<ArrowSchema*>(PyCapsule_GetPointer(schema_capsule.ptr(), "arrow_schema"));
+  if (!schema) throw nb::python_error();
+  auto* array = static_cast<ArrowArray*>(PyCapsule_GetPointer(array_capsule.ptr(), "arrow_array"));
+  if (!array) throw nb::python_error();
+  return StringColumn::from_c(schema, array);
+}
+
+HashSpec make_spec(uint64_t buckets, int order, bool lowercase, uint64_t seed) {
+  if (buckets == 0) throw std::invalid_argument("buckets must be positive");
+  if (order < 1 || order > kMaxOrder) throw std::invalid_argument("order must be between 1 and 8");
+  HashSpec s;
+  s.buckets = buckets;
+  s.order = order;
+  s.lowercase = lowercase;
+  s.seed = seed;
+  return s;
+}
+
+int clamp_threads(int threads, int64_t n) {
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, n)));
+}
+
+Array1D<int64_t> token_counts(nb::handle schema, nb::handle array, bool lowercase, int threads) {
+  StringColumn col = column_from_capsules(schema, array);
+  std::vector<int64_t> out(static_cast<size_t>(col.length), 0);
+  HashSpec spec = make_spec(1, 1, lowercase, 0);
+  {
+    nb::gil_scoped_release release;
+    parallel_blocks(col.length, clamp_threads(threads, col.length), [&](int64_t b, int64_t e, int) {
+      for (int64_t i = b; i < e; ++i) {
+        const uint8_t* p;
+        int64_t n;
+        col.get(i, p, n);
+        int64_t c = 0;
+        for_each_token(p, n, spec, [&](uint64_t) { ++c; });
+        out[static_cast<size_t>(i)] = c;
+      }
+    });
+  }
+  return to_numpy(std::move(out));
+}
+
+Array1D<int64_t> ngram_histogram(nb::handle schema, nb::handle array, uint64_t buckets, int order,
+                                 bool lowercase, uint64_t seed, int threads) {
+  StringColumn col = column_from_capsules(schema, array);
+  HashSpec spec = make_spec(buckets, order, lowercase, seed);
+  const int nt = clamp_threads(threads, col.length);
+  std::vector<int64_t> total(buckets, 0);
+  {
+    nb::gil_scoped_release release;
+    std::vector<std::vector<int64_t>> local(static_cast<size_t>(nt));
+    parallel_blocks(col.length, nt, [&](int64_t b, int64_t e, int t) {
+      auto& hist = local[static_cast<size_t>(t)];
+      if (hist.empty()) hist.assign(buckets, 0);
+      for (int64_t i = b; i < e; ++i) {
+        const uint8_t* p;
+        int64_t n;
+        col.get(i, p, n);
+        for_each_ngram(p, n, spec, [&](uint64_t bucket) { ++hist[bucket]; });
+      }
+    });
+    for (auto& hist : local)
+      if (!hist.empty())
+        for (uint64_t j = 0; j < buckets; ++j) total[j] += hist[j];
+  }
+  return to_numpy(std::move(total));
+}
+
+std::pair<Array1D<double>, Array1D<int64_t>> dot_weights(
+    nb::handle schema, nb::handle array, nb::ndarray<const double, nb::ndim<1>, nb::c_contig, nb::device::cpu> weights,
+    int order, bool lowercase, uint64_t seed, int threads) {
+  StringColumn col = column_from_capsules(schema, array);
+  HashSpec spec = make_spec(weights.shape(0), order, lowercase, seed);
+  const double* w = weights.data();
+  std::vector<double> sums(static_cast<size_t>(col.length), 0.0);
+  std::vector<int64_t> ntok(static_cast<size_t>(col.length), 0);
+  {
+    nb::gil_scoped_release release;
+    parallel_blocks(col.length, clamp_threads(threads, col.length), [&](int64_t b, int64_t e, int) {
+      for (int64_t i = b; i < e; ++i) {
+        const uint8_t* p;
+        int64_t n;
+        col.get(i, p, n);
+        double s = 0.0;
+        ntok[static_cast<size_t>(i)] = for_each_ngram(p, n, spec, [&](uint64_t bucket) { s += w[bucket]; });
+        sums[static_cast<size_t>(i)] = s;
+      }
+    });
+  }
+  return {to_numpy(std::move(sums)), to_numpy(std::move(ntok))};
+}
+
+std::tuple<Array1D<int64_t>, Array1D<uint32_t>, Array1D<uint32_t>> ngram_features(
+    nb::handle schema, nb::handle array, uint64_t buckets, int order, bool lowercase, uint64_t seed, int threads) {
+  StringColumn col = column_from_capsules(schema, array);
+  HashSpec spec = make_spec(buckets, order, lowercase, seed);
+  if (buckets > 0xFFFFFFFFULL) throw std::invalid_argument("features need buckets < 2^32");
+  const size_t n = static_cast<size_t>(col.length);
+  // Each document's sorted unique buckets and counts, gathered per document then concatenated.
+  std::vector<std::vector<uint32_t>> idx(n), cnt(n);
+  std::vector<int64_t> indptr(n + 1, 0);
+  std::vector<uint32_t> indices, counts;
+  {
+    nb::gil_scoped_release release;
+    parallel_blocks(col.length, clamp_threads(threads, col.length), [&](int64_t b, int64_t e, int) {
+      std::vector<uint32_t> scratch;
+      for (int64_t i = b; i < e; ++i) {
+        const uint8_t* p;
+        int64_t len;
+        col.get(i, p, len);
+        scratch.clear();
+        for_each_ngram(p, len, spec, [&](uint64_t bucket) { scratch.push_back(static_cast<uint32_t>(bucket)); });
+        std::sort(scratch.begin(), scratch.end());
+        auto& I = idx[static_cast<size_t>(i)];
+        auto& C = cnt[static_cast<size_t>(i)];
+        for (size_t k = 0; k < scratch.size();) {
+          size_t j = k;
+          while (j < scratch.size() && scratch[j] == scratch[k]) ++j;
+          I.push_back(scratch[k]);
+          C.push_back(static_cast<uint32_t>(j - k));
+          k = j;
+        }
+      }
+    });
+    for (size_t i = 0; i < n; ++i) indptr[i + 1] = indptr[i] + static_cast<int64_t>(idx[i].size());
+    indices.reserve(static_cast<size_t>(indptr[n]));
+    counts.reserve(static_cast<size_t>(indptr[n]));
+    for (size_t i = 0; i < n; ++i) {
+      indices.insert(indices.end(), idx[i].begin(), idx[i].end());
+      counts.insert(counts.end(), cnt[i].begin(), cnt[i].end());
+      std::vector<uint32_t>().swap(idx[i]);
+      std::vector<uint32_t>().swap(cnt[i]);
+    }
+  }
+  return {to_numpy(std::move(indptr)), to_numpy(std::move(indices)), to_numpy(std::move(counts))};
+}
+
+uint64_t hash_token_bytes(nb::bytes data, uint64_t seed) {
+  TokenHasher th(seed);
+  const auto* p = reinterpret_cast<const uint8_t*>(data.c_str());
+  for (size_t i = 0; i < data.size(); ++i) th.push(p[i]);
+  return th.finish();
+}
+
+}  // namespace
+
+NB_MODULE(_native, m) {
+  m.doc() = "curate's compiled hashed n-gram kernel (use curate.native, not this module)";
+  m.def("token_counts", &token_counts, nb::arg("schema"), nb::arg("array"), nb::arg("lowercase"), nb::arg("threads"));
+  m.def("ngram_histogram", &ngram_histogram, nb::arg("schema"), nb::arg("array"), nb::arg("buckets"),
+        nb::arg("order"), nb::arg("lowercase"), nb::arg("seed"), nb::arg("threads"));
+  m.def("dot_weights", &dot_weights, nb::arg("schema"), nb::arg("array"), nb::arg("weights"), nb::arg("order"),
+        nb::arg("lowercase"), nb::arg("seed"), nb::arg("threads"));
+  m.def("ngram_features", &ngram_features, nb::arg("schema"), nb::arg("array"), nb::arg("buckets"),
+        nb::arg("order"), nb::arg("lowercase"), nb::arg("seed"), nb::arg("threads"));
+  m.def("hash_token_bytes", &hash_token_bytes, nb::arg("data"), nb::arg("seed"));
+  m.attr("KERNEL_VERSION") = 1;
+}

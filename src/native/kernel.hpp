@@ -1,0 +1,382 @@
+// Hashed n-gram kernel: tokeniser, hash and per-document visitors over Arrow string arrays.
+// Everything here is header-only so that the binding file stays thin.
+#pragma once
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace curate {
+
+// ---------------------------------------------------------------- Arrow C data interface
+struct ArrowSchema {
+  const char* format;
+  const char* name;
+  const char* metadata;
+  int64_t flags;
+  int64_t n_children;
+  ArrowSchema** children;
+  ArrowSchema* dictionary;
+  void (*release)(ArrowSchema*);
+  void* private_data;
+};
+
+struct ArrowArray {
+  int64_t length;
+  int64_t null_count;
+  int64_t offset;
+  int64_t n_buffers;
+  int64_t n_children;
+  const void** buffers;
+  ArrowArray** children;
+  ArrowArray* dictionary;
+  void (*release)(ArrowArray*);
+  void* private_data;
+};
+
+enum class StringLayout { Utf8, LargeUtf8, Utf8View };
+
+// Read-only view of one Arrow string column; no copies of the character data.
+struct StringColumn {
+  StringLayout layout;
+  int64_t length = 0;
+  int64_t offset = 0;
+  const uint8_t* validity = nullptr;
+  const int32_t* offsets32 = nullptr;
+  const int64_t* offsets64 = nullptr;
+  const uint8_t* data = nullptr;
+  const uint8_t* views = nullptr;                 // string_view: 16-byte views
+  std::vector<const uint8_t*> variadic;           // string_view: data buffers
+
+  static StringColumn from_c(const ArrowSchema* schema, const ArrowArray* array) {
+    StringColumn col;
+    std::string fmt = schema->format ? schema->format : "";
+    if (fmt == "u" || fmt == "z") {
+      col.layout = StringLayout::Utf8;
+    } else if (fmt == "U" || fmt == "Z") {
+      col.layout = StringLayout::LargeUtf8;
+    } else if (fmt == "vu" || fmt == "vz") {
+      col.layout = StringLayout::Utf8View;
+    } else {
+      throw std::invalid_argument("expected an Arrow string, large_string or string_view array (or binary), got format '" + fmt + "'");
+    }
+    if (array->release == nullptr) throw std::invalid_argument("Arrow array was already released");
+    col.length = array->length;
+    col.offset = array->offset;
+    col.validity = array->null_count == 0 ? nullptr : static_cast<const uint8_t*>(array->buffers[0]);
+    if (col.layout == StringLayout::Utf8View) {
+      if (array->n_buffers < 3) throw std::invalid_argument("malformed string_view array: fewer than 3 buffers");
+      col.views = static_cast<const uint8_t*>(array->buffers[1]);
+      for (int64_t b = 2; b < array->n_buffers - 1; ++b)
+        col.variadic.push_back(static_cast<const uint8_t*>(array->buffers[b]));
+    } else {
+      if (array->n_buffers != 3) throw std::invalid_argument("malformed string array: expected 3 buffers");
+      if (col.layout == StringLayout::Utf8)
+        col.offsets32 = static_cast<const int32_t*>(array->buffers[1]);
+      else
+        col.offsets64 = static_cast<const int64_t*>(array->buffers[1]);
+      col.data = static_cast<const uint8_t*>(array->buffers[2]);
+    }
+    return col;
+  }
+
+  bool is_valid(int64_t i) const {
+    if (!validity) return true;
+    int64_t j = i + offset;
+    return (validity[j >> 3] >> (j & 7)) & 1;
+  }
+
+  // Pointer and byte length of document i (nulls give length 0).
+  void get(int64_t i, const uint8_t*& ptr, int64_t& len) const {
+    if (!is_valid(i)) { ptr = nullptr; len = 0; return; }
+    int64_t j = i + offset;
+    switch (layout) {
+      case StringLayout::Utf8:
+        ptr = data + offsets32[j];
+        len = offsets32[j + 1] - offsets32[j];
+        return;
+      case StringLayout::LargeUtf8:
+        ptr = data + offsets64[j];
+        len = offsets64[j + 1] - offsets64[j];
+        return;
+      case StringLayout::Utf8View: {
+        const uint8_t* v = views + 16 * j;
+        int32_t n;
+        std::memcpy(&n, v, 4);
+        len = n;
+        if (n <= 12) {
+          ptr = v + 4;
+        } else {
+          int32_t buf, off;
+          std::memcpy(&buf, v + 8, 4);
+          std::memcpy(&off, v + 12, 4);
+          ptr = variadic.at(static_cast<size_t>(buf)) + off;
+        }
+        return;
+      }
+    }
+  }
+};
+
+// ---------------------------------------------------------------- hashing
+inline uint64_t fmix64(uint64_t k) {
+  k ^= k >> 33;
+  k *= 0xff51afd7ed558ccdULL;
+  k ^= k >> 33;
+  k *= 0xc4ceb9fe1a85ec53ULL;
+  k ^= k >> 33;
+  return k;
+}
+
+constexpr uint64_t kMulA = 0x9E3779B97F4A7C15ULL;
+constexpr uint64_t kMulB = 0xD6E8FEB86659FD93ULL;
+
+// Streaming token hash: bytes are packed little-endian into 8-byte words; each full word is
+// folded in with one multiply, so the per-byte work stays off the multiply's dependency chain.
+struct TokenHasher {
+  uint64_t h, acc;
+  uint32_t nacc;
+  uint64_t len;
+  explicit TokenHasher(uint64_t seed) { reset(seed); }
+  inline void reset(uint64_t seed) { h = seed ^ kMulA; acc = 0; nacc = 0; len = 0; }
+  inline void push(uint8_t b) {
+    acc |= static_cast<uint64_t>(b) << (8 * nacc);
+    ++len;
+    if (++nacc == 8) {
+      h = (h ^ acc) * kMulB;
+      h ^= h >> 32;
+      acc = 0;
+      nacc = 0;
+    }
+  }
+  inline uint64_t finish() {
+    if (nacc) {
+      h = (h ^ acc) * kMulB;
+      h ^= h >> 32;
+    }
+    return fmix64(h ^ len);
+  }
+};
+
+// Hash of the n-gram made of token hashes t[0..k) (k >= 2); unigrams use the token hash itself.
+inline uint64_t ngram_hash(const uint64_t* t, int k) {
+  uint64_t g = static_cast<uint64_t>(k) * kMulA;
+  for (int j = 0; j < k; ++j) g = fmix64(g ^ t[j]);
+  return g;
+}
+
+// Map a 64-bit hash to [0, m) without a division (Lemire's multiply-shift).
+inline uint64_t bucket_of(uint64_t h, uint64_t m) {
+  return static_cast<uint64_t>((static_cast<unsigned __int128>(h) * m) >> 64);
+}
+
+// ---------------------------------------------------------------- tokeniser
+enum CharClass : uint8_t { kSep = 0, kWord = 1, kPunct = 2 };
+
+struct AsciiTables {
+  uint8_t cls[128];
+  uint8_t lower[128];
+  AsciiTables() {
+    for (int c = 0; c < 128; ++c) {
+      lower[c] = static_cast<uint8_t>((c >= 'A' && c <= 'Z') ? c + 32 : c);
+      if (c <= 0x20 || c == 0x7F) cls[c] = kSep;
+      else if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_') cls[c] = kWord;
+      else cls[c] = kPunct;
+    }
+  }
+};
+inline const AsciiTables& ascii_tables() {
+  static const AsciiTables t;
+  return t;
+}
+
+inline uint8_t classify_cp(uint32_t cp) {
+  // Unicode separators (Python's str.isspace set beyond ASCII).
+  if (cp == 0x85 || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 ||
+      cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000)
+    return kSep;
+  // Common punctuation and symbols; everything else (letters, digits, CJK, emoji) is word.
+  if (cp >= 0xA1 && cp <= 0xBF) {
+    if (cp == 0xAA || cp == 0xB2 || cp == 0xB3 || cp == 0xB5 || cp == 0xB9 || cp == 0xBA || (cp >= 0xBC && cp <= 0xBE))
+      return kWord;
+    return kPunct;
+  }
+  if (cp == 0xD7 || cp == 0xF7) return kPunct;
+  if ((cp >= 0x2010 && cp <= 0x2027) || (cp >= 0x2030 && cp <= 0x205E)) return kPunct;
+  if ((cp >= 0x3001 && cp <= 0x3003) || (cp >= 0x3008 && cp <= 0x3011)) return kPunct;
+  if ((cp >= 0xFF01 && cp <= 0xFF0F) || (cp >= 0xFF1A && cp <= 0xFF20)) return kPunct;
+  return kWord;
+}
+
+// Simple case folding for the scripts where it is a fixed offset (Latin-1, Latin Extended-A
+// pairs, Greek, Cyrillic); other scripts are left as they are.
+inline uint32_t lower_cp(uint32_t cp) {
+  if (cp >= 0xC0 && cp <= 0xDE && cp != 0xD7) return cp + 0x20;
+  if (cp >= 0x100 && cp <= 0x137 && (cp & 1) == 0) return cp + 1;
+  if (cp >= 0x391 && cp <= 0x3A9 && cp != 0x3A2) return cp + 0x20;
+  if (cp >= 0x410 && cp <= 0x42F) return cp + 0x20;
+  if (cp >= 0x400 && cp <= 0x40F) return cp + 0x50;
+  return cp;
+}
+
+// Decode one UTF-8 sequence at p (n bytes left). Returns its length, or 0 if invalid.
+inline int decode_utf8(const uint8_t* p, int64_t n, uint32_t& cp) {
+  uint8_t b0 = p[0];
+  if (b0 >= 0xC2 && b0 <= 0xDF) {
+    if (n < 2 || (p[1] & 0xC0) != 0x80) return 0;
+    cp = ((b0 & 0x1Fu) << 6) | (p[1] & 0x3Fu);
+    return 2;
+  }
+  if (b0 >= 0xE0 && b0 <= 0xEF) {
+    if (n < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80) return 0;
+    if (b0 == 0xE0 && p[1] < 0xA0) return 0;   // overlong
+    if (b0 == 0xED && p[1] > 0x9F) return 0;   // surrogates
+    cp = ((b0 & 0x0Fu) << 12) | ((p[1] & 0x3Fu) << 6) | (p[2] & 0x3Fu);
+    return 3;
+  }
+  if (b0 >= 0xF0 && b0 <= 0xF4) {
+    if (n < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80) return 0;
+    if (b0 == 0xF0 && p[1] < 0x90) return 0;
+    if (b0 == 0xF4 && p[1] > 0x8F) return 0;
+    cp = ((b0 & 0x07u) << 18) | ((p[1] & 0x3Fu) << 12) | ((p[2] & 0x3Fu) << 6) | (p[3] & 0x3Fu);
+    return 4;
+  }
+  return 0;
+}
+
+inline void push_utf8(TokenHasher& th, uint32_t cp) {
+  if (cp < 0x80) {
+    th.push(static_cast<uint8_t>(cp));
+  } else if (cp < 0x800) {
+    th.push(static_cast<uint8_t>(0xC0 | (cp >> 6)));
+    th.push(static_cast<uint8_t>(0x80 | (cp & 0x3F)));
+  } else if (cp < 0x10000) {
+    th.push(static_cast<uint8_t>(0xE0 | (cp >> 12)));
+    th.push(static_cast<uint8_t>(0x80 | ((cp >> 6) & 0x3F)));
+    th.push(static_cast<uint8_t>(0x80 | (cp & 0x3F)));
+  } else {
+    th.push(static_cast<uint8_t>(0xF0 | (cp >> 18)));
+    th.push(static_cast<uint8_t>(0x80 | ((cp >> 12) & 0x3F)));
+    th.push(static_cast<uint8_t>(0x80 | ((cp >> 6) & 0x3F)));
+    th.push(static_cast<uint8_t>(0x80 | (cp & 0x3F)));
+  }
+}
+
+struct HashSpec {
+  uint64_t buckets = 10000;
+  int order = 2;
+  bool lowercase = true;
+  uint64_t seed = 0;
+};
+
+constexpr int kMaxOrder = 8;
+
+// Calls emit(token_hash) for every token of the document: maximal runs of word characters
+// and maximal runs of punctuation characters; separators end a token and are dropped.
+template <class Emit>
+inline void for_each_token(const uint8_t* p, int64_t n, const HashSpec& spec, Emit&& emit) {
+  const AsciiTables& T = ascii_tables();
+  TokenHasher th(spec.seed);
+  uint8_t cur = kSep;
+  int64_t i = 0;
+  while (i < n) {
+    uint8_t b = p[i];
+    uint8_t cls;
+    int step;
+    uint32_t cp = 0;
+    if (b < 0x80) {
+      cls = T.cls[b];
+      step = 1;
+    } else {
+      step = decode_utf8(p + i, n - i, cp);
+      if (step == 0) {  // invalid byte: part of a word, hashed as it is
+        cls = kWord;
+        step = 1;
+      } else {
+        cls = classify_cp(cp);
+      }
+    }
+    if (cls != cur) {
+      if (cur != kSep) emit(th.finish());
+      th.reset(spec.seed);
+      cur = cls;
+    }
+    if (cls != kSep) {
+      if (b < 0x80) {
+        th.push(spec.lowercase ? T.lower[b] : b);
+      } else if (cp == 0) {
+        th.push(b);
+      } else if (spec.lowercase) {
+        uint32_t lc = lower_cp(cp);
+        if (lc == cp) {
+          for (int k = 0; k < step; ++k) th.push(p[i + k]);
+        } else {
+          push_utf8(th, lc);
+        }
+      } else {
+        for (int k = 0; k < step; ++k) th.push(p[i + k]);
+      }
+    }
+    i += step;
+  }
+  if (cur != kSep) emit(th.finish());
+}
+
+// Calls emit(bucket) for every n-gram of order 1..spec.order; returns the number of tokens.
+template <class Emit>
+inline int64_t for_each_ngram(const uint8_t* p, int64_t n, const HashSpec& spec, Emit&& emit) {
+  uint64_t ring[kMaxOrder];  // the last `filled` token hashes, the current one last
+  int filled = 0;
+  int64_t ntok = 0;
+  const int order = spec.order;
+  const uint64_t m = spec.buckets;
+  for_each_token(p, n, spec, [&](uint64_t h) {
+    if (filled < order) {
+      ring[filled++] = h;
+    } else {
+      for (int j = 0; j + 1 < order; ++j) ring[j] = ring[j + 1];
+      ring[order - 1] = h;
+    }
+    ++ntok;
+    emit(bucket_of(h, m));
+    for (int k = 2; k <= filled; ++k) emit(bucket_of(ngram_hash(ring + (filled - k), k), m));
+  });
+  return ntok;
+}
+
+// ---------------------------------------------------------------- parallel driver
+// Runs body(begin, end) over [0, n) in blocks pulled from a shared counter, so one huge
+// document does not stall a whole static partition.
+template <class Body>
+void parallel_blocks(int64_t n, int threads, Body&& body) {
+  if (threads <= 1 || n < 2) {
+    body(0, n, 0);
+    return;
+  }
+  const int64_t block = std::max<int64_t>(1, std::min<int64_t>(256, n / (threads * 8) + 1));
+  std::atomic<int64_t> next{0};
+  std::vector<std::thread> pool;
+  std::vector<std::exception_ptr> errors(threads);
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      try {
+        for (;;) {
+          int64_t b = next.fetch_add(block);
+          if (b >= n) break;
+          body(b, std::min(n, b + block), t);
+        }
+      } catch (...) {
+        errors[t] = std::current_exception();
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
+}  // namespace curate
