@@ -132,6 +132,12 @@ def ngram_features(
     return np.concatenate(ptrs), indices, counts
 
 
+def string_hashes(texts: Any, *, seed: int = 0, threads: int | None = None) -> np.ndarray:
+    """A seeded 64-bit hash of each whole string (uint64; nulls hash like the empty string)."""
+    parts = [_native.string_hashes(*_capsules(c), seed, _threads(threads)) for c in _chunks(texts)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.uint64)
+
+
 def hash_token_bytes(data: bytes, seed: int = 0) -> int:
     """The kernel's 64-bit hash of one token's (already lower-cased) bytes; for tests."""
     return int(_native.hash_token_bytes(data, seed))

@@ -161,6 +161,26 @@ std::tuple<Array1D<int64_t>, Array1D<uint32_t>, Array1D<uint32_t>> ngram_feature
   return {to_numpy(std::move(indptr)), to_numpy(std::move(indices)), to_numpy(std::move(counts))};
 }
 
+// Whole-string 64-bit hashes (document ids, text fingerprints); nulls hash like "".
+Array1D<uint64_t> string_hashes(nb::handle schema, nb::handle array, uint64_t seed, int threads) {
+  StringColumn col = column_from_capsules(schema, array);
+  std::vector<uint64_t> out(static_cast<size_t>(col.length), 0);
+  {
+    nb::gil_scoped_release release;
+    parallel_blocks(col.length, clamp_threads(threads, col.length), [&](int64_t b, int64_t e, int) {
+      for (int64_t i = b; i < e; ++i) {
+        const uint8_t* p;
+        int64_t n;
+        col.get(i, p, n);
+        TokenHasher th(seed);
+        for (int64_t k = 0; k < n; ++k) th.push(p[k]);
+        out[static_cast<size_t>(i)] = th.finish();
+      }
+    });
+  }
+  return to_numpy(std::move(out));
+}
+
 uint64_t hash_token_bytes(nb::bytes data, uint64_t seed) {
   TokenHasher th(seed);
   const auto* p = reinterpret_cast<const uint8_t*>(data.c_str());
@@ -179,6 +199,7 @@ NB_MODULE(_native, m) {
         nb::arg("lowercase"), nb::arg("seed"), nb::arg("threads"));
   m.def("ngram_features", &ngram_features, nb::arg("schema"), nb::arg("array"), nb::arg("buckets"),
         nb::arg("order"), nb::arg("lowercase"), nb::arg("seed"), nb::arg("threads"));
+  m.def("string_hashes", &string_hashes, nb::arg("schema"), nb::arg("array"), nb::arg("seed"), nb::arg("threads"));
   m.def("hash_token_bytes", &hash_token_bytes, nb::arg("data"), nb::arg("seed"));
   m.attr("KERNEL_VERSION") = 1;
 }

@@ -1,0 +1,391 @@
+"""`curate`: select pretraining data toward a target, and the stages it is made of.
+
+Data goes to files or stdout (Arrow IPC with `-`); reports, progress and errors go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from curate.cli import render
+from curate.errors import CurateError
+
+app = typer.Typer(
+    name="curate",
+    help=(
+        "Data curation for LLM pretraining corpora.\n\n"
+        "Select the documents of a large pool that best serve a target:\n\n"
+        "  curate select pool/ out/ --target wiki.parquet --budget 10B\n\n"
+        "or run the stages one by one, chained through Arrow IPC on stdin/stdout (`-`):\n\n"
+        "  curate importance fit --target wiki.parquet --raw pool/ -o imp.npz\n\n"
+        "  curate score importance --model imp.npz pool/ - | curate resample - out/ --by dsir_log_weight --budget 10B"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+importance_app = typer.Typer(help="Fit DSIR importance models (target vs raw hashed n-gram distributions).", no_args_is_help=True)
+score_app = typer.Typer(help="Add score columns to a dataset (one output shard per input shard).", no_args_is_help=True)
+app.add_typer(importance_app, name="importance")
+app.add_typer(score_app, name="score")
+
+# ------------------------------------------------------------------------------------ options
+Workers = Annotated[int, typer.Option("--workers", "-w", help="Worker processes (0: one per core).", min=0)]
+Seed = Annotated[int, typer.Option(help="Seed for every random choice (Gumbel noise, raw-sample order).")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an output folder that holds another run.")]
+NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bars (they are off anyway when stderr is not a terminal).")]
+TextColumn = Annotated[str, typer.Option(help="Name of the input's text column.")]
+IdColumn = Annotated[
+    str | None,
+    typer.Option(help="Name of the input's document-id column (default: `id` if present, else ids derive from the text)."),
+]
+Tokenizer = Annotated[
+    str | None,
+    typer.Option(
+        help="Count tokens exactly with this tokenizer: cl100k, o200k, or a Hugging Face tokenizer.json path. "
+        "Default: a fast estimate calibrated on the pool against cl100k, with the selection then counted exactly."
+    ),
+]
+BatchSize = Annotated[int, typer.Option(help="Rows per record batch (bounds memory).", min=1)]
+
+
+def _columns(text_column: str, id_column: str | None) -> Any:
+    from curate.io.inputs import Columns
+
+    return Columns(text=text_column, id=id_column)
+
+
+def _write_stats(path: Path | None, data: dict[str, Any]) -> None:
+    if path is None:
+        return
+    from curate.io.outputs import write_bytes_atomic
+
+    write_bytes_atomic(path, json.dumps(data, indent=2, sort_keys=True).encode())
+    render.info(f"stats written to {path}")
+
+
+# ------------------------------------------------------------------------------------ select
+@app.command()
+def select(
+    pool: Annotated[str, typer.Argument(metavar="POOL", help="Pool: folder, glob or file of Parquet/JSONL(.gz/.zst) shards.")],
+    out: Annotated[str, typer.Argument(metavar="OUT", help="Output folder (sharded Parquet, a manifest and the importance model).")],
+    target: Annotated[str, typer.Option(help="Target sample the selection should resemble (file, folder or glob).")],
+    budget: Annotated[str, typer.Option(help="How much to select: 10B, 500M, 25K tokens; docs:1M; bytes:40G; 30% (of selectable tokens).")],
+    seed: Seed = 0,
+    workers: Workers = 0,
+    tokenizer: Tokenizer = None,
+    group_by: Annotated[str | None, typer.Option(help="Report the share of each value of this column, before and after.")] = None,
+    stats_json: Annotated[Path | None, typer.Option(help="Also write the report as JSON to this file.")] = None,
+    text_column: TextColumn = "text",
+    id_column: IdColumn = None,
+    target_text_column: Annotated[str | None, typer.Option(help="Text column of the target, if it differs.")] = None,
+    top_k: Annotated[bool, typer.Option("--top-k", help="Deterministic top-k by weight instead of resampling (DSIR's ablation).")] = False,
+    length_norm: Annotated[str, typer.Option(help="per-chunk: weights rescaled to a 128-word chunk (default); sum: DSIR's raw sum.")] = "per-chunk",
+    min_words: Annotated[int, typer.Option(help="Documents with fewer words are never selected (DSIR: 100).", min=0)] = 100,
+    buckets: Annotated[int, typer.Option(help="Hash buckets of the n-gram model.", min=1)] = 10_000,
+    ngram_order: Annotated[int, typer.Option(help="Largest n-gram order (1..8).", min=1, max=8)] = 2,
+    raw_features: Annotated[str, typer.Option(help="Raw-pool features to fit on: auto (100k per bucket, sampled row groups), all, or a number.")] = "auto",
+    policy: Annotated[str, typer.Option(help="cover: stop once the budget is reached (>= budget); under: stay within it.")] = "cover",
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+    batch_size: BatchSize = 4096,
+) -> None:
+    """Select the documents of POOL that importance resampling toward TARGET picks, to a budget.
+
+    Fits DSIR's hashed n-gram models of the target and the pool, weights every pool document,
+    and draws without replacement (Gumbel top-k, seeded by document id) until the budget is met.
+    Output rows keep every input column and gain dsir_log_weight and n_tokens. A rerun of the
+    same command resumes a killed run; the output is identical whatever --workers is.
+    """
+    from curate.select import SelectConfig
+    from curate.select import select as run_select
+
+    _choice("--length-norm", length_norm, ("per-chunk", "sum"))
+    _choice("--policy", policy, ("cover", "under"))
+    config = SelectConfig(
+        pool=pool, output=out, target=target, budget=budget, seed=seed, tokenizer=tokenizer,
+        text_column=text_column, id_column=id_column, target_text_column=target_text_column,
+        group_by=group_by, buckets=buckets, order=ngram_order, length_norm=length_norm,  # type: ignore[arg-type]
+        min_words=min_words, raw_features=raw_features, top_k=top_k, policy=policy,  # type: ignore[arg-type]
+        batch_size=batch_size,
+    )
+    progress = render.RichProgress(not no_progress)
+    try:
+        result = run_select(config, workers=workers, overwrite=overwrite, progress=progress)
+    finally:
+        progress.close()
+    render.select_report(result.summary)
+    render.info(f"wrote {out} ({result.summary['selected_docs']:,} documents)")
+    _write_stats(stats_json, result.summary)
+
+
+def _choice(option: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        from curate.errors import UsageError, did_you_mean
+
+        raise UsageError(f"{option} {value!r} is not one of: {', '.join(allowed)}{did_you_mean(value, allowed)}")
+
+
+# ------------------------------------------------------------------------------------ importance
+@importance_app.command("fit")
+def importance_fit(
+    target: Annotated[str, typer.Option(help="Target sample (file, folder or glob).")],
+    raw: Annotated[str, typer.Option(help="Raw pool (file, folder or glob).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Model file to write (.npz, with a .json sidecar).")],
+    seed: Seed = 0,
+    workers: Workers = 0,
+    tokenizer: Tokenizer = None,
+    text_column: TextColumn = "text",
+    target_text_column: Annotated[str | None, typer.Option(help="Text column of the target, if it differs.")] = None,
+    length_norm: Annotated[str, typer.Option(help="per-chunk (default) or sum; stored in the model and used when scoring.")] = "per-chunk",
+    min_words: Annotated[int, typer.Option(help="Scoring leaves documents with fewer words null.", min=0)] = 100,
+    buckets: Annotated[int, typer.Option(help="Hash buckets.", min=1)] = 10_000,
+    ngram_order: Annotated[int, typer.Option(help="Largest n-gram order (1..8).", min=1, max=8)] = 2,
+    target_laplace: Annotated[float, typer.Option(help="Add-alpha smoothing of the target counts (helps tiny targets).", min=0)] = 0.0,
+    raw_features: Annotated[str, typer.Option(help="auto (100k per bucket, sampled row groups), all, or a number.")] = "auto",
+    no_progress: NoProgress = False,
+) -> None:
+    """Fit the bag-of-hashed-n-grams importance estimator (npz + JSON metadata, never pickle)."""
+    from curate.executors.local import resolve_workers
+    from curate.io.inputs import discover
+    from curate.select import FitConfig, fit_importance
+
+    _choice("--length-norm", length_norm, ("per-chunk", "sum"))
+    cfg = FitConfig(
+        target=target, pool=raw, seed=seed, tokenizer=tokenizer, text_column=text_column,
+        target_text_column=target_text_column, buckets=buckets, order=ngram_order,
+        length_norm=length_norm, min_words=min_words, target_laplace=target_laplace,  # type: ignore[arg-type]
+        raw_features=raw_features,
+    )
+    progress = render.RichProgress(not no_progress)
+    timings: dict[str, Any] = {}
+    try:
+        model = fit_importance(cfg, discover(raw), discover(target), workers=resolve_workers(workers), progress=progress, timings=timings)
+    finally:
+        progress.close()
+    path = model.save(output)
+    meta = model.metadata()
+    render.kv_table(
+        f"importance model {path}",
+        [
+            ("target features", f"{meta['target_features']:,} from {meta['provenance']['target_docs']:,} docs"),
+            ("raw features", f"{meta['raw_features']:,} from {meta['provenance']['raw_docs']:,} docs "
+             f"({meta['provenance']['raw_units_used']}/{meta['provenance']['raw_units_total']} row groups)"),
+            ("hash", f"{buckets} buckets, order {ngram_order}, lowercase"),
+            ("length treatment", f"{length_norm}, min {min_words} words"),
+            ("token estimate", model.token_calibration or "exact"),
+        ],
+    )
+    render.timings_table({k: v.to_dict(resolve_workers(workers)) for k, v in timings.items()})
+
+
+# ------------------------------------------------------------------------------------ score
+@score_app.command("importance")
+def score_importance(
+    model: Annotated[Path, typer.Option(help="Importance model from `curate importance fit`.")],
+    src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset, or - for Arrow IPC on stdin.")],
+    dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder, or - for Arrow IPC on stdout.")],
+    tokenizer: Tokenizer = None,
+    workers: Workers = 0,
+    text_column: TextColumn = "text",
+    id_column: IdColumn = None,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+    batch_size: BatchSize = 4096,
+) -> None:
+    """Add dsir_log_weight (null for null, empty or too-short text) and n_tokens."""
+    from curate.pipeline import Pipeline
+    from curate.runner import run_map
+    from curate.select import counter_from_model
+    from curate.stages.importance import ImportanceModel, ImportanceScorer
+
+    m = ImportanceModel.load(model)
+    counter = counter_from_model(m, tokenizer)
+    pipeline = Pipeline(stages=(ImportanceScorer(model=m, counter=counter),))
+    _map(pipeline, src, dest, text_column, id_column, workers, overwrite, no_progress, batch_size, "score importance")
+    render.info(f"token counter: {counter.describe()}")
+
+
+def _map(pipeline: Any, src: str, dest: str, text_column: str, id_column: str | None, workers: int, overwrite: bool,
+         no_progress: bool, batch_size: int, title: str) -> None:
+    from curate.runner import run_map
+
+    progress = render.RichProgress(not no_progress)
+    try:
+        res = run_map(pipeline, src, dest, columns=_columns(text_column, id_column), workers=workers,
+                      overwrite=overwrite, batch_size=batch_size, progress=progress)
+    finally:
+        progress.close()
+    render.stage_table(title, res.report.to_dict(), res.seconds)
+
+
+# ------------------------------------------------------------------------------------ resample
+@app.command()
+def resample(
+    src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset, or - for Arrow IPC on stdin.")],
+    dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder, or - for Arrow IPC on stdout.")],
+    by: Annotated[str, typer.Option(help="Log-weight column to sample by (e.g. dsir_log_weight).")],
+    budget: Annotated[str, typer.Option(help="10B, 500M, 25K tokens; docs:1M; bytes:40G; 30% (of selectable tokens).")],
+    seed: Seed = 0,
+    top_k: Annotated[bool, typer.Option("--top-k", help="Deterministic top-k by the column, no noise.")] = False,
+    temperature: Annotated[float, typer.Option(help="Divide log weights by this first (higher: closer to uniform).", min=1e-9)] = 1.0,
+    tokens_column: Annotated[str, typer.Option(help="Column with token counts, for token budgets.")] = "n_tokens",
+    policy: Annotated[str, typer.Option(help="cover (reach the budget) or under (stay within it).")] = "cover",
+    workers: Workers = 0,
+    text_column: TextColumn = "text",
+    id_column: IdColumn = None,
+    stats_json: Annotated[Path | None, typer.Option(help="Also write the summary as JSON to this file.")] = None,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+    batch_size: BatchSize = 4096,
+) -> None:
+    """Weighted sampling without replacement (Gumbel top-k) on a log-weight column, to a budget.
+
+    The noise is a seeded hash of each document's id (or text), so the selection does not
+    depend on shard layout, worker count or order. Null or NaN weights are never selected.
+    """
+    from curate.budget import human_count, parse_budget
+    from curate.runner import run_resample
+    from curate.stages.resample import GumbelTopK
+
+    _choice("--policy", policy, ("cover", "under"))
+    sel = GumbelTopK(by=by, budget=parse_budget(budget), seed=seed, top_k=top_k, temperature=temperature,
+                     policy=policy, tokens_column=tokens_column)  # type: ignore[arg-type]
+    progress = render.RichProgress(not no_progress)
+    try:
+        res = run_resample(sel, src, dest, columns=_columns(text_column, id_column), workers=workers,
+                           overwrite=overwrite, batch_size=batch_size, progress=progress)
+    finally:
+        progress.close()
+    s = res.extra
+    render.kv_table("curate resample", [
+        ("budget", f"{s['budget']} ({s['mode']}, policy {s['policy']}, seed {s['seed']})"),
+        ("selected", f"{s['selected_rows']:,} of {s['pool_rows']:,} rows ({s['selectable_rows']:,} selectable); "
+                     f"{human_count(s['selected_cost'])} {s['budget_resolved']['unit']}"),
+        ("vs budget", f"{s['budget_error'] * 100:+.3f}%"),
+        ("seconds", f"{res.seconds:.2f}"),
+    ])
+    _write_stats(stats_json, s)
+
+
+# ------------------------------------------------------------------------------------ featurize
+@app.command()
+def featurize(
+    src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset, or - for Arrow IPC on stdin.")],
+    dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder, or - for Arrow IPC on stdout.")],
+    buckets: Annotated[int, typer.Option(help="Hash buckets (< 2^32).", min=1)] = 10_000,
+    ngram_order: Annotated[int, typer.Option(help="Largest n-gram order (1..8).", min=1, max=8)] = 2,
+    no_lowercase: Annotated[bool, typer.Option("--no-lowercase", help="Keep case when hashing.")] = False,
+    hash_seed: Annotated[int, typer.Option(help="Seed of the 64-bit n-gram hash.", min=0)] = 0,
+    workers: Workers = 0,
+    text_column: TextColumn = "text",
+    id_column: IdColumn = None,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+    batch_size: BatchSize = 4096,
+) -> None:
+    """Add per-document hashed n-gram features: ngram_buckets (sorted unique ids) and ngram_counts."""
+    from curate.native import HashSpec
+    from curate.pipeline import Pipeline
+    from curate.stages.features import NgramFeaturizer
+
+    spec = HashSpec(buckets=buckets, order=ngram_order, lowercase=not no_lowercase, seed=hash_seed)
+    _map(Pipeline(stages=(NgramFeaturizer(spec=spec),)), src, dest, text_column, id_column, workers, overwrite,
+         no_progress, batch_size, "featurize")
+
+
+# ------------------------------------------------------------------------------------ inspect
+@app.command()
+def inspect(
+    path: Annotated[str, typer.Argument(metavar="PATH", help="A dataset (folder, glob, file), or a curate output folder.")],
+    sample: Annotated[int, typer.Option(help="Rows to show.", min=0)] = 3,
+    text_column: TextColumn = "text",
+    tokenizer: Annotated[str | None, typer.Option(help="Count tokens exactly with this tokenizer (cl100k, o200k, tokenizer.json).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+) -> None:
+    """Schema, rows, bytes and tokens of a dataset, and a sample of its rows."""
+    from curate.inspect import inspect_dataset
+
+    info = inspect_dataset(path, text_column=text_column, sample=sample, tokenizer=tokenizer)
+    if json_out:
+        sys.stdout.write(json.dumps(info, indent=2, default=str) + "\n")
+        return
+    render.inspect_report(info)
+
+
+# ------------------------------------------------------------------------------------ run
+@app.command()
+def run(
+    recipe: Annotated[Path, typer.Argument(metavar="RECIPE.toml", help="A TOML recipe (see recipes/ and docs/recipes.md).")],
+    workers: Workers = 0,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Run the plan a TOML recipe describes (strict keys; errors name the key)."""
+    from curate.recipe import load_recipe
+
+    plan = load_recipe(recipe)
+    plan.execute(workers=workers, overwrite=overwrite, no_progress=no_progress)
+
+
+# ------------------------------------------------------------------------------------ demo
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Folder for the demo corpus and selection.")] = Path("demo-out"),
+    budget: Annotated[str, typer.Option(help="Token budget of the selection.")] = "100K",
+    workers: Workers = 0,
+    no_progress: NoProgress = False,
+) -> None:
+    """Build a small real pool from this machine's text (Python docs, docstrings, stdlib code,
+    Debian changelogs and copyright files), select toward Python's language reference, report."""
+    from curate.select import SelectConfig
+    from curate.select import select as run_select
+    from curate.testing import build_corpus
+
+    render.info(f"building a pool from this machine's text in {out}/ ...")
+    corpus = build_corpus(out / "corpus", max_bytes_per_domain=1_000_000)
+    render.info("pool documents by domain: " + ", ".join(f"{k} {v}" for k, v in corpus.domains.items()))
+    config = SelectConfig(pool=str(corpus.pool), output=str(out / "selected"), target=str(corpus.target),
+                          budget=budget, group_by="domain")
+    progress = render.RichProgress(not no_progress)
+    try:
+        result = run_select(config, workers=workers, overwrite=True, progress=progress)
+    finally:
+        progress.close()
+    render.select_report(result.summary)
+    render.info(f"the selection is in {out / 'selected'}; try: curate inspect {out / 'selected'}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors print `error:`/`hint:` and exit 1, never a traceback."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except CurateError as exc:
+        render.error(exc.message, exc.hint)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        render.error("interrupted", "rerun the same command to resume")
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(1)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""Everything the CLI shows on stderr. The only module that imports rich."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from curate.budget import human_count
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+def error(message: str, hint: str | None = None) -> None:
+    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    if hint:
+        err.print(f"[yellow]hint:[/] {hint}", soft_wrap=True)
+
+
+def info(message: str) -> None:
+    err.print(message, soft_wrap=True)
+
+
+class RichProgress:
+    """Implements curate.progress.Progress with rich bars on stderr."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self._bars: Progress | None = None
+        self._tasks: dict[str, TaskID] = {}
+
+    def _ensure(self) -> Progress:
+        if self._bars is None:
+            self._bars = Progress(
+                TextColumn("[bold]{task.description:<11}"),
+                BarColumn(),
+                TextColumn("{task.fields[done]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=err,
+                transient=False,
+            )
+            self._bars.start()
+        return self._bars
+
+    def start(self, phase: str, total: int, unit: str = "B") -> None:
+        if not self.enabled:
+            return
+        bars = self._ensure()
+        self._tasks[phase] = bars.add_task(phase, total=max(total, 1), done="", unit=unit)
+
+    def advance(self, phase: str, amount: int) -> None:
+        if not self.enabled or phase not in self._tasks:
+            return
+        assert self._bars is not None
+        task = self._tasks[phase]
+        self._bars.advance(task, amount)
+        t = self._bars.tasks[task]
+        unit = t.fields.get("unit", "B")
+        done = f"{human_count(t.completed)}B" if unit == "B" else f"{int(t.completed)}/{int(t.total or 0)} {unit}"
+        self._bars.update(task, done=done)
+
+    def end(self, phase: str) -> None:
+        if not self.enabled or phase not in self._tasks:
+            return
+        assert self._bars is not None
+        t = self._tasks[phase]
+        self._bars.update(t, completed=self._bars.tasks[t].total)
+
+    def log(self, message: str) -> None:
+        info(message)
+
+    def close(self) -> None:
+        if self._bars is not None:
+            self._bars.stop()
+            self._bars = None
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x * 100:+.2f}%"
+
+
+def select_report(s: dict[str, Any]) -> None:
+    """The report at the end of `curate select`."""
+    t = Table(title="curate select", show_header=False, title_justify="left", box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column()
+    unit = s["budget_resolved"]["unit"]
+    t.add_row("budget", f"{s['budget']} ({s['mode']}, policy {s['policy']}, seed {s['seed']})")
+    t.add_row("selected", f"{s['selected_docs']:,} docs, {human_count(s['selected_tokens'])} tokens, "
+              f"{human_count(s['selected_bytes'])}B  ({s['doc_share'] * 100:.2f}% of docs, {s['token_share'] * 100:.2f}% of tokens)")
+    t.add_row("token counter", s["token_counter"])
+    if s.get("selected_tokens_exact") is not None and s["exact_counter"] and s["token_counter"] != s["exact_counter"]:
+        t.add_row("exact count", f"{human_count(s['selected_tokens_exact'])} tokens by {s['exact_counter']}; "
+                  f"vs budget {_pct(s.get('budget_error_exact'))}")
+    t.add_row(f"vs budget ({unit})", _pct(s["budget_error"]))
+    t.add_row("pool", f"{s['pool_docs']:,} docs, {human_count(s['pool_tokens'])} tokens in {s['shards']} shards; "
+              f"{s['selectable_docs']:,} selectable")
+    skipped = []
+    if s["null_text"]:
+        skipped.append(f"{s['null_text']:,} null")
+    if s["empty_text"]:
+        skipped.append(f"{s['empty_text']:,} empty")
+    if s["too_short"]:
+        skipped.append(f"{s['too_short']:,} under {s['min_words']} words")
+    t.add_row("not selectable", ", ".join(skipped) or "none")
+    t.add_row("KL reduction", f"{s['kl_reduction']:.4f} nats  (KL(target||raw) {s['kl_target_raw']:.4f} -> "
+              f"KL(target||selected) {s['kl_target_selected']:.4f})")
+    t.add_row("log-weights", f"length treatment {s['length_norm']}; hash {s['hash']['buckets']} buckets, order {s['hash']['order']}")
+    if s.get("resumed"):
+        t.add_row("resumed", ", ".join(s["resumed"]))
+    err.print(t)
+    if s.get("groups"):
+        g = Table(title=f"share by {s['group_by']} (tokens)", title_justify="left")
+        for col in ("group", "pool docs", "pool share", "selected docs", "selected share"):
+            g.add_column(col, justify="right" if col != "group" else "left")
+        for row in s["groups"]:
+            g.add_row(row["group"], f"{row['pool_docs']:,}", f"{row['pool_share'] * 100:.1f}%",
+                      f"{row['selected_docs']:,}", f"{row['selected_share'] * 100:.1f}%")
+        err.print(g)
+    timings_table(s.get("timings", {}))
+
+
+def timings_table(timings: dict[str, dict[str, float]]) -> None:
+    if not timings:
+        return
+    p = Table(title="passes", title_justify="left")
+    for col in ("pass", "seconds", "text MB", "MB/s", "MB/s/worker"):
+        p.add_column(col, justify="right" if col != "pass" else "left")
+    for name, v in timings.items():
+        p.add_row(name, f"{v['seconds']:.2f}", f"{v['text_mb']:.1f}", f"{v['mb_per_s']:.1f}", f"{v['mb_per_s_per_worker']:.1f}")
+    err.print(p)
+
+
+def stage_table(title: str, report: dict[str, Any], seconds: float) -> None:
+    t = Table(title=title, title_justify="left")
+    for col in ("rows in", "rows out", "null text", "empty text", "text MB", "seconds", "MB/s"):
+        t.add_column(col, justify="right")
+    mb = report["text_bytes"] / 1e6
+    t.add_row(f"{report['rows_in']:,}", f"{report['rows_out']:,}", f"{report['null_text']:,}", f"{report['empty_text']:,}",
+              f"{mb:.1f}", f"{seconds:.2f}", f"{mb / seconds if seconds > 0 else 0:.1f}")
+    err.print(t)
+    for reason, n in sorted(report.get("drops", {}).items()):
+        info(f"  dropped {n:,} rows: {reason}")
+    for col, n in sorted(report.get("nulls", {}).items()):
+        info(f"  {n:,} rows have a null {col} (null/empty text or too short to score)")
+
+
+def kv_table(title: str, rows: list[tuple[str, str]]) -> None:
+    t = Table(title=title, show_header=False, title_justify="left", box=None)
+    t.add_column(style="bold")
+    t.add_column()
+    for k, v in rows:
+        t.add_row(k, v)
+    err.print(t)
+
+
+def inspect_report(info: dict[str, Any]) -> None:
+    """`curate inspect` prints to stdout: the summary is what the user asked for."""
+    from rich.markup import escape
+
+    rows = [
+        ("path", info["path"]),
+        ("shards", f"{info['shards']} ({human_count(info['bytes_on_disk'])}B on disk)"),
+        ("rows", f"{info['rows']:,}"),
+    ]
+    if info["text_bytes"] is not None:
+        rows.append(("text", f"{human_count(info['text_bytes'])}B, {info['null_text']:,} null"))
+    if info["tokens"] is not None:
+        rows.append(("tokens", f"{human_count(info['tokens'])} ({info['token_counter']})"))
+    m = info.get("manifest")
+    if m:
+        rows.append(("curate run", "complete" if m["complete"] else "incomplete (rerun the command to resume)"))
+    t = Table(title="curate inspect", show_header=False, title_justify="left", box=None)
+    t.add_column(style="bold")
+    t.add_column()
+    for k, v in rows:
+        t.add_row(k, escape(str(v)))
+    out.print(t)
+    sch = Table(title="schema", title_justify="left")
+    sch.add_column("column")
+    sch.add_column("type")
+    for name, typ in info["schema"]:
+        sch.add_row(escape(name), escape(typ))
+    out.print(sch)
+    for i, r in enumerate(info["sample"]):
+        out.print(f"[bold]row {i}[/]")
+        for k, v in r.items():
+            out.print(f"  [cyan]{escape(str(k))}[/]: {escape(repr(v))}", soft_wrap=True)

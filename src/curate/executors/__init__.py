@@ -1,0 +1,1 @@
+"""Executors schedule shard functions; they never look inside a shard."""

@@ -1,0 +1,103 @@
+"""The default executor: a process pool over shards on this machine (no services).
+
+Results come back in task order whatever the completion order, so the output does not depend
+on the worker count. With one worker, tasks run inline in this process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any, TypeVar
+
+from curate.native import default_threads
+
+T = TypeVar("T")
+
+
+def resolve_workers(workers: int | None) -> int:
+    return default_threads() if workers is None or workers <= 0 else workers
+
+
+def threads_per_worker(workers: int) -> int:
+    return max(1, default_threads() // max(1, workers))
+
+
+def _call(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    return fn(*args)
+
+
+def map_tasks(
+    fn: Callable[..., T],
+    tasks: Sequence[tuple[Any, ...]],
+    *,
+    workers: int,
+    on_result: Callable[[int, T], None] | None = None,
+    until: Callable[[int, T], bool] | None = None,
+) -> list[T | None]:
+    """Run `fn(*task)` for every task; results are returned in task order.
+
+    `on_result(i, result)` is called in the driver as each task ends (any order).
+    `until(i, result)` is called in task order; when it returns True the remaining tasks are
+    cancelled (their results stay None), so an early stop does not depend on the worker count.
+    """
+    results: list[Any] = [None] * len(tasks)
+    if not tasks:
+        return results
+    if workers <= 1 or len(tasks) == 1:
+        for i, t in enumerate(tasks):
+            results[i] = fn(*t)
+            if on_result:
+                on_result(i, results[i])
+            if until is not None and until(i, results[i]):
+                break
+        return results
+    ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx)
+    pending: dict[Future[Any], int] = {}
+    finished = [False] * len(tasks)
+    next_in_order = 0
+    # Submit lazily (a few per worker) so an early stop wastes little work.
+    window = max(2 * workers, 4) if until is not None else len(tasks)
+    submitted = 0
+    stopped = False
+    try:
+        while submitted < min(window, len(tasks)):
+            pending[pool.submit(_call, fn, tasks[submitted])] = submitted
+            submitted += 1
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                i = pending.pop(fut)
+                results[i] = fut.result()
+                finished[i] = True
+                if on_result:
+                    on_result(i, results[i])
+            while not stopped and next_in_order < len(tasks) and finished[next_in_order]:
+                if until is not None and until(next_in_order, results[next_in_order]):
+                    stopped = True
+                next_in_order += 1
+            if stopped:
+                for fut in pending:
+                    fut.cancel()
+                break
+            while submitted < len(tasks) and len(pending) < window:
+                pending[pool.submit(_call, fn, tasks[submitted])] = submitted
+                submitted += 1
+    except BaseException:
+        # Stop the other shards now: their partial outputs are temporary files, never results.
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True, cancel_futures=True)
+    if stopped:
+        for i in range(next_in_order, len(tasks)):
+            results[i] = None
+    return results
+
+
+def cpu_count() -> int:
+    return os.cpu_count() or 1

@@ -1,0 +1,1 @@
+"""Reading and writing datasets: Parquet and JSONL shards, Arrow IPC streams, atomic outputs."""

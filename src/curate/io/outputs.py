@@ -1,0 +1,201 @@
+"""Atomic shard writers, the stdout IPC writer, and the run manifest (resume and refusal rules)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate.errors import OutputError
+
+MANIFEST = "_manifest.json"
+WORK_DIR = "_curate_work"
+
+
+def _check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".curate-probe-"):
+            pass
+    except OSError as exc:
+        raise OutputError(
+            f"{folder}: output folder is not writable ({exc.strerror or exc})",
+            hint="choose another output path or fix its permissions",
+        ) from exc
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary name in the same folder, fsync, and rename over `path`."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class ParquetShardWriter:
+    """Streams record batches to `<path>` through a temporary file; renamed only when complete.
+
+    On an exception the temporary file is removed, so a killed or failed shard never leaves a
+    file that looks finished.
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        self.schema = schema
+        self.rows = 0
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+        if batch.num_rows:
+            self._writer.write_batch(batch)
+            self.rows += batch.num_rows
+
+    def close(self) -> None:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+        self._writer.close()
+        with open(self.tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tmp)
+
+    def __enter__(self) -> ParquetShardWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class StdoutWriter:
+    """Arrow IPC stream on stdout, so stages chain through shell pipes."""
+
+    def __init__(self, schema: pa.Schema, sink: BinaryIO | None = None) -> None:
+        self._writer = pa.ipc.new_stream(sink or sys.stdout.buffer, schema)
+        self.rows = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self._writer.write_batch(batch)
+        self.rows += batch.num_rows
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Manifest:
+    """`_manifest.json` in the output folder: the resolved plan, versions, seeds and per-shard state.
+
+    A rerun with the same plan resumes (finished shards are skipped); a different plan in a
+    folder that already holds one is refused unless `overwrite`.
+    """
+
+    def __init__(self, folder: Path, plan: dict[str, Any], *, overwrite: bool = False) -> None:
+        self.folder = folder
+        self.plan = plan
+        self.fingerprint = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:16]
+        _check_writable(folder)
+        self.path = folder / MANIFEST
+        self.state: dict[str, Any] = {"plan": plan, "fingerprint": self.fingerprint, "shards": {}, "phases": {}}
+        existing = self._load()
+        if overwrite and (existing is not None or self._has_other_files()):
+            self._clear()
+        elif existing is not None and existing.get("fingerprint") == self.fingerprint:
+            self.state = existing
+        elif existing is not None or self._has_other_files():
+            what = "a different run" if existing is not None else "files that curate did not write"
+            raise OutputError(
+                f"{folder}: output folder already holds {what}",
+                hint="rerun the same command to resume, choose an empty folder, or pass --overwrite",
+            )
+        for stale in folder.glob(".*.tmp-*"):  # a killed run's unfinished shards
+            stale.unlink(missing_ok=True)
+        self.save()
+
+    def _load(self) -> dict[str, Any] | None:
+        if not self.path.exists():
+            return None
+        try:
+            data = json.loads(self.path.read_text())
+            return data if isinstance(data, dict) else None
+        except (OSError, json.JSONDecodeError):
+            return {"fingerprint": None}
+
+    def _has_other_files(self) -> bool:
+        return any(not p.name.startswith(".curate-probe-") for p in self.folder.iterdir())
+
+    def _clear(self) -> None:
+        import shutil
+
+        for p in self.folder.iterdir():
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+
+    def save(self) -> None:
+        write_bytes_atomic(self.path, json.dumps(self.state, indent=2, sort_keys=True).encode())
+
+    # ------------------------------------------------------------------ shard and phase state
+    def shard_done(self, key: str) -> dict[str, Any] | None:
+        rec = self.state["shards"].get(key)
+        if not rec or rec.get("status") != "done":
+            return None
+        for f in rec.get("files", []):
+            if not (self.folder / f).exists():
+                return None
+        return rec  # type: ignore[no-any-return]
+
+    def mark_shard(self, key: str, record: dict[str, Any]) -> None:
+        self.state["shards"][key] = {"status": "done", **record}
+        self.save()
+
+    def phase(self, name: str) -> Any:
+        return self.state["phases"].get(name)
+
+    def set_phase(self, name: str, value: Any) -> None:
+        self.state["phases"][name] = value
+        self.save()
+
+    def work_dir(self) -> Path:
+        d = self.folder / WORK_DIR
+        d.mkdir(exist_ok=True)
+        return d
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        self.state["complete"] = True
+        self.state["summary"] = summary
+        self.save()
+
+
+def output_files(folder: Path) -> Iterator[Path]:
+    yield from sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))

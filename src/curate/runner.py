@@ -1,0 +1,267 @@
+"""Running stages over datasets: map a pipeline shard by shard, or select rows to a budget.
+
+Both accept a dataset (folder, glob, file) or `-` (Arrow IPC on stdin/stdout) on either side.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from curate import __version__, native
+from curate.budget import Budget, human_count
+from curate.errors import UsageError
+from curate.executors.local import map_tasks, resolve_workers, threads_per_worker
+from curate.io.inputs import STDIO, Columns, Shard, discover, iter_batches, iter_stdin, read_schema
+from curate.io.outputs import Manifest, StdoutWriter, output_files
+from curate.pipeline import (
+    Pipeline,
+    RunContext,
+    ShardReport,
+    canonicalize_schema,
+    collect_keys,
+    merge_reports,
+    run_shard,
+    run_stream,
+    write_selected,
+)
+from curate.progress import NoProgress, Progress
+from curate.stages.resample import GumbelTopK
+
+
+@dataclass
+class RunResult:
+    report: ShardReport
+    seconds: float
+    output: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _plan(kind: str, stages: Any, inputs: list[Shard] | None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "stages": repr(stages),
+        "inputs": [[s.name, s.size] for s in inputs] if inputs else "-",
+        "curate_version": __version__,
+        "kernel_version": native.KERNEL_VERSION,
+        **(extra or {}),
+    }
+
+
+@contextmanager
+def spooled_stdin(cols: Columns) -> Iterator[list[Shard]]:
+    """Copy an IPC stream from stdin to a temporary file so that it can be read twice."""
+    tmp = Path(tempfile.mkdtemp(prefix="curate-stdin-"))
+    try:
+        schema, batches = iter_stdin(cols)
+        path = tmp / "stdin.arrow"
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema) as w:
+            for b in batches:
+                w.write_batch(b)
+        yield [Shard(path=str(path), name="stdin.arrow", index=0, format="ipc", size=path.stat().st_size)]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_map(
+    pipeline: Pipeline,
+    source: str,
+    dest: str,
+    *,
+    columns: Columns,
+    workers: int | None = None,
+    overwrite: bool = False,
+    batch_size: int = 4096,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Apply annotators/filters to every shard of `source`, writing one output shard per input."""
+    progress = progress or NoProgress()
+    workers = resolve_workers(workers)
+    start = time.perf_counter()
+    threads = threads_per_worker(workers)
+    if source == STDIO or dest == STDIO:
+        return _run_map_stream(pipeline, source, dest, columns=columns, threads=threads, batch_size=batch_size, overwrite=overwrite)
+    shards = discover(source)
+    for s in shards:
+        pipeline.validate(canonicalize_schema(read_schema(s), columns, s.path), s.path)
+    manifest = Manifest(Path(dest), _plan("map", pipeline, shards, {"batch_size": batch_size, "columns": repr(columns)}), overwrite=overwrite)
+    ctx = RunContext(columns=columns, batch_size=batch_size, threads=threads, output=dest)
+    reports: dict[int, ShardReport] = {}
+    todo = []
+    for s in shards:
+        rec = manifest.shard_done(s.name)
+        if rec:
+            reports[s.index] = ShardReport.from_dict(rec["report"])
+        else:
+            todo.append(s)
+    progress.start("map", sum(s.size for s in todo))
+
+    def done(i: int, rep: ShardReport) -> None:
+        reports[todo[i].index] = rep
+        manifest.mark_shard(todo[i].name, {"files": rep.files, "report": rep.to_dict()})
+        progress.advance("map", todo[i].size)
+
+    map_tasks(run_shard, [(pipeline, s, ctx) for s in todo], workers=workers, on_result=done)
+    progress.end("map")
+    total = merge_reports(reports[s.index] for s in shards)
+    manifest.finish(total.to_dict())
+    return RunResult(report=total, seconds=time.perf_counter() - start, output=dest)
+
+
+def _run_map_stream(
+    pipeline: Pipeline, source: str, dest: str, *, columns: Columns, threads: int, batch_size: int, overwrite: bool
+) -> RunResult:
+    start = time.perf_counter()
+    if source == STDIO:
+        schema, batches = iter_stdin(columns)
+        schema = canonicalize_schema(schema, columns, "stdin")
+    else:
+        shards = discover(source)
+        schema = canonicalize_schema(read_schema(shards[0]), columns, shards[0].path)
+
+        def gen() -> Iterator[pa.RecordBatch]:
+            for s in shards:
+                s_schema = canonicalize_schema(read_schema(s), columns, s.path)
+                if s_schema != schema:
+                    raise UsageError(f"{s.path}: schema differs from {shards[0].path}; streaming to stdout needs one schema")
+                yield from iter_batches(s, columns, batch_size=batch_size)
+
+        batches = gen()
+    out_schema = pipeline.validate(schema, source)
+    if dest == STDIO:
+        writer = StdoutWriter(out_schema)
+        report = run_stream(pipeline, schema, batches, writer.write, threads=threads)
+        writer.close()
+        sys.stdout.flush()
+    else:
+        from curate.io.outputs import ParquetShardWriter
+
+        manifest = Manifest(Path(dest), _plan("map", pipeline, None, {"batch_size": batch_size}), overwrite=overwrite)
+        target = Path(dest) / "part-00000.parquet"
+        with ParquetShardWriter(target, out_schema) as pw:
+            report = run_stream(pipeline, schema, batches, pw.write, threads=threads)
+        report.files = [target.name]
+        manifest.mark_shard("stdin", {"files": report.files, "report": report.to_dict()})
+        manifest.finish(report.to_dict())
+    return RunResult(report=report, seconds=time.perf_counter() - start, output=dest)
+
+
+def run_resample(
+    selector: GumbelTopK,
+    source: str,
+    dest: str,
+    *,
+    columns: Columns,
+    workers: int | None = None,
+    overwrite: bool = False,
+    batch_size: int = 4096,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Select rows of `source` to the selector's budget (two passes; memory O(selected))."""
+    if source == STDIO:
+        with spooled_stdin(columns) as shards:
+            return _run_resample(selector, shards, dest, columns=columns, workers=workers, overwrite=overwrite, batch_size=batch_size, progress=progress)
+    return _run_resample(selector, discover(source), dest, columns=columns, workers=workers, overwrite=overwrite, batch_size=batch_size, progress=progress)
+
+
+def _run_resample(
+    selector: GumbelTopK,
+    shards: list[Shard],
+    dest: str,
+    *,
+    columns: Columns,
+    workers: int | None,
+    overwrite: bool,
+    batch_size: int,
+    progress: Progress | None,
+) -> RunResult:
+    from curate.select import decide
+
+    progress = progress or NoProgress()
+    workers = resolve_workers(workers)
+    start = time.perf_counter()
+    pipeline = Pipeline(stages=())
+    for s in shards:
+        selector.validate(canonicalize_schema(read_schema(s), columns, s.path), s.path)
+    if dest == STDIO:
+        tmp = Path(tempfile.mkdtemp(prefix="curate-resample-"))
+        try:
+            result = _run_resample(selector, shards, str(tmp / "out"), columns=columns, workers=workers, overwrite=True, batch_size=batch_size, progress=progress)
+            files = list(output_files(tmp / "out"))
+            if files:
+                import pyarrow.parquet as pq
+
+                schema = pq.read_schema(files[0])
+                writer = StdoutWriter(schema)
+                for f in files:
+                    for b in pq.ParquetFile(f).iter_batches():
+                        writer.write(b)
+                writer.close()
+                sys.stdout.flush()
+            result.output = STDIO
+            return result
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    manifest = Manifest(Path(dest), _plan("resample", selector, shards, {"batch_size": batch_size}), overwrite=overwrite)
+    work = manifest.work_dir()
+    ctx = RunContext(columns=columns, batch_size=batch_size, threads=threads_per_worker(workers), output=dest)
+    keys_paths = [str(work / f"keys-{s.index:05d}.npz") for s in shards]
+    progress.start("keys", sum(s.size for s in shards))
+    reps1 = map_tasks(
+        collect_keys, [(pipeline, selector, s, ctx, keys_paths[s.index], None) for s in shards], workers=workers,
+        on_result=lambda i, r: progress.advance("keys", shards[i].size),
+    )
+    progress.end("keys")
+    pass1 = merge_reports(reps1)
+    budget = selector.budget
+    selectable_cost = 0
+    selectable_rows = 0
+    for p in keys_paths:
+        with np.load(p, allow_pickle=False) as z:
+            ok = np.isfinite(z["key"])
+            selectable_rows += int(ok.sum())
+            selectable_cost += int(z["cost"][ok].sum())
+    if budget.unit == "fraction":
+        budget = Budget(unit="tokens", amount=float(np.ceil(budget.amount * selectable_cost)))
+    if budget.amount > selectable_cost:
+        raise UsageError(
+            f"budget {selector.budget} is larger than the selectable rows: {human_count(selectable_cost)} "
+            f"{budget.unit} in {selectable_rows:,} rows with a finite {selector.by!r}",
+            hint="lower the budget, or use a percentage such as 50%",
+        )
+    per_shard, decision = decide(keys_paths, budget, selector.policy)
+    progress.start("write", sum(s.size for s in shards))
+    reps2 = map_tasks(
+        write_selected, [(pipeline, s, per_shard[s.index], ctx) for s in shards], workers=workers,
+        on_result=lambda i, r: progress.advance("write", shards[i].size),
+    )
+    progress.end("write")
+    for p in keys_paths:
+        Path(p).unlink(missing_ok=True)
+    pass2 = merge_reports(reps2)
+    summary = {
+        "budget": str(selector.budget),
+        "budget_resolved": {"unit": budget.unit, "amount": budget.amount},
+        "selected_rows": pass2.rows_out,
+        "selected_cost": decision["selected_cost"],
+        "budget_error": (decision["selected_cost"] - budget.amount) / budget.amount,
+        "pool_rows": pass1.rows_in,
+        "selectable_rows": selectable_rows,
+        "mode": "top-k" if selector.top_k else "gumbel resampling",
+        "policy": selector.policy,
+        "seed": selector.seed,
+        "by": selector.by,
+        "key_threshold": decision["key_threshold"],
+    }
+    manifest.finish(summary)
+    return RunResult(report=pass2, seconds=time.perf_counter() - start, output=dest, extra=summary)

@@ -1,0 +1,1 @@
+"""Stages: annotators, filters, fittables and selectors (see stages.base)."""
