@@ -374,9 +374,10 @@ def select(config: SelectConfig, *, workers: int | None = None, overwrite: bool 
         progress.advance("score", s.size)
 
     sample_counter = None if counter.exact else _exact_or_none()
+    every = _exact_sample_every(pool)
     map_tasks(
         collect_keys,
-        [(pipeline, selector, s, ctx, keys_paths[s.index], config.group_by, sample_counter) for s in todo],
+        [(pipeline, selector, s, ctx, keys_paths[s.index], config.group_by, sample_counter, every) for s in todo],
         workers=workers,
         on_result=_keys_done,
     )
@@ -490,6 +491,19 @@ def select(config: SelectConfig, *, workers: int | None = None, overwrite: bool 
 
 
 MIN_CORRECTION_SAMPLE = 20
+EXACT_SAMPLE_TARGET_DOCS = 20_000
+
+
+def _exact_sample_every(pool: list[Shard]) -> int:
+    """Count about EXACT_SAMPLE_TARGET_DOCS pool documents exactly (all of a small pool), at
+    most 1 in 64 of a large one: enough to correct the estimate on any sizeable selection."""
+    from curate.io.inputs import count_rows
+
+    rows = 0
+    for s in pool:
+        n = count_rows(s)
+        rows += n if n is not None else s.size // 2000  # JSONL: ~2 KB per document
+    return int(min(64, max(1, rows // EXACT_SAMPLE_TARGET_DOCS)))
 
 
 def _exact_ratio(keys_paths: list[str], per_shard: list[np.ndarray]) -> tuple[float, int]:
@@ -579,7 +593,9 @@ def build_summary(**kw: Any) -> dict[str, Any]:
     sel_docs = pass2.rows_out
     sel_est = kw["sel_tokens_est"]
     sel_exact = kw["sel_tokens_exact"]
-    budget_unit_selected = {"tokens": sel_est, "docs": sel_docs, "bytes": pass2.text_bytes}[resolved.unit]
+    # With an exact counter at hand, the reported token total is exact; the estimate is kept too.
+    sel_tokens = sel_exact if exact is not None else sel_est
+    budget_unit_selected = {"tokens": sel_tokens, "docs": sel_docs, "bytes": pass2.text_bytes}[resolved.unit]
     kl = kl_reduction(model.target_counts, model.raw_counts, kw["selected_hist"])
     short = pass1.nulls.get(DSIR_LOG_WEIGHT, 0) - pass1.null_text - pass1.empty_text
     summary: dict[str, Any] = {
@@ -589,20 +605,22 @@ def build_summary(**kw: Any) -> dict[str, Any]:
         "mode": "top-k" if config.top_k else "gumbel resampling",
         "seed": config.seed,
         "token_counter": counter.describe(),
-        "exact_counter": exact.describe() if exact else None,
+        "reported_token_counter": (exact or counter).describe(),
         "selected_docs": sel_docs,
-        "selected_tokens": sel_est,
-        "selected_tokens_exact": sel_exact if exact else None,
+        "selected_tokens": sel_tokens,
+        "selected_tokens_estimate": sel_est if not counter.exact else None,
         "selected_bytes": pass2.text_bytes,
         "budget_error": (budget_unit_selected - resolved.amount) / resolved.amount,
-        "budget_error_exact": ((sel_exact - resolved.amount) / resolved.amount) if exact and resolved.unit == "tokens" else None,
+        "exact_correction": {
+            k: kw["decision"][k] for k in ("exact_sample_docs", "exact_over_estimate", "corrected_budget") if k in kw["decision"]
+        },
         "pool_docs": pass1.rows_in,
         "pool_tokens": kw["pool_tokens"],
         "pool_bytes": pass1.text_bytes,
         "selectable_docs": kw["eligible_rows"],
         "selectable_tokens": kw["eligible_tokens"],
         "doc_share": sel_docs / max(pass1.rows_in, 1),
-        "token_share": sel_est / max(kw["pool_tokens"], 1),
+        "token_share": sel_est / max(kw["pool_tokens"], 1),  # both in the selection counter's units
         "null_text": pass1.null_text,
         "empty_text": pass1.empty_text,
         "too_short": max(short, 0),

@@ -38,7 +38,7 @@ struct ArrowArray {
   void* private_data;
 };
 
-enum class StringLayout { Utf8, LargeUtf8, Utf8View };
+enum class StringLayout { Utf8, LargeUtf8, Utf8View, Null };
 
 // Read-only view of one Arrow string column; no copies of the character data.
 struct StringColumn {
@@ -55,7 +55,11 @@ struct StringColumn {
   static StringColumn from_c(const ArrowSchema* schema, const ArrowArray* array) {
     StringColumn col;
     std::string fmt = schema->format ? schema->format : "";
-    if (fmt == "u" || fmt == "z") {
+    if (fmt == "n") {  // an all-null column (e.g. inferred from an empty list): every document is empty
+      col.layout = StringLayout::Null;
+      col.length = array->length;
+      return col;
+    } else if (fmt == "u" || fmt == "z") {
       col.layout = StringLayout::Utf8;
     } else if (fmt == "U" || fmt == "Z") {
       col.layout = StringLayout::LargeUtf8;
@@ -92,7 +96,7 @@ struct StringColumn {
 
   // Pointer and byte length of document i (nulls give length 0).
   void get(int64_t i, const uint8_t*& ptr, int64_t& len) const {
-    if (!is_valid(i)) { ptr = nullptr; len = 0; return; }
+    if (layout == StringLayout::Null || !is_valid(i)) { ptr = nullptr; len = 0; return; }
     int64_t j = i + offset;
     switch (layout) {
       case StringLayout::Utf8:
@@ -118,7 +122,11 @@ struct StringColumn {
         }
         return;
       }
+      case StringLayout::Null:
+        break;
     }
+    ptr = nullptr;
+    len = 0;
   }
 };
 

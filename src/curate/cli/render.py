@@ -93,10 +93,14 @@ def select_report(s: dict[str, Any]) -> None:
     t.add_row("budget", f"{s['budget']} ({s['mode']}, policy {s['policy']}, seed {s['seed']})")
     t.add_row("selected", f"{s['selected_docs']:,} docs, {human_count(s['selected_tokens'])} tokens, "
               f"{human_count(s['selected_bytes'])}B  ({s['doc_share'] * 100:.2f}% of docs, {s['token_share'] * 100:.2f}% of tokens)")
-    t.add_row("token counter", s["token_counter"])
-    if s.get("selected_tokens_exact") is not None and s["exact_counter"] and s["token_counter"] != s["exact_counter"]:
-        t.add_row("exact count", f"{human_count(s['selected_tokens_exact'])} tokens by {s['exact_counter']}; "
-                  f"vs budget {_pct(s.get('budget_error_exact'))}")
+    t.add_row("token counter", f"selection: {s['token_counter']}")
+    if s["reported_token_counter"] != s["token_counter"]:
+        corr = s.get("exact_correction") or {}
+        note = ""
+        if "corrected_budget" in corr:
+            note = (f"; estimate corrected on {corr['exact_sample_docs']:,} selected docs counted exactly "
+                    f"(exact/estimate {corr['exact_over_estimate']:.3f})")
+        t.add_row("", f"reported: {s['reported_token_counter']}{note}")
     t.add_row(f"vs budget ({unit})", _pct(s["budget_error"]))
     t.add_row("pool", f"{s['pool_docs']:,} docs, {human_count(s['pool_tokens'])} tokens in {s['shards']} shards; "
               f"{s['selectable_docs']:,} selectable")
