@@ -290,7 +290,9 @@ def decide(keys_paths: list[str], budget: Budget, policy: Policy) -> tuple[list[
     for si, path in enumerate(keys_paths):
         with np.load(path, allow_pickle=False) as z:
             key, tie, cost = z["key"], z["tie"], z["cost"]
-        local = np.flatnonzero(prefix_mask(key, tie, cost, budget.amount, policy))
+        # Local cut with "cover" even for "under": the crossing item must survive the local cut,
+        # since it still blocks the items after it in the global prefix.
+        local = np.flatnonzero(prefix_mask(key, tie, cost, budget.amount, "cover"))
         parts.append((np.full(len(local), si, np.int64), local, key[local], tie[local], cost[local]))
     if parts:
         shard_ix = np.concatenate([p[0] for p in parts])

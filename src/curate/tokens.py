@@ -26,13 +26,17 @@ _ENCODINGS = {"cl100k": "cl100k_base", "cl100k_base": "cl100k_base", "o200k": "o
 
 @cache
 def _bpe(encoding: str) -> Any:
-    try:
-        from bpe_openai import _bindings  # the Rust core's count() avoids building token lists
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "exact OpenAI token counts need the bpe-openai package", hint="pip install bpe-openai"
-        ) from exc
-    return _bindings.tokenizer_for_encoding(encoding)
+    import warnings
+
+    with warnings.catch_warnings():  # bpe-openai loads its tables through a deprecated importlib API
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            from bpe_openai import _bindings  # the Rust core's count() avoids building token lists
+        except ImportError as exc:
+            raise MissingDependencyError(
+                "exact OpenAI token counts need the bpe-openai package", hint="pip install bpe-openai"
+            ) from exc
+        return _bindings.tokenizer_for_encoding(encoding)
 
 
 @cache
