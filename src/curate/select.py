@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from curate import __version__, native
 from curate.budget import Budget, human_count, parse_budget
-from curate.errors import UsageError
+from curate.errors import CurateError, UsageError
 from curate.executors.local import map_tasks, resolve_workers, threads_per_worker
 from curate.io.inputs import Columns, Shard, discover, iter_batches, read_schema
 from curate.io.outputs import Manifest
@@ -168,7 +168,14 @@ def histogram_unit(
             from curate.errors import InputDataError
 
             raise InputDataError(f"{shard.path}: row group {row_group} cannot be read ({exc})") from exc
-        batches = [canonicalize(b, cols) for b in table.to_batches(max_chunksize=batch_size)]
+        from curate.io.inputs import check_utf8
+
+        batches = []
+        row = sum(pf.metadata.row_group(i).num_rows for i in range(row_group))
+        for b in table.to_batches(max_chunksize=batch_size):
+            check_utf8(b, cols.text, f"{shard.path}: row group {row_group}", row)
+            row += b.num_rows
+            batches.append(canonicalize(b, cols))
         del pq
     else:
         batches = list(iter_batches(shard, cols, columns=[TEXT], batch_size=batch_size))
@@ -325,7 +332,10 @@ def select(config: SelectConfig, *, workers: int | None = None, overwrite: bool 
         if config.group_by and config.group_by not in schema.names:
             raise UsageError(f"{s.path}: no group-by column {config.group_by!r}; columns present: {', '.join(schema.names)}")
     for s in target:
-        canonicalize_schema(read_schema(s), tcols, s.path)
+        try:
+            canonicalize_schema(read_schema(s), tcols, s.path)
+        except CurateError as exc:
+            raise type(exc)(exc.message, hint="the target's text column is set with --target-text-column") from None
 
     out = Path(config.output)
     manifest = Manifest(out, config.plan(pool, target), overwrite=overwrite)
@@ -419,7 +429,8 @@ def select(config: SelectConfig, *, workers: int | None = None, overwrite: bool 
         resumed.append("decide")
     else:
         per_shard, decision = decide(keys_paths, resolved, config.policy)
-        if resolved.unit == "tokens" and not counter.exact:
+        # A fraction is a share in the estimate's own units; only absolute token budgets are corrected.
+        if budget.unit == "tokens" and not counter.exact:
             ratio, n_sampled = _exact_ratio(keys_paths, per_shard)
             decision["exact_sample_docs"] = n_sampled
             decision["exact_over_estimate"] = ratio

@@ -363,9 +363,9 @@ def demo(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors print `error:`/`hint:` and exit 1, never a traceback."""
+    """Entry point: user errors print `error:`/`hint:` and exit 1, never a traceback; usage errors exit 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, standalone_mode=True)
     except CurateError as exc:
         render.error(exc.message, exc.hint)
         sys.exit(1)
@@ -374,17 +374,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(1)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise
+    except OSError as exc:  # e.g. a full disk or a permission problem while writing
+        where = f"{exc.filename}: " if exc.filename else ""
+        render.error(f"{where}{exc.strerror or exc}", "check the path, its permissions and free space")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

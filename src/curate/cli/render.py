@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -16,13 +17,13 @@ out = Console(highlight=False)
 
 
 def error(message: str, hint: str | None = None) -> None:
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     if hint:
-        err.print(f"[yellow]hint:[/] {hint}", soft_wrap=True)
+        err.print(f"[yellow]hint:[/] {escape(hint)}", soft_wrap=True)
 
 
 def info(message: str) -> None:
-    err.print(message, soft_wrap=True)
+    err.print(escape(message), soft_wrap=True)
 
 
 class RichProgress:
@@ -123,7 +124,7 @@ def select_report(s: dict[str, Any]) -> None:
         for col in ("group", "pool docs", "pool share", "selected docs", "selected share"):
             g.add_column(col, justify="right" if col != "group" else "left")
         for row in s["groups"]:
-            g.add_row(row["group"], f"{row['pool_docs']:,}", f"{row['pool_share'] * 100:.1f}%",
+            g.add_row(escape(row["group"]), f"{row['pool_docs']:,}", f"{row['pool_share'] * 100:.1f}%",
                       f"{row['selected_docs']:,}", f"{row['selected_share'] * 100:.1f}%")
         err.print(g)
     timings_table(s.get("timings", {}))
@@ -165,8 +166,6 @@ def kv_table(title: str, rows: list[tuple[str, str]]) -> None:
 
 def inspect_report(info: dict[str, Any]) -> None:
     """`curate inspect` prints to stdout: the summary is what the user asked for."""
-    from rich.markup import escape
-
     rows = [
         ("path", info["path"]),
         ("shards", f"{info['shards']} ({human_count(info['bytes_on_disk'])}B on disk)"),

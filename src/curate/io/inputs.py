@@ -115,13 +115,44 @@ def _open_parquet(path: str) -> pq.ParquetFile:
         ) from exc
 
 
-def _iter_parquet(path: str, columns: Sequence[str] | None, batch_size: int) -> Iterator[pa.RecordBatch]:
+def _iter_parquet(
+    path: str, columns: Sequence[str] | None, batch_size: int, text: str | None = None
+) -> Iterator[pa.RecordBatch]:
     pf = _open_parquet(path)
+    row = 0
     for rg in range(pf.num_row_groups):
         try:
-            yield from pf.iter_batches(batch_size=batch_size, row_groups=[rg], columns=columns)
+            for b in pf.iter_batches(batch_size=batch_size, row_groups=[rg], columns=columns):
+                if text is not None:
+                    check_utf8(b, text, f"{path}: row group {rg}", row)
+                row += b.num_rows
+                yield b
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputDataError(f"{path}: row group {rg} cannot be read ({exc})") from exc
+
+
+def check_utf8(batch: pa.RecordBatch, column: str, where: str, first_row: int) -> None:
+    """Raise InputDataError naming the first row whose text is not valid UTF-8."""
+    if column not in batch.schema.names:
+        return
+    col = batch.column(column)
+    try:
+        col.validate(full=True)
+    except pa.ArrowInvalid:
+        values = col.cast(pa.large_binary()) if pa.types.is_string_view(col.type) else col.view(
+            pa.large_binary() if pa.types.is_large_string(col.type) else pa.binary()
+        )
+        for i, v in enumerate(values.to_pylist()):
+            if v is None:
+                continue
+            try:
+                v.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputDataError(
+                    f"{where}, row {first_row + i}: {column!r} is not valid UTF-8 (byte {exc.start})",
+                    hint="re-encode that text (e.g. decode with errors='replace') or drop the row",
+                ) from None
+        raise
 
 
 # ------------------------------------------------------------------------------------- JSONL
@@ -169,6 +200,7 @@ def _iter_jsonl(path: str, columns: Sequence[str] | None, batch_size: int) -> It
         table = pajson.read_json(
             pa.BufferReader(data), read_options=pajson.ReadOptions(block_size=1 << 26)
         )
+        table.validate(full=True)  # the JSON reader does not reject invalid UTF-8 inside strings
     except pa.ArrowInvalid as exc:
         raise InputDataError(f"{path}: {_locate_jsonl_error(path)}", hint="fix or remove that line") from exc
     if columns is not None:
@@ -206,9 +238,11 @@ def read_schema(shard: Shard) -> pa.Schema:
     return pa.schema([])
 
 
-def _raw_batches(shard: Shard, columns: Sequence[str] | None, batch_size: int) -> Iterator[pa.RecordBatch]:
+def _raw_batches(
+    shard: Shard, columns: Sequence[str] | None, batch_size: int, text: str | None = None
+) -> Iterator[pa.RecordBatch]:
     if shard.format == "parquet":
-        return _iter_parquet(shard.path, columns, batch_size)
+        return _iter_parquet(shard.path, columns, batch_size, text)
     if shard.format == "jsonl":
         return _iter_jsonl(shard.path, columns, batch_size)
     return _iter_ipc(shard.path, columns, batch_size)
@@ -279,7 +313,7 @@ def iter_batches(
     wanted = source_columns(columns, cols)
     if wanted is not None:
         wanted = [c for c in wanted if c in schema.names]
-    for batch in _raw_batches(shard, wanted, batch_size):
+    for batch in _raw_batches(shard, wanted, batch_size, cols.text):
         yield canonicalize(batch, cols)
 
 
