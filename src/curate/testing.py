@@ -171,3 +171,46 @@ def build_corpus(
 
 
 _SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("domain", pa.string()), ("source", pa.string())])
+
+
+# ------------------------------------------------------------------------------------ conformance
+def check_stage(stage: object, batch: pa.RecordBatch) -> None:
+    """Conformance checks every map stage must pass (raises AssertionError naming the failure).
+
+    Empty batch; pass-through columns kept in order and type; input not mutated; deterministic;
+    pickle round-trip gives the same output; run(a ++ b) == run(a) ++ run(b).
+    """
+    import pickle
+
+    from curate.stages.base import Annotator, Filter, StageContext, with_columns
+
+    assert isinstance(stage, Annotator | Filter), f"{type(stage).__name__} is not a map stage"
+    stage.setup(StageContext(threads=1))
+
+    def run(s: Annotator | Filter, b: pa.RecordBatch) -> pa.RecordBatch:
+        if isinstance(s, Filter):
+            return b.filter(pa.array(s.keep(b).keep, type=pa.bool_()))
+        cols = s.annotate(b)
+        for name, arr in cols.items():
+            assert len(arr) == b.num_rows, f"{name}: {len(arr)} rows for a batch of {b.num_rows}"
+            expected = s.adds().get(name)
+            assert expected is None or arr.type == expected, f"{name}: type {arr.type}, declared {expected}"
+        return with_columns(b, cols)
+
+    snapshot = batch.to_pydict()
+    out = run(stage, batch)
+    assert batch.to_pydict() == snapshot, "the stage mutated its input"
+    for name in batch.schema.names:
+        if name not in stage.adds():
+            assert out.schema.field(name).type == batch.schema.field(name).type, f"pass-through column {name} changed type"
+    assert out.schema.names[: len(batch.schema.names)] == batch.schema.names, "pass-through columns reordered"
+    assert out.equals(run(stage, batch)), "the stage is not deterministic"
+    clone = pickle.loads(pickle.dumps(stage))
+    clone.setup(StageContext(threads=1))
+    assert out.equals(run(clone, batch)), "a pickled copy gives a different output"
+    empty = run(stage, batch.slice(0, 0))
+    assert empty.num_rows == 0
+    if batch.num_rows >= 2:
+        k = batch.num_rows // 2
+        joined = pa.Table.from_batches([run(stage, batch.slice(0, k)), run(stage, batch.slice(k))]).combine_chunks()
+        assert joined.equals(pa.Table.from_batches([out]).combine_chunks()), "run(a ++ b) != run(a) ++ run(b)"

@@ -180,7 +180,7 @@ def _locate_jsonl_error(path: str) -> str:
             try:
                 value = json.loads(line)
             except json.JSONDecodeError as exc:
-                return f"line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})"
+                return f"line {lineno}: invalid JSON ({exc.msg}, column {exc.colno})"
             if not isinstance(value, dict):
                 return f"line {lineno}: expected a JSON object, got {type(value).__name__}"
     return "the file could not be parsed as JSON lines"

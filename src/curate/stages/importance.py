@@ -137,6 +137,7 @@ class ImportanceModel:
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")
+        path.parent.mkdir(parents=True, exist_ok=True)
         meta = self.metadata()
         import io
 
