@@ -20,4 +20,6 @@ def corpus(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
     """A real multi-domain pool built from this machine's text (see curate.testing)."""
     from curate.testing import build_corpus
 
-    return build_corpus(tmp_path_factory.mktemp("corpus"), max_bytes_per_domain=400_000, shards=4, row_group_size=64)
+    return build_corpus(
+        tmp_path_factory.mktemp("corpus"), max_bytes_per_domain=400_000, shards=4, row_group_size=64
+    )

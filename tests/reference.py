@@ -93,13 +93,13 @@ def decode_one(data: bytes, i: int) -> tuple[int, int] | None:
     if 0xE0 <= b0 <= 0xEF:
         if not (cont(1) and cont(2)):
             return None
-        if b0 == 0xE0 and data[i + 1] < 0xA0 or b0 == 0xED and data[i + 1] > 0x9F:
+        if (b0 == 0xE0 and data[i + 1] < 0xA0) or (b0 == 0xED and data[i + 1] > 0x9F):
             return None
         return ((b0 & 0x0F) << 12 | (data[i + 1] & 0x3F) << 6 | (data[i + 2] & 0x3F), 3)
     if 0xF0 <= b0 <= 0xF4:
         if not (cont(1) and cont(2) and cont(3)):
             return None
-        if b0 == 0xF0 and data[i + 1] < 0x90 or b0 == 0xF4 and data[i + 1] > 0x8F:
+        if (b0 == 0xF0 and data[i + 1] < 0x90) or (b0 == 0xF4 and data[i + 1] > 0x8F):
             return None
         cp = (b0 & 0x07) << 18 | (data[i + 1] & 0x3F) << 12 | (data[i + 2] & 0x3F) << 6 | (data[i + 3] & 0x3F)
         return (cp, 4)
@@ -137,7 +137,9 @@ def tokens(data: bytes, lowercase: bool = True) -> list[bytes]:
     return out
 
 
-def ngram_buckets(data: bytes, *, buckets: int, order: int = 2, lowercase: bool = True, seed: int = 0) -> list[int]:
+def ngram_buckets(
+    data: bytes, *, buckets: int, order: int = 2, lowercase: bool = True, seed: int = 0
+) -> list[int]:
     hs = [token_hash(t, seed) for t in tokens(data, lowercase)]
     out = []
     for i in range(len(hs)):

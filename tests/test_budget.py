@@ -38,7 +38,7 @@ def test_bad_budgets_name_the_problem(text: str) -> None:
 
 
 def test_unknown_unit_lists_allowed() -> None:
-    with pytest.raises(UsageError, match="unknown budget unit 'X'.*K, M, B"):
+    with pytest.raises(UsageError, match=r"unknown budget unit 'X'.*K, M, B"):
         parse_budget("10X")
 
 

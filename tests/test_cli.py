@@ -34,12 +34,38 @@ def test_help_teaches() -> None:
 
 def test_stages_chain_through_pipes(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]
     model = tmp_path / "imp.npz"
-    run("importance", "fit", "--target", str(corpus.target), "--raw", str(corpus.pool), "-o", str(model), "--no-progress")
+    run(
+        "importance",
+        "fit",
+        "--target",
+        str(corpus.target),
+        "--raw",
+        str(corpus.pool),
+        "-o",
+        str(model),
+        "--no-progress",
+    )
     assert model.exists() and (tmp_path / "imp.npz.json").exists()
-    score = subprocess.Popen([*CURATE, "score", "importance", "--model", str(model), str(corpus.pool), "-", "--no-progress"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    res = subprocess.run([*CURATE, "resample", "-", str(tmp_path / "sel"), "--by", "dsir_log_weight", "--budget", "docs:30",
-                          "--no-progress"], stdin=score.stdout, capture_output=True)
+    score = subprocess.Popen(
+        [*CURATE, "score", "importance", "--model", str(model), str(corpus.pool), "-", "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    res = subprocess.run(
+        [
+            *CURATE,
+            "resample",
+            "-",
+            str(tmp_path / "sel"),
+            "--by",
+            "dsir_log_weight",
+            "--budget",
+            "docs:30",
+            "--no-progress",
+        ],
+        stdin=score.stdout,
+        capture_output=True,
+    )
     assert score.stdout is not None and score.stderr is not None
     score.stdout.close()
     score_err = score.stderr.read()
@@ -49,25 +75,54 @@ def test_stages_chain_through_pipes(tmp_path: Path, corpus) -> None:  # type: ig
     piped = pq.read_table(tmp_path / "sel")
     assert piped.num_rows == 30
     # the same stages through folders select the same documents (noise depends only on ids)
-    run("score", "importance", "--model", str(model), str(corpus.pool), str(tmp_path / "scored"), "--no-progress")
-    run("resample", str(tmp_path / "scored"), str(tmp_path / "sel2"), "--by", "dsir_log_weight", "--budget", "docs:30",
-        "--no-progress")
+    run(
+        "score",
+        "importance",
+        "--model",
+        str(model),
+        str(corpus.pool),
+        str(tmp_path / "scored"),
+        "--no-progress",
+    )
+    run(
+        "resample",
+        str(tmp_path / "scored"),
+        str(tmp_path / "sel2"),
+        "--by",
+        "dsir_log_weight",
+        "--budget",
+        "docs:30",
+        "--no-progress",
+    )
     folder = pq.read_table(tmp_path / "sel2")
     assert sorted(piped.column("id").to_pylist()) == sorted(folder.column("id").to_pylist())
     # and `curate select` with the same seed agrees with the staged run
-    run("select", str(corpus.pool), str(tmp_path / "one"), "--target", str(corpus.target), "--budget", "docs:30", "--no-progress")
+    run(
+        "select",
+        str(corpus.pool),
+        str(tmp_path / "one"),
+        "--target",
+        str(corpus.target),
+        "--budget",
+        "docs:30",
+        "--no-progress",
+    )
     one = pq.read_table(tmp_path / "one")
     assert sorted(one.column("id").to_pylist()) == sorted(folder.column("id").to_pylist())
 
 
 def test_resample_to_stdout_and_featurize_from_stdin(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]
-    sel = subprocess.run([*CURATE, "resample", str(corpus.pool), "-", "--by", "dsir_w", "--budget", "docs:5"],
-                         capture_output=True)
+    sel = subprocess.run(
+        [*CURATE, "resample", str(corpus.pool), "-", "--by", "dsir_w", "--budget", "docs:5"],
+        capture_output=True,
+    )
     assert sel.returncode == 1 and b"needs column(s) dsir_w" in sel.stderr
     t = pq.read_table(corpus.pool).slice(0, 50)
     t = t.append_column("w", pa.array(list(range(50)), pa.float64()))
     pq.write_table(t, tmp_path / "w.parquet")
-    out = run("resample", str(tmp_path / "w.parquet"), "-", "--by", "w", "--budget", "docs:5", "--top-k").stdout
+    out = run(
+        "resample", str(tmp_path / "w.parquet"), "-", "--by", "w", "--budget", "docs:5", "--top-k"
+    ).stdout
     top = pa.ipc.open_stream(out).read_all()
     assert sorted(top.column("w").to_pylist()) == [45.0, 46.0, 47.0, 48.0, 49.0]
     feats = run("featurize", "-", "-", "--buckets", "128", input=out).stdout
@@ -78,13 +133,23 @@ def test_resample_to_stdout_and_featurize_from_stdin(tmp_path: Path, corpus) -> 
 
 def test_jsonl_inputs_gz_and_zst(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]
     rows = pq.read_table(corpus.pool).slice(0, 120).to_pylist()
-    lines = "".join(json.dumps({"doc_id": r["id"], "content": r["text"], "domain": r["domain"]}) + "\n" for r in rows)
+    lines = "".join(
+        json.dumps({"doc_id": r["id"], "content": r["text"], "domain": r["domain"]}) + "\n" for r in rows
+    )
     (tmp_path / "pool").mkdir()
     (tmp_path / "pool" / "a.jsonl").write_text("".join(lines.splitlines(keepends=True)[:40]))
     (tmp_path / "pool" / "b.jsonl.gz").write_bytes(gzip.compress(lines.encode()))
     (tmp_path / "pool" / "c.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(lines.encode()))
-    run("featurize", str(tmp_path / "pool"), str(tmp_path / "f"), "--text-column", "content", "--id-column", "doc_id",
-        "--no-progress")
+    run(
+        "featurize",
+        str(tmp_path / "pool"),
+        str(tmp_path / "f"),
+        "--text-column",
+        "content",
+        "--id-column",
+        "doc_id",
+        "--no-progress",
+    )
     names = sorted(p.name for p in (tmp_path / "f").glob("*.parquet"))
     assert names == ["a.parquet", "b.parquet", "c.parquet"]
     b = pq.read_table(tmp_path / "f" / "b.parquet")
@@ -95,7 +160,8 @@ def test_inspect(corpus) -> None:  # type: ignore[no-untyped-def]
     out = run("inspect", str(corpus.pool), "--sample", "1", "--json").stdout
     info = json.loads(out)
     assert info["rows"] == pq.read_metadata(corpus.pool / "part-00000.parquet").num_rows * 0 + sum(
-        pq.read_metadata(p).num_rows for p in corpus.pool.glob("*.parquet"))
+        pq.read_metadata(p).num_rows for p in corpus.pool.glob("*.parquet")
+    )
     assert [c for c, _ in info["schema"]] == ["id", "text", "domain", "source"]
     assert len(info["sample"]) == 1
     human = run("inspect", str(corpus.pool), "--tokenizer", "cl100k").stdout.decode()
@@ -113,8 +179,18 @@ def test_recipes_run(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped
     stats = json.loads((demo / "recipe-stats.json").read_text())
     assert stats["selected_docs"] > 0
     # the recipe and the staged recipe agree with the CLI on the same plan
-    run("select", str(demo / "corpus" / "pool"), str(tmp_path / "cli"), "--target", str(demo / "corpus" / "target.parquet"),
-        "--budget", "60K", "--group-by", "domain", "--no-progress")
+    run(
+        "select",
+        str(demo / "corpus" / "pool"),
+        str(tmp_path / "cli"),
+        "--target",
+        str(demo / "corpus" / "target.parquet"),
+        "--budget",
+        "60K",
+        "--group-by",
+        "domain",
+        "--no-progress",
+    )
 
     def digest(folder: Path) -> dict[str, str]:
         return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.glob("*.parquet")}

@@ -16,8 +16,29 @@ from tests import reference as ref
 # Text that exercises the tokeniser: ASCII words and punctuation, separators, Latin-1 and Greek
 # and Cyrillic case pairs, CJK, emoji, Unicode spaces and punctuation, and raw invalid bytes.
 ALPHABET = st.sampled_from(
-    list("abcXYZ019_ .,;!?-'\"\t\n()[]")
-    + ["É", "é", "ß", "Ā", "Ω", "ω", "Д", "Ё", "中", "文", "😀", "\u00a0", "\u3000", "\u2014", "“", "”", "…", "¡", "²", "×"]
+    [
+        *list("abcXYZ019_ .,;!?-'\"\t\n()[]"),
+        "É",
+        "é",
+        "ß",
+        "Ā",
+        "Ω",
+        "ω",
+        "Д",
+        "Ё",
+        "中",
+        "文",
+        "😀",
+        "\xa0",
+        "\u3000",
+        "—",
+        "“",
+        "”",
+        "…",
+        "¡",
+        "²",
+        "×",
+    ]
 )
 TEXTS = st.lists(st.text(alphabet=ALPHABET, max_size=60), min_size=0, max_size=12)
 RAW_BYTES = st.lists(st.binary(max_size=40), min_size=0, max_size=10)
@@ -31,7 +52,9 @@ def as_binary_strings(docs: list[bytes]) -> pa.Array:
 def reference_hist(docs: list[bytes], spec: HashSpec) -> np.ndarray:
     h = np.zeros(spec.buckets, np.int64)
     for d in docs:
-        for b in ref.ngram_buckets(d, buckets=spec.buckets, order=spec.order, lowercase=spec.lowercase, seed=spec.seed):
+        for b in ref.ngram_buckets(
+            d, buckets=spec.buckets, order=spec.order, lowercase=spec.lowercase, seed=spec.seed
+        ):
             h[b] += 1
     return h
 
@@ -63,9 +86,17 @@ def test_invalid_utf8_matches_reference(docs: list[bytes], spec: HashSpec) -> No
     indptr, indices, counts = native.ngram_features(arr, spec, threads=1)
     for i, d in enumerate(docs):
         expected: dict[int, int] = {}
-        for b in ref.ngram_buckets(d, buckets=spec.buckets, order=spec.order, lowercase=spec.lowercase, seed=spec.seed):
+        for b in ref.ngram_buckets(
+            d, buckets=spec.buckets, order=spec.order, lowercase=spec.lowercase, seed=spec.seed
+        ):
             expected[b] = expected.get(b, 0) + 1
-        got = dict(zip(indices[indptr[i] : indptr[i + 1]].tolist(), counts[indptr[i] : indptr[i + 1]].tolist(), strict=True))
+        got = dict(
+            zip(
+                indices[indptr[i] : indptr[i + 1]].tolist(),
+                counts[indptr[i] : indptr[i + 1]].tolist(),
+                strict=True,
+            )
+        )
         assert got == expected
 
 
@@ -88,7 +119,10 @@ def test_token_hash_matches_reference() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(texts=st.lists(st.one_of(st.none(), st.text(alphabet=ALPHABET, max_size=40)), max_size=20), start=st.integers(0, 5))
+@given(
+    texts=st.lists(st.one_of(st.none(), st.text(alphabet=ALPHABET, max_size=40)), max_size=20),
+    start=st.integers(0, 5),
+)
 def test_layouts_nulls_and_slices_agree(texts: list[str | None], start: int) -> None:
     spec = HashSpec(buckets=50)
     base = pa.array(texts, type=pa.string())
@@ -96,7 +130,9 @@ def test_layouts_nulls_and_slices_agree(texts: list[str | None], start: int) -> 
     variants = [
         base.cast(pa.large_string()).slice(start),
         base.cast(pa.string_view()).slice(start),
-        pa.chunked_array([base.slice(start, 3), base.slice(start + 3)]) if len(texts) > start + 3 else base.slice(start),
+        pa.chunked_array([base.slice(start, 3), base.slice(start + 3)])
+        if len(texts) > start + 3
+        else base.slice(start),
     ]
     for v in variants:
         got = native.ngram_features(v, spec)

@@ -81,7 +81,9 @@ def test_selection_frequency_follows_weights() -> None:
     wins = np.zeros(3)
     ids = pa.array(["a", "b", "c"])
     for seed in range(3000):
-        batch = pa.RecordBatch.from_pydict({"id": ids, "lw": pa.array(np.log(w)), "n_tokens": pa.array([1, 1, 1])})
+        batch = pa.RecordBatch.from_pydict(
+            {"id": ids, "lw": pa.array(np.log(w)), "n_tokens": pa.array([1, 1, 1])}
+        )
         sel = GumbelTopK(by="lw", budget=parse_budget("docs:1"), seed=seed)
         k = sel.keys(batch)
         wins[int(np.argmax(k.key))] += 1
@@ -89,7 +91,9 @@ def test_selection_frequency_follows_weights() -> None:
 
 
 def test_keys_ignore_row_order_and_null_weights() -> None:
-    batch = pa.RecordBatch.from_pydict({"id": ["x", "y", "z"], "lw": [0.5, None, float("nan")], "n_tokens": [3, 4, 5]})
+    batch = pa.RecordBatch.from_pydict(
+        {"id": ["x", "y", "z"], "lw": [0.5, None, float("nan")], "n_tokens": [3, 4, 5]}
+    )
     sel = GumbelTopK(by="lw", budget=parse_budget("10"), seed=3)
     k = sel.keys(batch)
     assert np.isfinite(k.key[0]) and np.isneginf(k.key[1]) and np.isneginf(k.key[2])
@@ -98,7 +102,9 @@ def test_keys_ignore_row_order_and_null_weights() -> None:
 
 
 def test_top_k_is_deterministic_order() -> None:
-    batch = pa.RecordBatch.from_pydict({"id": ["a", "b", "c", "d"], "lw": [1.0, 4.0, 3.0, 2.0], "n_tokens": [1, 1, 1, 1]})
+    batch = pa.RecordBatch.from_pydict(
+        {"id": ["a", "b", "c", "d"], "lw": [1.0, 4.0, 3.0, 2.0], "n_tokens": [1, 1, 1, 1]}
+    )
     sel = GumbelTopK(by="lw", budget=parse_budget("docs:2"), top_k=True)
     k = sel.keys(batch)
     assert prefix_mask(k.key, k.tie, k.cost, 2).tolist() == [False, True, True, False]

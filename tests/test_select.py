@@ -23,7 +23,13 @@ def _digest(folder: Path) -> dict[str, str]:
 
 
 def _config(corpus, out: Path, **kw) -> SelectConfig:  # type: ignore[no-untyped-def]
-    return SelectConfig(pool=str(corpus.pool), output=str(out), target=str(corpus.target), group_by="domain", **{"budget": "60K", **kw})
+    return SelectConfig(
+        pool=str(corpus.pool),
+        output=str(out),
+        target=str(corpus.target),
+        group_by="domain",
+        **{"budget": "60K", **kw},
+    )
 
 
 def test_selects_toward_the_target(corpus, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -53,7 +59,12 @@ def test_one_and_two_workers_give_identical_bytes(corpus, tmp_path: Path) -> Non
 
 def test_seed_changes_selection_and_top_k_does_not_use_it(corpus, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ids = {}
-    for name, kw in {"s0": {"seed": 0}, "s1": {"seed": 1}, "k0": {"top_k": True, "seed": 0}, "k1": {"top_k": True, "seed": 1}}.items():
+    for name, kw in {
+        "s0": {"seed": 0},
+        "s1": {"seed": 1},
+        "k0": {"top_k": True, "seed": 0},
+        "k1": {"top_k": True, "seed": 1},
+    }.items():
         select(_config(corpus, tmp_path / name, **kw), workers=1)
         ids[name] = set(pq.read_table(tmp_path / name, columns=["id"]).column("id").to_pylist())
     assert ids["s0"] != ids["s1"]
@@ -74,12 +85,27 @@ def test_killed_run_resumes_to_identical_output(tmp_path: Path) -> None:
     from curate.testing import build_corpus
 
     c = build_corpus(tmp_path / "c", max_bytes_per_domain=300_000, shards=24, row_group_size=32)
-    args = [sys.executable, "-m", "curate.cli.app", "select", str(c.pool), "", "--target", str(c.target),
-            "--budget", "50%", "--workers", "1", "--no-progress"]
+    args = [
+        sys.executable,
+        "-m",
+        "curate.cli.app",
+        "select",
+        str(c.pool),
+        "",
+        "--target",
+        str(c.target),
+        "--budget",
+        "50%",
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
     clean = tmp_path / "clean"
     subprocess.run([*args[:5], str(clean), *args[6:]], check=True, capture_output=True)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([*args[:5], str(killed), *args[6:]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*args[:5], str(killed), *args[6:]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     manifest = killed / "_manifest.json"
     deadline = time.time() + 120
     killed_mid_write = False

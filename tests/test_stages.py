@@ -62,7 +62,12 @@ def test_importance_weights_match_definition(batch: pa.RecordBatch, model: Impor
     texts = batch.column("text")
     indptr, idx, cnt = native.ngram_features(texts, model.spec)
     ld = model.log_diff
-    raw = np.array([float((cnt[indptr[i]:indptr[i + 1]] * ld[idx[indptr[i]:indptr[i + 1]]]).sum()) for i in range(len(texts))])
+    raw = np.array(
+        [
+            float((cnt[indptr[i] : indptr[i + 1]] * ld[idx[indptr[i] : indptr[i + 1]]]).sum())
+            for i in range(len(texts))
+        ]
+    )
     sum_model = ImportanceModel(**{**model.__dict__, "length_norm": "sum"})
     w_sum, ntok = sum_model.log_weights(texts)
     ok = ~np.isnan(w_sum)

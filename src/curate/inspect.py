@@ -14,7 +14,9 @@ from curate.io.outputs import MANIFEST
 from curate.tokens import exact_counter
 
 
-def inspect_dataset(path: str, *, text_column: str = "text", sample: int = 3, tokenizer: str | None = None) -> dict[str, Any]:
+def inspect_dataset(
+    path: str, *, text_column: str = "text", sample: int = 3, tokenizer: str | None = None
+) -> dict[str, Any]:
     shards = discover(path)
     schema = read_schema(shards[0])
     cols = Columns(text=text_column)
@@ -27,7 +29,11 @@ def inspect_dataset(path: str, *, text_column: str = "text", sample: int = 3, to
     have_n_tokens = "n_tokens" in schema.names
     samples: list[dict[str, Any]] = []
     for s in shards:
-        columns = None if len(samples) < sample else ([text_column] if has_text else []) + (["n_tokens"] if have_n_tokens else [])
+        columns = (
+            None
+            if len(samples) < sample
+            else ([text_column] if has_text else []) + (["n_tokens"] if have_n_tokens else [])
+        )
         for b in iter_batches(s, cols, columns=columns) if has_text else _plain(s):
             rows += b.num_rows
             if has_text:
@@ -40,7 +46,12 @@ def inspect_dataset(path: str, *, text_column: str = "text", sample: int = 3, to
                 tokens += int(pc.sum(b.column("n_tokens")).as_py() or 0)
             if len(samples) < sample:
                 for r in b.slice(0, sample - len(samples)).to_pylist():
-                    samples.append({k: (v[:300] + "…" if isinstance(v, str) and len(v) > 300 else v) for k, v in r.items()})
+                    samples.append(
+                        {
+                            k: (v[:300] + "…" if isinstance(v, str) and len(v) > 300 else v)
+                            for k, v in r.items()
+                        }
+                    )
     info: dict[str, Any] = {
         "path": path,
         "shards": len(shards),

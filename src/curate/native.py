@@ -74,9 +74,7 @@ def _threads(threads: int | None) -> int:
 
 def token_counts(texts: Any, *, lowercase: bool = True, threads: int | None = None) -> np.ndarray:
     """Words and punctuation runs per document (int64; 0 for nulls)."""
-    parts = [
-        _native.token_counts(*_capsules(c), lowercase, _threads(threads)) for c in _chunks(texts)
-    ]
+    parts = [_native.token_counts(*_capsules(c), lowercase, _threads(threads)) for c in _chunks(texts)]
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 

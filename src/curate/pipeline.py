@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.errors import SchemaError
-from curate.io.inputs import Columns, Shard, iter_batches, read_schema, canonical_schema, canonicalize
+from curate.io.inputs import Columns, Shard, canonical_schema, canonicalize, iter_batches, read_schema
 from curate.io.outputs import ParquetShardWriter
 from curate.stages.base import Annotator, Filter, Selector, StageContext, with_columns
 from curate.types import TEXT
@@ -191,7 +191,14 @@ def canonicalize_schema(schema: pa.Schema, cols: Columns, source: str) -> pa.Sch
     return canonicalize(empty, cols).schema
 
 
-def run_stream(pipeline: Pipeline, schema: pa.Schema, batches: Iterator[pa.RecordBatch], write: Callable[[pa.RecordBatch], None], *, threads: int = 1) -> ShardReport:
+def run_stream(
+    pipeline: Pipeline,
+    schema: pa.Schema,
+    batches: Iterator[pa.RecordBatch],
+    write: Callable[[pa.RecordBatch], None],
+    *,
+    threads: int = 1,
+) -> ShardReport:
     """Map `pipeline` over a stream (stdin to stdout)."""
     start = time.perf_counter()
     report = ShardReport(shard="-")
@@ -215,7 +222,9 @@ def _group_values(batch: pa.RecordBatch, column: str | None) -> list[str] | None
     return [str(v) if v is not None else "(null)" for v in batch.column(column).to_pylist()]
 
 
-def _add_groups(groups: dict[str, list[int]], values: list[str], tokens: np.ndarray, mask: np.ndarray | None = None) -> None:
+def _add_groups(
+    groups: dict[str, list[int]], values: list[str], tokens: np.ndarray, mask: np.ndarray | None = None
+) -> None:
     for i, v in enumerate(values):
         if mask is not None and not mask[i]:
             continue
@@ -250,7 +259,9 @@ def collect_keys(
         wanted.add(group_by)
     columns = [c for c in schema.names if c in wanted]
     if group_by and group_by not in schema.names:
-        raise SchemaError(f"{shard.path}: no group-by column {group_by!r}; columns present: {', '.join(schema.names)}")
+        raise SchemaError(
+            f"{shard.path}: no group-by column {group_by!r}; columns present: {', '.join(schema.names)}"
+        )
     pipeline.validate(schema, shard.path)
     keys, ties, costs, tokens, nbytes, exact = [], [], [], [], [], []
     groups: dict[str, list[int]] = {}
@@ -268,7 +279,11 @@ def collect_keys(
             else np.zeros(out.num_rows, np.int64)
         )
         tokens.append(t)
-        nbytes.append(np.asarray(pc.fill_null(pc.binary_length(out.column(TEXT)), 0).to_numpy(zero_copy_only=False), np.int64))
+        nbytes.append(
+            np.asarray(
+                pc.fill_null(pc.binary_length(out.column(TEXT)), 0).to_numpy(zero_copy_only=False), np.int64
+            )
+        )
         ex = np.full(out.num_rows, -1, np.int64)
         if exact_sample is not None:
             pick = np.flatnonzero((sk.tie % np.uint64(exact_sample_every) == 0) & np.isfinite(sk.key))
@@ -278,7 +293,10 @@ def collect_keys(
         vals = _group_values(out, group_by)
         if vals is not None:
             _add_groups(groups, vals, t)
-    cat = (lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dt))
+
+    def cat(xs, dt):
+        return np.concatenate(xs) if xs else np.zeros(0, dt)
+
     key = cat(keys, np.float64)
     np.savez(
         keys_path,

@@ -40,19 +40,48 @@ def _select_keys() -> dict[str, type]:
 
 STEP_KEYS: dict[str, dict[str, tuple[type, ...]]] = {
     "importance fit": {
-        "target": (str,), "raw": (str,), "output": (str,), "seed": (int,), "tokenizer": (str,), "text_column": (str,),
-        "target_text_column": (str,), "length_norm": (str,), "min_words": (int,), "buckets": (int,), "order": (int,),
-        "target_laplace": (float, int), "raw_features": (str, int),
+        "target": (str,),
+        "raw": (str,),
+        "output": (str,),
+        "seed": (int,),
+        "tokenizer": (str,),
+        "text_column": (str,),
+        "target_text_column": (str,),
+        "length_norm": (str,),
+        "min_words": (int,),
+        "buckets": (int,),
+        "order": (int,),
+        "target_laplace": (float, int),
+        "raw_features": (str, int),
     },
     "score importance": {
-        "model": (str,), "input": (str,), "output": (str,), "tokenizer": (str,), "text_column": (str,), "id_column": (str,),
+        "model": (str,),
+        "input": (str,),
+        "output": (str,),
+        "tokenizer": (str,),
+        "text_column": (str,),
+        "id_column": (str,),
     },
     "resample": {
-        "input": (str,), "output": (str,), "by": (str,), "budget": (str,), "seed": (int,), "top_k": (bool,),
-        "temperature": (float, int), "tokens_column": (str,), "policy": (str,), "text_column": (str,), "id_column": (str,),
+        "input": (str,),
+        "output": (str,),
+        "by": (str,),
+        "budget": (str,),
+        "seed": (int,),
+        "top_k": (bool,),
+        "temperature": (float, int),
+        "tokens_column": (str,),
+        "policy": (str,),
+        "text_column": (str,),
+        "id_column": (str,),
     },
     "featurize": {
-        "input": (str,), "output": (str,), "buckets": (int,), "order": (int,), "lowercase": (bool,), "text_column": (str,),
+        "input": (str,),
+        "output": (str,),
+        "buckets": (int,),
+        "order": (int,),
+        "lowercase": (bool,),
+        "text_column": (str,),
     },
 }
 REQUIRED = {
@@ -63,11 +92,29 @@ REQUIRED = {
     "select": ("pool", "output", "target", "budget"),
 }
 SELECT_TYPES: dict[str, tuple[type, ...]] = {
-    "pool": (str,), "output": (str,), "target": (str,), "budget": (str,), "seed": (int,), "tokenizer": (str,),
-    "text_column": (str,), "id_column": (str,), "target_text_column": (str,), "group_by": (str,), "buckets": (int,),
-    "order": (int,), "lowercase": (bool,), "length_norm": (str,), "ref_words": (int,), "min_words": (int,),
-    "target_laplace": (float, int), "raw_features": (str, int), "top_k": (bool,), "temperature": (float, int),
-    "policy": (str,), "batch_size": (int,), "stats_json": (str,),
+    "pool": (str,),
+    "output": (str,),
+    "target": (str,),
+    "budget": (str,),
+    "seed": (int,),
+    "tokenizer": (str,),
+    "text_column": (str,),
+    "id_column": (str,),
+    "target_text_column": (str,),
+    "group_by": (str,),
+    "buckets": (int,),
+    "order": (int,),
+    "lowercase": (bool,),
+    "length_norm": (str,),
+    "ref_words": (int,),
+    "min_words": (int,),
+    "target_laplace": (float, int),
+    "raw_features": (str, int),
+    "top_k": (bool,),
+    "temperature": (float, int),
+    "policy": (str,),
+    "batch_size": (int,),
+    "stats_json": (str,),
 }
 
 
@@ -90,7 +137,9 @@ class Recipe:
         return results
 
 
-def _check(table: dict[str, Any], allowed: dict[str, tuple[type, ...]], where: str, kind: str) -> dict[str, Any]:
+def _check(
+    table: dict[str, Any], allowed: dict[str, tuple[type, ...]], where: str, kind: str
+) -> dict[str, Any]:
     for key, value in table.items():
         if key not in allowed:
             raise RecipeError(
@@ -131,7 +180,10 @@ def load_recipe(path: str | Path) -> Recipe:
     top = {"select", "step"}
     for key in data:
         if key not in top:
-            raise RecipeError(f"{path}: unknown table {key!r}{did_you_mean(key, top)}", hint="a recipe has [select] or [[step]] tables")
+            raise RecipeError(
+                f"{path}: unknown table {key!r}{did_you_mean(key, top)}",
+                hint="a recipe has [select] or [[step]] tables",
+            )
     if "select" in data:
         if not isinstance(data["select"], dict):
             raise RecipeError(f"{path}: [select] must be a table")
@@ -140,7 +192,9 @@ def load_recipe(path: str | Path) -> Recipe:
     for i, raw in enumerate(data.get("step", [])):
         where = f"{path}: [[step]] #{i + 1}"
         if not isinstance(raw, dict) or "run" not in raw:
-            raise RecipeError(f"{where}: needs a `run` key", hint=f"run = one of: {', '.join([*STEP_KEYS, 'select'])}")
+            raise RecipeError(
+                f"{where}: needs a `run` key", hint=f"run = one of: {', '.join([*STEP_KEYS, 'select'])}"
+            )
         kind = raw["run"]
         rest = {k: v for k, v in raw.items() if k != "run"}
         if kind == "select":
@@ -148,7 +202,9 @@ def load_recipe(path: str | Path) -> Recipe:
         elif kind in STEP_KEYS:
             params = _check(rest, STEP_KEYS[kind], where, kind)
         else:
-            raise RecipeError(f"{where}.run: unknown step {kind!r}{did_you_mean(kind, [*STEP_KEYS, 'select'])}")
+            raise RecipeError(
+                f"{where}.run: unknown step {kind!r}{did_you_mean(kind, [*STEP_KEYS, 'select'])}"
+            )
         steps.append(Step(kind, _resolve_paths(params, base), where))
     if not steps:
         raise RecipeError(f"{path}: the recipe has no [select] or [[step]] table")
@@ -196,7 +252,14 @@ def _run_fit(p: dict[str, Any], workers: int, overwrite: bool, no_progress: bool
     from curate.progress import NoProgress
 
     cfg = FitConfig(pool=raw, **p)
-    model = fit_importance(cfg, discover(raw), discover(cfg.target), workers=resolve_workers(workers), progress=NoProgress(), timings={})
+    model = fit_importance(
+        cfg,
+        discover(raw),
+        discover(cfg.target),
+        workers=resolve_workers(workers),
+        progress=NoProgress(),
+        timings={},
+    )
     return model.save(output)
 
 
@@ -210,7 +273,9 @@ def _run_score(p: dict[str, Any], workers: int, overwrite: bool, no_progress: bo
     m = ImportanceModel.load(p["model"])
     stage = ImportanceScorer(model=m, counter=counter_from_model(m, p.get("tokenizer")))
     cols = Columns(text=p.get("text_column", "text"), id=p.get("id_column"))
-    return run_map(Pipeline(stages=(stage,)), p["input"], p["output"], columns=cols, workers=workers, overwrite=overwrite)
+    return run_map(
+        Pipeline(stages=(stage,)), p["input"], p["output"], columns=cols, workers=workers, overwrite=overwrite
+    )
 
 
 def _run_resample(p: dict[str, Any], workers: int, overwrite: bool, no_progress: bool) -> Any:
@@ -220,8 +285,12 @@ def _run_resample(p: dict[str, Any], workers: int, overwrite: bool, no_progress:
     from curate.stages.resample import GumbelTopK
 
     sel = GumbelTopK(
-        by=p["by"], budget=parse_budget(p["budget"]), seed=p.get("seed", 0), top_k=p.get("top_k", False),
-        temperature=float(p.get("temperature", 1.0)), policy=p.get("policy", "cover"),
+        by=p["by"],
+        budget=parse_budget(p["budget"]),
+        seed=p.get("seed", 0),
+        top_k=p.get("top_k", False),
+        temperature=float(p.get("temperature", 1.0)),
+        policy=p.get("policy", "cover"),
         tokens_column=p.get("tokens_column", "n_tokens"),
     )
     cols = Columns(text=p.get("text_column", "text"), id=p.get("id_column"))
@@ -235,9 +304,18 @@ def _run_featurize(p: dict[str, Any], workers: int, overwrite: bool, no_progress
     from curate.runner import run_map
     from curate.stages.features import NgramFeaturizer
 
-    spec = HashSpec(buckets=p.get("buckets", 10_000), order=p.get("order", 2), lowercase=p.get("lowercase", True))
+    spec = HashSpec(
+        buckets=p.get("buckets", 10_000), order=p.get("order", 2), lowercase=p.get("lowercase", True)
+    )
     cols = Columns(text=p.get("text_column", "text"))
-    return run_map(Pipeline(stages=(NgramFeaturizer(spec=spec),)), p["input"], p["output"], columns=cols, workers=workers, overwrite=overwrite)
+    return run_map(
+        Pipeline(stages=(NgramFeaturizer(spec=spec),)),
+        p["input"],
+        p["output"],
+        columns=cols,
+        workers=workers,
+        overwrite=overwrite,
+    )
 
 
 _RUNNERS: dict[str, Callable[[dict[str, Any], int, bool, bool], Any]] = {

@@ -47,7 +47,9 @@ class RunResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _plan(kind: str, stages: Any, inputs: list[Shard] | None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def _plan(
+    kind: str, stages: Any, inputs: list[Shard] | None, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         "kind": kind,
         "stages": repr(stages),
@@ -90,11 +92,23 @@ def run_map(
     start = time.perf_counter()
     threads = threads_per_worker(workers)
     if source == STDIO or dest == STDIO:
-        return _run_map_stream(pipeline, source, dest, columns=columns, threads=threads, batch_size=batch_size, overwrite=overwrite)
+        return _run_map_stream(
+            pipeline,
+            source,
+            dest,
+            columns=columns,
+            threads=threads,
+            batch_size=batch_size,
+            overwrite=overwrite,
+        )
     shards = discover(source)
     for s in shards:
         pipeline.validate(canonicalize_schema(read_schema(s), columns, s.path), s.path)
-    manifest = Manifest(Path(dest), _plan("map", pipeline, shards, {"batch_size": batch_size, "columns": repr(columns)}), overwrite=overwrite)
+    manifest = Manifest(
+        Path(dest),
+        _plan("map", pipeline, shards, {"batch_size": batch_size, "columns": repr(columns)}),
+        overwrite=overwrite,
+    )
     ctx = RunContext(columns=columns, batch_size=batch_size, threads=threads, output=dest)
     reports: dict[int, ShardReport] = {}
     todo = []
@@ -119,7 +133,14 @@ def run_map(
 
 
 def _run_map_stream(
-    pipeline: Pipeline, source: str, dest: str, *, columns: Columns, threads: int, batch_size: int, overwrite: bool
+    pipeline: Pipeline,
+    source: str,
+    dest: str,
+    *,
+    columns: Columns,
+    threads: int,
+    batch_size: int,
+    overwrite: bool,
 ) -> RunResult:
     start = time.perf_counter()
     if source == STDIO:
@@ -133,7 +154,9 @@ def _run_map_stream(
             for s in shards:
                 s_schema = canonicalize_schema(read_schema(s), columns, s.path)
                 if s_schema != schema:
-                    raise UsageError(f"{s.path}: schema differs from {shards[0].path}; streaming to stdout needs one schema")
+                    raise UsageError(
+                        f"{s.path}: schema differs from {shards[0].path}; streaming to stdout needs one schema"
+                    )
                 yield from iter_batches(s, columns, batch_size=batch_size)
 
         batches = gen()
@@ -146,7 +169,9 @@ def _run_map_stream(
     else:
         from curate.io.outputs import ParquetShardWriter
 
-        manifest = Manifest(Path(dest), _plan("map", pipeline, None, {"batch_size": batch_size}), overwrite=overwrite)
+        manifest = Manifest(
+            Path(dest), _plan("map", pipeline, None, {"batch_size": batch_size}), overwrite=overwrite
+        )
         target = Path(dest) / "part-00000.parquet"
         with ParquetShardWriter(target, out_schema) as pw:
             report = run_stream(pipeline, schema, batches, pw.write, threads=threads)
@@ -170,8 +195,26 @@ def run_resample(
     """Select rows of `source` to the selector's budget (two passes; memory O(selected))."""
     if source == STDIO:
         with spooled_stdin(columns) as shards:
-            return _run_resample(selector, shards, dest, columns=columns, workers=workers, overwrite=overwrite, batch_size=batch_size, progress=progress)
-    return _run_resample(selector, discover(source), dest, columns=columns, workers=workers, overwrite=overwrite, batch_size=batch_size, progress=progress)
+            return _run_resample(
+                selector,
+                shards,
+                dest,
+                columns=columns,
+                workers=workers,
+                overwrite=overwrite,
+                batch_size=batch_size,
+                progress=progress,
+            )
+    return _run_resample(
+        selector,
+        discover(source),
+        dest,
+        columns=columns,
+        workers=workers,
+        overwrite=overwrite,
+        batch_size=batch_size,
+        progress=progress,
+    )
 
 
 def _run_resample(
@@ -196,7 +239,16 @@ def _run_resample(
     if dest == STDIO:
         tmp = Path(tempfile.mkdtemp(prefix="curate-resample-"))
         try:
-            result = _run_resample(selector, shards, str(tmp / "out"), columns=columns, workers=workers, overwrite=True, batch_size=batch_size, progress=progress)
+            result = _run_resample(
+                selector,
+                shards,
+                str(tmp / "out"),
+                columns=columns,
+                workers=workers,
+                overwrite=True,
+                batch_size=batch_size,
+                progress=progress,
+            )
             files = list(output_files(tmp / "out"))
             if files:
                 import pyarrow.parquet as pq
@@ -212,17 +264,21 @@ def _run_resample(
             return result
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    manifest = Manifest(Path(dest), _plan("resample", selector, shards, {"batch_size": batch_size}), overwrite=overwrite)
+    manifest = Manifest(
+        Path(dest), _plan("resample", selector, shards, {"batch_size": batch_size}), overwrite=overwrite
+    )
     work = manifest.work_dir()
     ctx = RunContext(columns=columns, batch_size=batch_size, threads=threads_per_worker(workers), output=dest)
     keys_paths = [str(work / f"keys-{s.index:05d}.npz") for s in shards]
     progress.start("keys", sum(s.size for s in shards))
     reps1 = map_tasks(
-        collect_keys, [(pipeline, selector, s, ctx, keys_paths[s.index], None) for s in shards], workers=workers,
+        collect_keys,
+        [(pipeline, selector, s, ctx, keys_paths[s.index], None) for s in shards],
+        workers=workers,
         on_result=lambda i, r: progress.advance("keys", shards[i].size),
     )
     progress.end("keys")
-    pass1 = merge_reports(reps1)
+    pass1 = merge_reports(r for r in reps1 if r is not None)
     budget = selector.budget
     selectable_cost = 0
     selectable_rows = 0
@@ -242,13 +298,15 @@ def _run_resample(
     per_shard, decision = decide(keys_paths, budget, selector.policy)
     progress.start("write", sum(s.size for s in shards))
     reps2 = map_tasks(
-        write_selected, [(pipeline, s, per_shard[s.index], ctx) for s in shards], workers=workers,
+        write_selected,
+        [(pipeline, s, per_shard[s.index], ctx) for s in shards],
+        workers=workers,
         on_result=lambda i, r: progress.advance("write", shards[i].size),
     )
     progress.end("write")
     for p in keys_paths:
         Path(p).unlink(missing_ok=True)
-    pass2 = merge_reports(reps2)
+    pass2 = merge_reports(r for r in reps2 if r is not None)
     summary = {
         "budget": str(selector.budget),
         "budget_resolved": {"unit": budget.unit, "amount": budget.amount},

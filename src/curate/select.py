@@ -24,7 +24,15 @@ from curate.executors.local import map_tasks, resolve_workers, threads_per_worke
 from curate.io.inputs import Columns, Shard, discover, iter_batches, read_schema
 from curate.io.outputs import Manifest
 from curate.native import HashSpec
-from curate.pipeline import Pipeline, RunContext, ShardReport, canonicalize_schema, collect_keys, merge_reports, write_selected
+from curate.pipeline import (
+    Pipeline,
+    RunContext,
+    ShardReport,
+    canonicalize_schema,
+    collect_keys,
+    merge_reports,
+    write_selected,
+)
 from curate.progress import NoProgress, Progress
 from curate.report import group_shares, kl_reduction, merge_groups
 from curate.stages.importance import ImportanceModel, ImportanceScorer, LengthNorm
@@ -148,7 +156,13 @@ def fit_units(shards: list[Shard]) -> list[tuple[Shard, int | None]]:
 
 
 def histogram_unit(
-    shard: Shard, row_group: int | None, cols: Columns, spec: HashSpec, threads: int, calibration_docs: int, batch_size: int
+    shard: Shard,
+    row_group: int | None,
+    cols: Columns,
+    spec: HashSpec,
+    threads: int,
+    calibration_docs: int,
+    batch_size: int,
 ) -> dict[str, Any]:
     """Bucket histogram of one unit, plus a few documents' text for token calibration."""
     import pyarrow.parquet as pq
@@ -215,11 +229,14 @@ def fit_importance(
         on_result=lambda i, r: progress.advance("fit target", 1),
     )
     progress.end("fit target")
-    target_hist = np.sum([r["hist"] for r in t_res], axis=0) if t_res else np.zeros(spec.buckets, np.int64)
-    target_docs = sum(r["docs"] for r in t_res)
-    timings["fit target"] = PhaseTiming(time.perf_counter() - t0, sum(r["bytes"] for r in t_res))
+    t_done = [r for r in t_res if r is not None]
+    target_hist = np.sum([r["hist"] for r in t_done], axis=0) if t_done else np.zeros(spec.buckets, np.int64)
+    target_docs = sum(r["docs"] for r in t_done)
+    timings["fit target"] = PhaseTiming(time.perf_counter() - t0, sum(r["bytes"] for r in t_done))
     if target_hist.sum() == 0:
-        raise UsageError(f"target {config.target}: no text to fit on ({target_docs} documents, all empty or null)")
+        raise UsageError(
+            f"target {config.target}: no text to fit on ({target_docs} documents, all empty or null)"
+        )
 
     t0 = time.perf_counter()
     units = fit_units(pool)
@@ -231,6 +248,7 @@ def fit_importance(
     raw_bytes = 0
     sample: list[str] = []
     progress.start("fit raw", len(units), unit="units")
+
     # The cap is applied in the seeded unit order (map_tasks' `until`), so the result does not
     # depend on the worker count or on which unit finished first.
     def take(i: int, r: dict[str, Any]) -> bool:
@@ -244,7 +262,10 @@ def fit_importance(
 
     map_tasks(
         histogram_unit,
-        [(units[i][0], units[i][1], pcols, spec, threads, CALIBRATION_DOCS_PER_UNIT, config.batch_size) for i in order],
+        [
+            (units[i][0], units[i][1], pcols, spec, threads, CALIBRATION_DOCS_PER_UNIT, config.batch_size)
+            for i in order
+        ],
         workers=workers,
         on_result=lambda i, r: progress.advance("fit raw", 1),
         until=take,
@@ -314,11 +335,21 @@ def decide(keys_paths: list[str], budget: Budget, policy: Policy) -> tuple[list[
     keep = prefix_mask(key, tie, cost, budget.amount, policy)
     per_shard = [np.sort(rows[keep & (shard_ix == si)]) for si in range(len(keys_paths))]
     threshold = float(key[keep].min()) if keep.any() else float("nan")
-    return per_shard, {"selected_cost": int(cost[keep].sum()), "selected_docs": int(keep.sum()), "key_threshold": threshold}
+    return per_shard, {
+        "selected_cost": int(cost[keep].sum()),
+        "selected_docs": int(keep.sum()),
+        "key_threshold": threshold,
+    }
 
 
 # ---------------------------------------------------------------------------------- run
-def select(config: SelectConfig, *, workers: int | None = None, overwrite: bool = False, progress: Progress | None = None) -> SelectResult:
+def select(
+    config: SelectConfig,
+    *,
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> SelectResult:
     progress = progress or NoProgress()
     workers = resolve_workers(workers)
     budget = parse_budget(config.budget)
@@ -330,12 +361,16 @@ def select(config: SelectConfig, *, workers: int | None = None, overwrite: bool 
     for s in pool:
         schema = canonicalize_schema(read_schema(s), pcols, s.path)
         if config.group_by and config.group_by not in schema.names:
-            raise UsageError(f"{s.path}: no group-by column {config.group_by!r}; columns present: {', '.join(schema.names)}")
+            raise UsageError(
+                f"{s.path}: no group-by column {config.group_by!r}; columns present: {', '.join(schema.names)}"
+            )
     for s in target:
         try:
             canonicalize_schema(read_schema(s), tcols, s.path)
         except CurateError as exc:
-            raise type(exc)(exc.message, hint="the target's text column is set with --target-text-column") from None
+            raise type(exc)(
+                exc.message, hint="the target's text column is set with --target-text-column"
+            ) from None
 
     out = Path(config.output)
     manifest = Manifest(out, config.plan(pool, target), overwrite=overwrite)
@@ -343,7 +378,9 @@ def select(config: SelectConfig, *, workers: int | None = None, overwrite: bool 
     timings: dict[str, PhaseTiming] = {}
     resumed: list[str] = []
     if manifest.state.get("complete"):
-        return SelectResult(summary=manifest.state["summary"], output=out, manifest=manifest.path, resumed=["all"])
+        return SelectResult(
+            summary=manifest.state["summary"], output=out, manifest=manifest.path, resumed=["all"]
+        )
 
     # ---- fit
     model_path = out / "_importance.npz"
@@ -358,10 +395,16 @@ def select(config: SelectConfig, *, workers: int | None = None, overwrite: bool 
     scorer = ImportanceScorer(model=model, counter=counter)
     pipeline = Pipeline(stages=(scorer,))
     selector = GumbelTopK(
-        by=DSIR_LOG_WEIGHT, budget=budget, seed=config.seed, top_k=config.top_k,
-        temperature=config.temperature, policy=config.policy,
+        by=DSIR_LOG_WEIGHT,
+        budget=budget,
+        seed=config.seed,
+        top_k=config.top_k,
+        temperature=config.temperature,
+        policy=config.policy,
     )
-    ctx = RunContext(columns=pcols, batch_size=config.batch_size, threads=threads_per_worker(workers), output=str(out))
+    ctx = RunContext(
+        columns=pcols, batch_size=config.batch_size, threads=threads_per_worker(workers), output=str(out)
+    )
 
     # ---- pass 1: keys
     keys_paths = [str(work / f"keys-{s.index:05d}.npz") for s in pool]
@@ -389,7 +432,10 @@ def select(config: SelectConfig, *, workers: int | None = None, overwrite: bool 
     every = _exact_sample_every(pool)
     map_tasks(
         collect_keys,
-        [(pipeline, selector, s, ctx, keys_paths[s.index], config.group_by, sample_counter, every) for s in todo],
+        [
+            (pipeline, selector, s, ctx, keys_paths[s.index], config.group_by, sample_counter, every)
+            for s in todo
+        ],
         workers=workers,
         on_result=_keys_done,
     )
@@ -439,7 +485,7 @@ def select(config: SelectConfig, *, workers: int | None = None, overwrite: bool 
                 corrected = Budget(unit="tokens", amount=min(resolved.amount / ratio, float(eligible_tokens)))
                 per_shard, d2 = decide(keys_paths, corrected, config.policy)
                 decision.update(d2, corrected_budget=corrected.amount)
-        np.savez(sel_path, **{f"s{i}": r for i, r in enumerate(per_shard)})
+        np.savez(sel_path, **{f"s{i}": r for i, r in enumerate(per_shard)})  # type: ignore[arg-type]
         manifest.set_phase("decide", decision)
     timings["decide"] = PhaseTiming(time.perf_counter() - t0, 0)
 
@@ -464,7 +510,9 @@ def select(config: SelectConfig, *, workers: int | None = None, overwrite: bool 
     def _write_done(i: int, rep: ShardReport) -> None:
         s = todo2[i]
         reports2[s.index] = rep
-        manifest.mark_shard(f"write:{s.index}", {"files": rep.files, "report": rep.to_dict(), "extra": _dump_extra(rep.extra)})
+        manifest.mark_shard(
+            f"write:{s.index}", {"files": rep.files, "report": rep.to_dict(), "extra": _dump_extra(rep.extra)}
+        )
         progress.advance("write", s.size)
 
     map_tasks(
@@ -487,13 +535,26 @@ def select(config: SelectConfig, *, workers: int | None = None, overwrite: bool 
             sel_tokens_exact += summ["tokens_exact"]
     pass2 = merge_reports(reports2[s.index] for s in pool)
     summary = build_summary(
-        config=config, budget=budget, resolved=resolved, counter=counter, exact=exact, model=model,
-        pass1=pass1, pass2=pass2, pool_tokens=pool_tokens, eligible_tokens=eligible_tokens,
-        eligible_rows=eligible_rows, decision=decision, selected_hist=selected_hist,
-        sel_tokens_est=sel_tokens_est, sel_tokens_exact=sel_tokens_exact,
+        config=config,
+        budget=budget,
+        resolved=resolved,
+        counter=counter,
+        exact=exact,
+        model=model,
+        pass1=pass1,
+        pass2=pass2,
+        pool_tokens=pool_tokens,
+        eligible_tokens=eligible_tokens,
+        eligible_rows=eligible_rows,
+        decision=decision,
+        selected_hist=selected_hist,
+        sel_tokens_est=sel_tokens_est,
+        sel_tokens_exact=sel_tokens_exact,
         groups_pool=merge_groups([reports1[s.index].extra.get("groups", {}) for s in pool]),
         groups_sel=merge_groups([reports2[s.index].extra.get("groups", {}) for s in pool]),
-        timings={k: v.to_dict(workers) for k, v in timings.items()}, workers=workers, resumed=resumed,
+        timings={k: v.to_dict(workers) for k, v in timings.items()},
+        workers=workers,
+        resumed=resumed,
         shards=len(pool),
     )
     manifest.finish(summary)
@@ -578,7 +639,14 @@ def _dump_extra(extra: dict[str, Any]) -> dict[str, Any]:
     """JSON-safe copy of a write report's extras (histograms as sparse lists)."""
     out = dict(extra)
     out["summaries"] = [
-        {**s, "hist": {"idx": np.flatnonzero(s["hist"]).tolist(), "val": s["hist"][s["hist"] > 0].tolist(), "n": len(s["hist"])}}
+        {
+            **s,
+            "hist": {
+                "idx": np.flatnonzero(s["hist"]).tolist(),
+                "val": s["hist"][s["hist"] > 0].tolist(),
+                "n": len(s["hist"]),
+            },
+        }
         for s in extra.get("summaries", [])
     ]
     return out
@@ -625,7 +693,9 @@ def build_summary(**kw: Any) -> dict[str, Any]:
         "selected_bytes": pass2.text_bytes,
         "budget_error": (budget_unit_selected - resolved.amount) / resolved.amount,
         "exact_correction": {
-            k: kw["decision"][k] for k in ("exact_sample_docs", "exact_over_estimate", "corrected_budget") if k in kw["decision"]
+            k: kw["decision"][k]
+            for k in ("exact_sample_docs", "exact_over_estimate", "corrected_budget")
+            if k in kw["decision"]
         },
         "pool_docs": pass1.rows_in,
         "pool_tokens": kw["pool_tokens"],

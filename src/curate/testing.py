@@ -51,7 +51,11 @@ def python_docs() -> Iterator[tuple[str, str]]:
 def _stdlib_files() -> list[Path]:
     root = Path(sysconfig.get_paths()["stdlib"])
     files = [p for p in sorted(root.glob("*.py"))] + sorted(root.glob("[a-z]*/*.py"))
-    return [p for p in files if "test" not in p.parts and "site-packages" not in p.parts and "idlelib" not in p.parts]
+    return [
+        p
+        for p in files
+        if "test" not in p.parts and "site-packages" not in p.parts and "idlelib" not in p.parts
+    ]
 
 
 def python_code() -> Iterator[tuple[str, str]]:
@@ -112,7 +116,9 @@ class Corpus:
     target_domain: str
 
 
-def domain_documents(domain: str, *, max_bytes: int, seed: int, lo: int = 120, hi: int = 500) -> list[tuple[str, str]]:
+def domain_documents(
+    domain: str, *, max_bytes: int, seed: int, lo: int = 120, hi: int = 500
+) -> list[tuple[str, str]]:
     rng = random.Random(f"{seed}:{domain}")
     out: list[tuple[str, str]] = []
     size = 0
@@ -152,7 +158,15 @@ def build_corpus(
         docs = domain_documents(domain, max_bytes=max_bytes_per_domain, seed=seed)
         if not docs:
             continue
-        rows = [{"id": hashlib.sha1(f"{domain}/{src}".encode()).hexdigest()[:16], "text": t, "domain": domain, "source": src} for src, t in docs]
+        rows = [
+            {
+                "id": hashlib.sha1(f"{domain}/{src}".encode()).hexdigest()[:16],
+                "text": t,
+                "domain": domain,
+                "source": src,
+            }
+            for src, t in docs
+        ]
         if domain == target_domain:
             rng.shuffle(rows)
             k = int(len(rows) * target_fraction)
@@ -164,13 +178,19 @@ def build_corpus(
     per = (len(pool_rows) + shards - 1) // shards
     for i in range(shards):
         part = pool_rows[i * per : (i + 1) * per]
-        pq.write_table(pa.Table.from_pylist(part, schema=_SCHEMA), folder / "pool" / f"part-{i:05d}.parquet", row_group_size=row_group_size)
+        pq.write_table(
+            pa.Table.from_pylist(part, schema=_SCHEMA),
+            folder / "pool" / f"part-{i:05d}.parquet",
+            row_group_size=row_group_size,
+        )
     target = folder / "target.parquet"
     pq.write_table(pa.Table.from_pylist(target_rows, schema=_SCHEMA), target)
     return Corpus(pool=folder / "pool", target=target, domains=counts, target_domain=target_domain)
 
 
-_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("domain", pa.string()), ("source", pa.string())])
+_SCHEMA = pa.schema(
+    [("id", pa.string()), ("text", pa.string()), ("domain", pa.string()), ("source", pa.string())]
+)
 
 
 # ------------------------------------------------------------------------------------ conformance
@@ -202,7 +222,9 @@ def check_stage(stage: object, batch: pa.RecordBatch) -> None:
     assert batch.to_pydict() == snapshot, "the stage mutated its input"
     for name in batch.schema.names:
         if name not in stage.adds():
-            assert out.schema.field(name).type == batch.schema.field(name).type, f"pass-through column {name} changed type"
+            assert out.schema.field(name).type == batch.schema.field(name).type, (
+                f"pass-through column {name} changed type"
+            )
     assert out.schema.names[: len(batch.schema.names)] == batch.schema.names, "pass-through columns reordered"
     assert out.equals(run(stage, batch)), "the stage is not deterministic"
     clone = pickle.loads(pickle.dumps(stage))
@@ -212,5 +234,7 @@ def check_stage(stage: object, batch: pa.RecordBatch) -> None:
     assert empty.num_rows == 0
     if batch.num_rows >= 2:
         k = batch.num_rows // 2
-        joined = pa.Table.from_batches([run(stage, batch.slice(0, k)), run(stage, batch.slice(k))]).combine_chunks()
+        joined = pa.Table.from_batches(
+            [run(stage, batch.slice(0, k)), run(stage, batch.slice(k))]
+        ).combine_chunks()
         assert joined.equals(pa.Table.from_batches([out]).combine_chunks()), "run(a ++ b) != run(a) ++ run(b)"

@@ -21,7 +21,12 @@ import pyarrow.compute as pc
 
 from curate.errors import MissingDependencyError, UsageError
 
-_ENCODINGS = {"cl100k": "cl100k_base", "cl100k_base": "cl100k_base", "o200k": "o200k_base", "o200k_base": "o200k_base"}
+_ENCODINGS = {
+    "cl100k": "cl100k_base",
+    "cl100k_base": "cl100k_base",
+    "o200k": "o200k_base",
+    "o200k_base": "o200k_base",
+}
 
 
 @cache
@@ -50,11 +55,13 @@ def _hf(path: str) -> Any:
     try:
         return Tokenizer.from_file(path)
     except Exception as exc:
-        raise UsageError(f"cannot load tokenizer {path!r}: {exc}", hint="pass a Hugging Face tokenizer.json") from exc
+        raise UsageError(
+            f"cannot load tokenizer {path!r}: {exc}", hint="pass a Hugging Face tokenizer.json"
+        ) from exc
 
 
 def _as_pylist(texts: pa.Array | pa.ChunkedArray) -> list[str | None]:
-    return texts.to_pylist()  # type: ignore[no-any-return]
+    return texts.to_pylist()
 
 
 def utf8_lengths(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -83,9 +90,7 @@ class TokenCounter:
         if self.kind == "hf":
             return f"exact tokenizer.json {self.name}"
         if self.per_word:
-            return (
-                f"estimate: {self.per_word:.3f} x words + UTF-8 bytes / {self.bytes_per_token:.2f} ({self.calibration})"
-            )
+            return f"estimate: {self.per_word:.3f} x words + UTF-8 bytes / {self.bytes_per_token:.2f} ({self.calibration})"
         return f"estimate: UTF-8 bytes / {self.bytes_per_token:.3f} bytes per token ({self.calibration})"
 
     def count(self, texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -134,7 +139,11 @@ def bytes_counter(bytes_per_token: float, calibration: str, per_word: float = 0.
     if not (bytes_per_token > 0 and math.isfinite(bytes_per_token)):
         raise UsageError(f"bytes per token must be positive, got {bytes_per_token}")
     return TokenCounter(
-        kind="bytes", name="bytes", bytes_per_token=bytes_per_token, per_word=per_word, calibration=calibration
+        kind="bytes",
+        name="bytes",
+        bytes_per_token=bytes_per_token,
+        per_word=per_word,
+        calibration=calibration,
     )
 
 

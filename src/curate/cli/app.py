@@ -30,20 +30,33 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
 )
-importance_app = typer.Typer(help="Fit DSIR importance models (target vs raw hashed n-gram distributions).", no_args_is_help=True)
-score_app = typer.Typer(help="Add score columns to a dataset (one output shard per input shard).", no_args_is_help=True)
+importance_app = typer.Typer(
+    help="Fit DSIR importance models (target vs raw hashed n-gram distributions).", no_args_is_help=True
+)
+score_app = typer.Typer(
+    help="Add score columns to a dataset (one output shard per input shard).", no_args_is_help=True
+)
 app.add_typer(importance_app, name="importance")
 app.add_typer(score_app, name="score")
 
 # ------------------------------------------------------------------------------------ options
 Workers = Annotated[int, typer.Option("--workers", "-w", help="Worker processes (0: one per core).", min=0)]
 Seed = Annotated[int, typer.Option(help="Seed for every random choice (Gumbel noise, raw-sample order).")]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an output folder that holds another run.")]
-NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bars (they are off anyway when stderr is not a terminal).")]
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Replace an output folder that holds another run.")
+]
+NoProgress = Annotated[
+    bool,
+    typer.Option(
+        "--no-progress", help="No progress bars (they are off anyway when stderr is not a terminal)."
+    ),
+]
 TextColumn = Annotated[str, typer.Option(help="Name of the input's text column.")]
 IdColumn = Annotated[
     str | None,
-    typer.Option(help="Name of the input's document-id column (default: `id` if present, else ids derive from the text)."),
+    typer.Option(
+        help="Name of the input's document-id column (default: `id` if present, else ids derive from the text)."
+    ),
 ]
 Tokenizer = Annotated[
     str | None,
@@ -73,25 +86,63 @@ def _write_stats(path: Path | None, data: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------ select
 @app.command()
 def select(
-    pool: Annotated[str, typer.Argument(metavar="POOL", help="Pool: folder, glob or file of Parquet/JSONL(.gz/.zst) shards.")],
-    out: Annotated[str, typer.Argument(metavar="OUT", help="Output folder (sharded Parquet, a manifest and the importance model).")],
-    target: Annotated[str, typer.Option(help="Target sample the selection should resemble (file, folder or glob).")],
-    budget: Annotated[str, typer.Option(help="How much to select: 10B, 500M, 25K tokens; docs:1M; bytes:40G; 30% (of selectable tokens).")],
+    pool: Annotated[
+        str,
+        typer.Argument(metavar="POOL", help="Pool: folder, glob or file of Parquet/JSONL(.gz/.zst) shards."),
+    ],
+    out: Annotated[
+        str,
+        typer.Argument(
+            metavar="OUT", help="Output folder (sharded Parquet, a manifest and the importance model)."
+        ),
+    ],
+    target: Annotated[
+        str, typer.Option(help="Target sample the selection should resemble (file, folder or glob).")
+    ],
+    budget: Annotated[
+        str,
+        typer.Option(
+            help="How much to select: 10B, 500M, 25K tokens; docs:1M; bytes:40G; 30% (of selectable tokens)."
+        ),
+    ],
     seed: Seed = 0,
     workers: Workers = 0,
     tokenizer: Tokenizer = None,
-    group_by: Annotated[str | None, typer.Option(help="Report the share of each value of this column, before and after.")] = None,
-    stats_json: Annotated[Path | None, typer.Option(help="Also write the report as JSON to this file.")] = None,
+    group_by: Annotated[
+        str | None, typer.Option(help="Report the share of each value of this column, before and after.")
+    ] = None,
+    stats_json: Annotated[
+        Path | None, typer.Option(help="Also write the report as JSON to this file.")
+    ] = None,
     text_column: TextColumn = "text",
     id_column: IdColumn = None,
-    target_text_column: Annotated[str | None, typer.Option(help="Text column of the target, if it differs.")] = None,
-    top_k: Annotated[bool, typer.Option("--top-k", help="Deterministic top-k by weight instead of resampling (DSIR's ablation).")] = False,
-    length_norm: Annotated[str, typer.Option(help="per-chunk: weights rescaled to a 128-word chunk (default); sum: DSIR's raw sum.")] = "per-chunk",
-    min_words: Annotated[int, typer.Option(help="Documents with fewer words are never selected (DSIR: 100).", min=0)] = 100,
+    target_text_column: Annotated[
+        str | None, typer.Option(help="Text column of the target, if it differs.")
+    ] = None,
+    top_k: Annotated[
+        bool,
+        typer.Option(
+            "--top-k", help="Deterministic top-k by weight instead of resampling (DSIR's ablation)."
+        ),
+    ] = False,
+    length_norm: Annotated[
+        str,
+        typer.Option(help="per-chunk: weights rescaled to a 128-word chunk (default); sum: DSIR's raw sum."),
+    ] = "per-chunk",
+    min_words: Annotated[
+        int, typer.Option(help="Documents with fewer words are never selected (DSIR: 100).", min=0)
+    ] = 100,
     buckets: Annotated[int, typer.Option(help="Hash buckets of the n-gram model.", min=1)] = 10_000,
     ngram_order: Annotated[int, typer.Option(help="Largest n-gram order (1..8).", min=1, max=8)] = 2,
-    raw_features: Annotated[str, typer.Option(help="Raw-pool features to fit on: auto (100k per bucket, sampled row groups), all, or a number.")] = "auto",
-    policy: Annotated[str, typer.Option(help="cover: stop once the budget is reached (>= budget); under: stay within it.")] = "cover",
+    raw_features: Annotated[
+        str,
+        typer.Option(
+            help="Raw-pool features to fit on: auto (100k per bucket, sampled row groups), all, or a number."
+        ),
+    ] = "auto",
+    policy: Annotated[
+        str, typer.Option(help="cover: stop once the budget is reached (>= budget); under: stay within it.")
+    ] = "cover",
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
     batch_size: BatchSize = 4096,
@@ -109,10 +160,23 @@ def select(
     _choice("--length-norm", length_norm, ("per-chunk", "sum"))
     _choice("--policy", policy, ("cover", "under"))
     config = SelectConfig(
-        pool=pool, output=out, target=target, budget=budget, seed=seed, tokenizer=tokenizer,
-        text_column=text_column, id_column=id_column, target_text_column=target_text_column,
-        group_by=group_by, buckets=buckets, order=ngram_order, length_norm=length_norm,  # type: ignore[arg-type]
-        min_words=min_words, raw_features=raw_features, top_k=top_k, policy=policy,  # type: ignore[arg-type]
+        pool=pool,
+        output=out,
+        target=target,
+        budget=budget,
+        seed=seed,
+        tokenizer=tokenizer,
+        text_column=text_column,
+        id_column=id_column,
+        target_text_column=target_text_column,
+        group_by=group_by,
+        buckets=buckets,
+        order=ngram_order,
+        length_norm=length_norm,  # type: ignore[arg-type]
+        min_words=min_words,
+        raw_features=raw_features,
+        top_k=top_k,
+        policy=policy,  # type: ignore[arg-type]
         batch_size=batch_size,
     )
     progress = render.RichProgress(not no_progress)
@@ -129,7 +193,9 @@ def _choice(option: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         from curate.errors import UsageError, did_you_mean
 
-        raise UsageError(f"{option} {value!r} is not one of: {', '.join(allowed)}{did_you_mean(value, allowed)}")
+        raise UsageError(
+            f"{option} {value!r} is not one of: {', '.join(allowed)}{did_you_mean(value, allowed)}"
+        )
 
 
 # ------------------------------------------------------------------------------------ importance
@@ -137,18 +203,30 @@ def _choice(option: str, value: str, allowed: tuple[str, ...]) -> None:
 def importance_fit(
     target: Annotated[str, typer.Option(help="Target sample (file, folder or glob).")],
     raw: Annotated[str, typer.Option(help="Raw pool (file, folder or glob).")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Model file to write (.npz, with a .json sidecar).")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Model file to write (.npz, with a .json sidecar).")
+    ],
     seed: Seed = 0,
     workers: Workers = 0,
     tokenizer: Tokenizer = None,
     text_column: TextColumn = "text",
-    target_text_column: Annotated[str | None, typer.Option(help="Text column of the target, if it differs.")] = None,
-    length_norm: Annotated[str, typer.Option(help="per-chunk (default) or sum; stored in the model and used when scoring.")] = "per-chunk",
-    min_words: Annotated[int, typer.Option(help="Scoring leaves documents with fewer words null.", min=0)] = 100,
+    target_text_column: Annotated[
+        str | None, typer.Option(help="Text column of the target, if it differs.")
+    ] = None,
+    length_norm: Annotated[
+        str, typer.Option(help="per-chunk (default) or sum; stored in the model and used when scoring.")
+    ] = "per-chunk",
+    min_words: Annotated[
+        int, typer.Option(help="Scoring leaves documents with fewer words null.", min=0)
+    ] = 100,
     buckets: Annotated[int, typer.Option(help="Hash buckets.", min=1)] = 10_000,
     ngram_order: Annotated[int, typer.Option(help="Largest n-gram order (1..8).", min=1, max=8)] = 2,
-    target_laplace: Annotated[float, typer.Option(help="Add-alpha smoothing of the target counts (helps tiny targets).", min=0)] = 0.0,
-    raw_features: Annotated[str, typer.Option(help="auto (100k per bucket, sampled row groups), all, or a number.")] = "auto",
+    target_laplace: Annotated[
+        float, typer.Option(help="Add-alpha smoothing of the target counts (helps tiny targets).", min=0)
+    ] = 0.0,
+    raw_features: Annotated[
+        str, typer.Option(help="auto (100k per bucket, sampled row groups), all, or a number.")
+    ] = "auto",
     no_progress: NoProgress = False,
 ) -> None:
     """Fit the bag-of-hashed-n-grams importance estimator (npz + JSON metadata, never pickle)."""
@@ -158,15 +236,30 @@ def importance_fit(
 
     _choice("--length-norm", length_norm, ("per-chunk", "sum"))
     cfg = FitConfig(
-        target=target, pool=raw, seed=seed, tokenizer=tokenizer, text_column=text_column,
-        target_text_column=target_text_column, buckets=buckets, order=ngram_order,
-        length_norm=length_norm, min_words=min_words, target_laplace=target_laplace,  # type: ignore[arg-type]
+        target=target,
+        pool=raw,
+        seed=seed,
+        tokenizer=tokenizer,
+        text_column=text_column,
+        target_text_column=target_text_column,
+        buckets=buckets,
+        order=ngram_order,
+        length_norm=length_norm,  # type: ignore[arg-type]
+        min_words=min_words,
+        target_laplace=target_laplace,
         raw_features=raw_features,
     )
     progress = render.RichProgress(not no_progress)
     timings: dict[str, Any] = {}
     try:
-        model = fit_importance(cfg, discover(raw), discover(target), workers=resolve_workers(workers), progress=progress, timings=timings)
+        model = fit_importance(
+            cfg,
+            discover(raw),
+            discover(target),
+            workers=resolve_workers(workers),
+            progress=progress,
+            timings=timings,
+        )
     finally:
         progress.close()
     path = model.save(output)
@@ -174,9 +267,15 @@ def importance_fit(
     render.kv_table(
         f"importance model {path}",
         [
-            ("target features", f"{meta['target_features']:,} from {meta['provenance']['target_docs']:,} docs"),
-            ("raw features", f"{meta['raw_features']:,} from {meta['provenance']['raw_docs']:,} docs "
-             f"({meta['provenance']['raw_units_used']}/{meta['provenance']['raw_units_total']} row groups)"),
+            (
+                "target features",
+                f"{meta['target_features']:,} from {meta['provenance']['target_docs']:,} docs",
+            ),
+            (
+                "raw features",
+                f"{meta['raw_features']:,} from {meta['provenance']['raw_docs']:,} docs "
+                f"({meta['provenance']['raw_units_used']}/{meta['provenance']['raw_units_total']} row groups)",
+            ),
             ("hash", f"{buckets} buckets, order {ngram_order}, lowercase"),
             ("length treatment", f"{length_norm}, min {min_words} words"),
             ("token estimate", model.token_calibration or "exact"),
@@ -201,25 +300,53 @@ def score_importance(
 ) -> None:
     """Add dsir_log_weight (null for null, empty or too-short text) and n_tokens."""
     from curate.pipeline import Pipeline
-    from curate.runner import run_map
     from curate.select import counter_from_model
     from curate.stages.importance import ImportanceModel, ImportanceScorer
 
     m = ImportanceModel.load(model)
     counter = counter_from_model(m, tokenizer)
     pipeline = Pipeline(stages=(ImportanceScorer(model=m, counter=counter),))
-    _map(pipeline, src, dest, text_column, id_column, workers, overwrite, no_progress, batch_size, "score importance")
+    _map(
+        pipeline,
+        src,
+        dest,
+        text_column,
+        id_column,
+        workers,
+        overwrite,
+        no_progress,
+        batch_size,
+        "score importance",
+    )
     render.info(f"token counter: {counter.describe()}")
 
 
-def _map(pipeline: Any, src: str, dest: str, text_column: str, id_column: str | None, workers: int, overwrite: bool,
-         no_progress: bool, batch_size: int, title: str) -> None:
+def _map(
+    pipeline: Any,
+    src: str,
+    dest: str,
+    text_column: str,
+    id_column: str | None,
+    workers: int,
+    overwrite: bool,
+    no_progress: bool,
+    batch_size: int,
+    title: str,
+) -> None:
     from curate.runner import run_map
 
     progress = render.RichProgress(not no_progress)
     try:
-        res = run_map(pipeline, src, dest, columns=_columns(text_column, id_column), workers=workers,
-                      overwrite=overwrite, batch_size=batch_size, progress=progress)
+        res = run_map(
+            pipeline,
+            src,
+            dest,
+            columns=_columns(text_column, id_column),
+            workers=workers,
+            overwrite=overwrite,
+            batch_size=batch_size,
+            progress=progress,
+        )
     finally:
         progress.close()
     render.stage_table(title, res.report.to_dict(), res.seconds)
@@ -231,16 +358,28 @@ def resample(
     src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset, or - for Arrow IPC on stdin.")],
     dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder, or - for Arrow IPC on stdout.")],
     by: Annotated[str, typer.Option(help="Log-weight column to sample by (e.g. dsir_log_weight).")],
-    budget: Annotated[str, typer.Option(help="10B, 500M, 25K tokens; docs:1M; bytes:40G; 30% (of selectable tokens).")],
+    budget: Annotated[
+        str, typer.Option(help="10B, 500M, 25K tokens; docs:1M; bytes:40G; 30% (of selectable tokens).")
+    ],
     seed: Seed = 0,
-    top_k: Annotated[bool, typer.Option("--top-k", help="Deterministic top-k by the column, no noise.")] = False,
-    temperature: Annotated[float, typer.Option(help="Divide log weights by this first (higher: closer to uniform).", min=1e-9)] = 1.0,
-    tokens_column: Annotated[str, typer.Option(help="Column with token counts, for token budgets.")] = "n_tokens",
-    policy: Annotated[str, typer.Option(help="cover (reach the budget) or under (stay within it).")] = "cover",
+    top_k: Annotated[
+        bool, typer.Option("--top-k", help="Deterministic top-k by the column, no noise.")
+    ] = False,
+    temperature: Annotated[
+        float, typer.Option(help="Divide log weights by this first (higher: closer to uniform).", min=1e-9)
+    ] = 1.0,
+    tokens_column: Annotated[
+        str, typer.Option(help="Column with token counts, for token budgets.")
+    ] = "n_tokens",
+    policy: Annotated[
+        str, typer.Option(help="cover (reach the budget) or under (stay within it).")
+    ] = "cover",
     workers: Workers = 0,
     text_column: TextColumn = "text",
     id_column: IdColumn = None,
-    stats_json: Annotated[Path | None, typer.Option(help="Also write the summary as JSON to this file.")] = None,
+    stats_json: Annotated[
+        Path | None, typer.Option(help="Also write the summary as JSON to this file.")
+    ] = None,
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
     batch_size: BatchSize = 4096,
@@ -255,22 +394,43 @@ def resample(
     from curate.stages.resample import GumbelTopK
 
     _choice("--policy", policy, ("cover", "under"))
-    sel = GumbelTopK(by=by, budget=parse_budget(budget), seed=seed, top_k=top_k, temperature=temperature,
-                     policy=policy, tokens_column=tokens_column)  # type: ignore[arg-type]
+    sel = GumbelTopK(
+        by=by,
+        budget=parse_budget(budget),
+        seed=seed,
+        top_k=top_k,
+        temperature=temperature,
+        policy=policy,  # type: ignore[arg-type]
+        tokens_column=tokens_column,
+    )
     progress = render.RichProgress(not no_progress)
     try:
-        res = run_resample(sel, src, dest, columns=_columns(text_column, id_column), workers=workers,
-                           overwrite=overwrite, batch_size=batch_size, progress=progress)
+        res = run_resample(
+            sel,
+            src,
+            dest,
+            columns=_columns(text_column, id_column),
+            workers=workers,
+            overwrite=overwrite,
+            batch_size=batch_size,
+            progress=progress,
+        )
     finally:
         progress.close()
     s = res.extra
-    render.kv_table("curate resample", [
-        ("budget", f"{s['budget']} ({s['mode']}, policy {s['policy']}, seed {s['seed']})"),
-        ("selected", f"{s['selected_rows']:,} of {s['pool_rows']:,} rows ({s['selectable_rows']:,} selectable); "
-                     f"{human_count(s['selected_cost'])} {s['budget_resolved']['unit']}"),
-        ("vs budget", f"{s['budget_error'] * 100:+.3f}%"),
-        ("seconds", f"{res.seconds:.2f}"),
-    ])
+    render.kv_table(
+        "curate resample",
+        [
+            ("budget", f"{s['budget']} ({s['mode']}, policy {s['policy']}, seed {s['seed']})"),
+            (
+                "selected",
+                f"{s['selected_rows']:,} of {s['pool_rows']:,} rows ({s['selectable_rows']:,} selectable); "
+                f"{human_count(s['selected_cost'])} {s['budget_resolved']['unit']}",
+            ),
+            ("vs budget", f"{s['budget_error'] * 100:+.3f}%"),
+            ("seconds", f"{res.seconds:.2f}"),
+        ],
+    )
     _write_stats(stats_json, s)
 
 
@@ -296,17 +456,32 @@ def featurize(
     from curate.stages.features import NgramFeaturizer
 
     spec = HashSpec(buckets=buckets, order=ngram_order, lowercase=not no_lowercase, seed=hash_seed)
-    _map(Pipeline(stages=(NgramFeaturizer(spec=spec),)), src, dest, text_column, id_column, workers, overwrite,
-         no_progress, batch_size, "featurize")
+    _map(
+        Pipeline(stages=(NgramFeaturizer(spec=spec),)),
+        src,
+        dest,
+        text_column,
+        id_column,
+        workers,
+        overwrite,
+        no_progress,
+        batch_size,
+        "featurize",
+    )
 
 
 # ------------------------------------------------------------------------------------ inspect
 @app.command()
 def inspect(
-    path: Annotated[str, typer.Argument(metavar="PATH", help="A dataset (folder, glob, file), or a curate output folder.")],
+    path: Annotated[
+        str, typer.Argument(metavar="PATH", help="A dataset (folder, glob, file), or a curate output folder.")
+    ],
     sample: Annotated[int, typer.Option(help="Rows to show.", min=0)] = 3,
     text_column: TextColumn = "text",
-    tokenizer: Annotated[str | None, typer.Option(help="Count tokens exactly with this tokenizer (cl100k, o200k, tokenizer.json).")] = None,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(help="Count tokens exactly with this tokenizer (cl100k, o200k, tokenizer.json)."),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
 ) -> None:
     """Schema, rows, bytes and tokens of a dataset, and a sample of its rows."""
@@ -322,7 +497,9 @@ def inspect(
 # ------------------------------------------------------------------------------------ run
 @app.command()
 def run(
-    recipe: Annotated[Path, typer.Argument(metavar="RECIPE.toml", help="A TOML recipe (see recipes/ and docs/recipes.md).")],
+    recipe: Annotated[
+        Path, typer.Argument(metavar="RECIPE.toml", help="A TOML recipe (see recipes/ and docs/recipes.md).")
+    ],
     workers: Workers = 0,
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
@@ -337,7 +514,9 @@ def run(
 # ------------------------------------------------------------------------------------ demo
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Argument(metavar="OUT", help="Folder for the demo corpus and selection.")] = Path("demo-out"),
+    out: Annotated[
+        Path, typer.Argument(metavar="OUT", help="Folder for the demo corpus and selection.")
+    ] = Path("demo-out"),
     budget: Annotated[str, typer.Option(help="Token budget of the selection.")] = "100K",
     workers: Workers = 0,
     no_progress: NoProgress = False,
@@ -351,8 +530,13 @@ def demo(
     render.info(f"building a pool from this machine's text in {out}/ ...")
     corpus = build_corpus(out / "corpus", max_bytes_per_domain=1_000_000)
     render.info("pool documents by domain: " + ", ".join(f"{k} {v}" for k, v in corpus.domains.items()))
-    config = SelectConfig(pool=str(corpus.pool), output=str(out / "selected"), target=str(corpus.target),
-                          budget=budget, group_by="domain")
+    config = SelectConfig(
+        pool=str(corpus.pool),
+        output=str(out / "selected"),
+        target=str(corpus.target),
+        budget=budget,
+        group_by="domain",
+    )
     progress = render.RichProgress(not no_progress)
     try:
         result = run_select(config, workers=workers, overwrite=True, progress=progress)

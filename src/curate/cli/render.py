@@ -62,7 +62,11 @@ class RichProgress:
         self._bars.advance(task, amount)
         t = self._bars.tasks[task]
         unit = t.fields.get("unit", "B")
-        done = f"{human_count(t.completed)}B" if unit == "B" else f"{int(t.completed)}/{int(t.total or 0)} {unit}"
+        done = (
+            f"{human_count(t.completed)}B"
+            if unit == "B"
+            else f"{int(t.completed)}/{int(t.total or 0)} {unit}"
+        )
         self._bars.update(task, done=done)
 
     def end(self, phase: str) -> None:
@@ -92,19 +96,27 @@ def select_report(s: dict[str, Any]) -> None:
     t.add_column()
     unit = s["budget_resolved"]["unit"]
     t.add_row("budget", f"{s['budget']} ({s['mode']}, policy {s['policy']}, seed {s['seed']})")
-    t.add_row("selected", f"{s['selected_docs']:,} docs, {human_count(s['selected_tokens'])} tokens, "
-              f"{human_count(s['selected_bytes'])}B  ({s['doc_share'] * 100:.2f}% of docs, {s['token_share'] * 100:.2f}% of tokens)")
+    t.add_row(
+        "selected",
+        f"{s['selected_docs']:,} docs, {human_count(s['selected_tokens'])} tokens, "
+        f"{human_count(s['selected_bytes'])}B  ({s['doc_share'] * 100:.2f}% of docs, {s['token_share'] * 100:.2f}% of tokens)",
+    )
     t.add_row("token counter", f"selection: {s['token_counter']}")
     if s["reported_token_counter"] != s["token_counter"]:
         corr = s.get("exact_correction") or {}
         note = ""
         if "corrected_budget" in corr:
-            note = (f"; estimate corrected on {corr['exact_sample_docs']:,} selected docs counted exactly "
-                    f"(exact/estimate {corr['exact_over_estimate']:.3f})")
+            note = (
+                f"; estimate corrected on {corr['exact_sample_docs']:,} selected docs counted exactly "
+                f"(exact/estimate {corr['exact_over_estimate']:.3f})"
+            )
         t.add_row("", f"reported: {s['reported_token_counter']}{note}")
     t.add_row(f"vs budget ({unit})", _pct(s["budget_error"]))
-    t.add_row("pool", f"{s['pool_docs']:,} docs, {human_count(s['pool_tokens'])} tokens in {s['shards']} shards; "
-              f"{s['selectable_docs']:,} selectable")
+    t.add_row(
+        "pool",
+        f"{s['pool_docs']:,} docs, {human_count(s['pool_tokens'])} tokens in {s['shards']} shards; "
+        f"{s['selectable_docs']:,} selectable",
+    )
     skipped = []
     if s["null_text"]:
         skipped.append(f"{s['null_text']:,} null")
@@ -113,9 +125,15 @@ def select_report(s: dict[str, Any]) -> None:
     if s["too_short"]:
         skipped.append(f"{s['too_short']:,} under {s['min_words']} words")
     t.add_row("not selectable", ", ".join(skipped) or "none")
-    t.add_row("KL reduction", f"{s['kl_reduction']:.4f} nats  (KL(target||raw) {s['kl_target_raw']:.4f} -> "
-              f"KL(target||selected) {s['kl_target_selected']:.4f})")
-    t.add_row("log-weights", f"length treatment {s['length_norm']}; hash {s['hash']['buckets']} buckets, order {s['hash']['order']}")
+    t.add_row(
+        "KL reduction",
+        f"{s['kl_reduction']:.4f} nats  (KL(target||raw) {s['kl_target_raw']:.4f} -> "
+        f"KL(target||selected) {s['kl_target_selected']:.4f})",
+    )
+    t.add_row(
+        "log-weights",
+        f"length treatment {s['length_norm']}; hash {s['hash']['buckets']} buckets, order {s['hash']['order']}",
+    )
     if s.get("resumed"):
         t.add_row("resumed", ", ".join(s["resumed"]))
     err.print(t)
@@ -124,8 +142,13 @@ def select_report(s: dict[str, Any]) -> None:
         for col in ("group", "pool docs", "pool share", "selected docs", "selected share"):
             g.add_column(col, justify="right" if col != "group" else "left")
         for row in s["groups"]:
-            g.add_row(escape(row["group"]), f"{row['pool_docs']:,}", f"{row['pool_share'] * 100:.1f}%",
-                      f"{row['selected_docs']:,}", f"{row['selected_share'] * 100:.1f}%")
+            g.add_row(
+                escape(row["group"]),
+                f"{row['pool_docs']:,}",
+                f"{row['pool_share'] * 100:.1f}%",
+                f"{row['selected_docs']:,}",
+                f"{row['selected_share'] * 100:.1f}%",
+            )
         err.print(g)
     timings_table(s.get("timings", {}))
 
@@ -137,7 +160,13 @@ def timings_table(timings: dict[str, dict[str, float]]) -> None:
     for col in ("pass", "seconds", "text MB", "MB/s", "MB/s/worker"):
         p.add_column(col, justify="right" if col != "pass" else "left")
     for name, v in timings.items():
-        p.add_row(name, f"{v['seconds']:.2f}", f"{v['text_mb']:.1f}", f"{v['mb_per_s']:.1f}", f"{v['mb_per_s_per_worker']:.1f}")
+        p.add_row(
+            name,
+            f"{v['seconds']:.2f}",
+            f"{v['text_mb']:.1f}",
+            f"{v['mb_per_s']:.1f}",
+            f"{v['mb_per_s_per_worker']:.1f}",
+        )
     err.print(p)
 
 
@@ -146,8 +175,15 @@ def stage_table(title: str, report: dict[str, Any], seconds: float) -> None:
     for col in ("rows in", "rows out", "null text", "empty text", "text MB", "seconds", "MB/s"):
         t.add_column(col, justify="right")
     mb = report["text_bytes"] / 1e6
-    t.add_row(f"{report['rows_in']:,}", f"{report['rows_out']:,}", f"{report['null_text']:,}", f"{report['empty_text']:,}",
-              f"{mb:.1f}", f"{seconds:.2f}", f"{mb / seconds if seconds > 0 else 0:.1f}")
+    t.add_row(
+        f"{report['rows_in']:,}",
+        f"{report['rows_out']:,}",
+        f"{report['null_text']:,}",
+        f"{report['empty_text']:,}",
+        f"{mb:.1f}",
+        f"{seconds:.2f}",
+        f"{mb / seconds if seconds > 0 else 0:.1f}",
+    )
     err.print(t)
     for reason, n in sorted(report.get("drops", {}).items()):
         info(f"  dropped {n:,} rows: {reason}")
@@ -177,7 +213,9 @@ def inspect_report(info: dict[str, Any]) -> None:
         rows.append(("tokens", f"{human_count(info['tokens'])} ({info['token_counter']})"))
     m = info.get("manifest")
     if m:
-        rows.append(("curate run", "complete" if m["complete"] else "incomplete (rerun the command to resume)"))
+        rows.append(
+            ("curate run", "complete" if m["complete"] else "incomplete (rerun the command to resume)")
+        )
     t = Table(title="curate inspect", show_header=False, title_justify="left", box=None)
     t.add_column(style="bold")
     t.add_column()

@@ -77,7 +77,11 @@ def discover(spec: str) -> list[Shard]:
     p = Path(spec)
     if p.is_dir():
         for f in sorted(p.rglob("*")):
-            if f.is_file() and _format_of(f.name) and not any(part.startswith(("_", ".")) for part in f.relative_to(p).parts):
+            if (
+                f.is_file()
+                and _format_of(f.name)
+                and not any(part.startswith(("_", ".")) for part in f.relative_to(p).parts)
+            ):
                 paths.append((str(f), str(f.relative_to(p))))
     elif p.is_file():
         if _format_of(p.name) is None:
@@ -139,8 +143,10 @@ def check_utf8(batch: pa.RecordBatch, column: str, where: str, first_row: int) -
     try:
         col.validate(full=True)
     except pa.ArrowInvalid:
-        values = col.cast(pa.large_binary()) if pa.types.is_string_view(col.type) else col.view(
-            pa.large_binary() if pa.types.is_large_string(col.type) else pa.binary()
+        values = (
+            col.cast(pa.large_binary())
+            if pa.types.is_string_view(col.type)
+            else col.view(pa.large_binary() if pa.types.is_large_string(col.type) else pa.binary())
         )
         for i, v in enumerate(values.to_pylist()):
             if v is None:
@@ -159,7 +165,7 @@ def check_utf8(batch: pa.RecordBatch, column: str, where: str, first_row: int) -
 def _open_binary(path: str) -> io.BufferedIOBase:
     lower = path.lower()
     if lower.endswith(".gz"):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
+        return gzip.open(path, "rb")
     if lower.endswith(".zst"):
         import zstandard
 
@@ -170,7 +176,7 @@ def _open_binary(path: str) -> io.BufferedIOBase:
 def _locate_jsonl_error(path: str) -> str:
     """Find the first bad line to name it in the error (only runs after a parse failure)."""
     with _open_binary(path) as fh:
-        for lineno, raw in enumerate(io.BufferedReader(fh), start=1):  # type: ignore[arg-type]
+        for lineno, raw in enumerate(io.BufferedReader(fh), start=1):
             if not raw.strip():
                 continue
             try:
@@ -191,15 +197,15 @@ def _iter_jsonl(path: str, columns: Sequence[str] | None, batch_size: int) -> It
         with _open_binary(path) as fh:
             data = fh.read()
     except (OSError, EOFError) as exc:
-        raise InputDataError(f"{path}: cannot read compressed JSONL ({exc})", hint="the file may be truncated") from exc
+        raise InputDataError(
+            f"{path}: cannot read compressed JSONL ({exc})", hint="the file may be truncated"
+        ) from exc
     except Exception as exc:  # zstandard raises its own error type
         raise InputDataError(f"{path}: cannot decompress ({exc})", hint="the file may be truncated") from exc
     if not data.strip():
         return
     try:
-        table = pajson.read_json(
-            pa.BufferReader(data), read_options=pajson.ReadOptions(block_size=1 << 26)
-        )
+        table = pajson.read_json(pa.BufferReader(data), read_options=pajson.ReadOptions(block_size=1 << 26))
         table.validate(full=True)  # the JSON reader does not reject invalid UTF-8 inside strings
     except pa.ArrowInvalid as exc:
         raise InputDataError(f"{path}: {_locate_jsonl_error(path)}", hint="fix or remove that line") from exc
@@ -257,7 +263,12 @@ def canonical_schema(schema: pa.Schema, cols: Columns, source: str) -> pa.Schema
             hint="name the text column with --text-column",
         )
     t = schema.field(cols.text).type
-    if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t) or pa.types.is_null(t)):
+    if not (
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_string_view(t)
+        or pa.types.is_null(t)
+    ):
         raise SchemaError(f"{source}: text column {cols.text!r} has type {t}, expected a string type")
     if cols.id is not None and cols.id not in names:
         raise SchemaError(

@@ -125,7 +125,12 @@ class Manifest:
         self.fingerprint = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:16]
         _check_writable(folder)
         self.path = folder / MANIFEST
-        self.state: dict[str, Any] = {"plan": plan, "fingerprint": self.fingerprint, "shards": {}, "phases": {}}
+        self.state: dict[str, Any] = {
+            "plan": plan,
+            "fingerprint": self.fingerprint,
+            "shards": {},
+            "phases": {},
+        }
         existing = self._load()
         if overwrite and (existing is not None or self._has_other_files()):
             self._clear()
@@ -173,7 +178,7 @@ class Manifest:
         for f in rec.get("files", []):
             if not (self.folder / f).exists():
                 return None
-        return rec  # type: ignore[no-any-return]
+        return rec
 
     def mark_shard(self, key: str, record: dict[str, Any]) -> None:
         self.state["shards"][key] = {"status": "done", **record}

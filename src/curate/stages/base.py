@@ -31,7 +31,7 @@ class StageContext:
     shard: str = ""
 
 
-class Stage(ABC):
+class Stage(ABC):  # noqa: B024 - a common base; the four kinds below declare the abstract methods
     """Common to every stage: its name, the columns it reads and the columns it adds."""
 
     name: ClassVar[str] = "stage"
@@ -105,8 +105,5 @@ def with_columns(batch: pa.RecordBatch, columns: dict[str, pa.Array]) -> pa.Reco
     """`batch` plus `columns` (replacing same-named columns in place, appending new ones)."""
     for name, arr in columns.items():
         idx = batch.schema.get_field_index(name)
-        if idx >= 0:
-            batch = batch.set_column(idx, name, arr)
-        else:
-            batch = batch.append_column(name, arr)
+        batch = batch.set_column(idx, name, arr) if idx >= 0 else batch.append_column(name, arr)
     return batch

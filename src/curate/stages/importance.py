@@ -98,7 +98,9 @@ class ImportanceModel:
         return np.log(self.target_dist + EPS) - np.log(self.raw_dist + EPS)
 
     # ------------------------------------------------------------------ scoring
-    def log_weights(self, texts: pa.Array, *, threads: int = 1, log_diff: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def log_weights(
+        self, texts: pa.Array, *, threads: int = 1, log_diff: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(log weight, tokens) per document; NaN where the document is null, empty or too short."""
         ld = self.log_diff if log_diff is None else log_diff
         sums, ntok = native.dot_weights(texts, ld, self.spec, threads=threads)
@@ -117,7 +119,12 @@ class ImportanceModel:
         return {
             "format": ARTIFACT_FORMAT,
             "kernel_version": native.KERNEL_VERSION,
-            "hash": {"buckets": self.spec.buckets, "order": self.spec.order, "lowercase": self.spec.lowercase, "seed": self.spec.seed},
+            "hash": {
+                "buckets": self.spec.buckets,
+                "order": self.spec.order,
+                "lowercase": self.spec.lowercase,
+                "seed": self.spec.seed,
+            },
             "target_laplace": self.target_laplace,
             "length_norm": self.length_norm,
             "ref_words": self.ref_words,
@@ -162,10 +169,13 @@ class ImportanceModel:
                 target_counts = np.asarray(z["target_counts"], dtype=np.int64)
                 raw_counts = np.asarray(z["raw_counts"], dtype=np.int64)
         except FileNotFoundError as exc:
-            raise StageError(f"{path}: no such importance model", hint="create one with `curate importance fit`") from exc
+            raise StageError(
+                f"{path}: no such importance model", hint="create one with `curate importance fit`"
+            ) from exc
         except (OSError, ValueError, KeyError) as exc:
             raise StageError(
-                f"{path}: not a curate importance model ({exc})", hint="create one with `curate importance fit`"
+                f"{path}: not a curate importance model ({exc})",
+                hint="create one with `curate importance fit`",
             ) from exc
         if meta.get("format") != ARTIFACT_FORMAT:
             raise StageError(f"{path}: unsupported importance model format {meta.get('format')!r}")

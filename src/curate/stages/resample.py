@@ -34,7 +34,9 @@ def document_ids(batch: pa.RecordBatch, *, seed: int = 0) -> np.ndarray:
     """A 64-bit fingerprint per row: of `id` when present (any type), else of the text."""
     if ID in batch.schema.names:
         col = batch.column(ID)
-        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_binary(col.type)):
+        if not (
+            pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_binary(col.type)
+        ):
             col = pc.cast(col, pa.string())
     elif TEXT in batch.schema.names:
         col = batch.column(TEXT)
@@ -99,8 +101,12 @@ class GumbelTopK(Selector):
     def keys(self, batch: pa.RecordBatch) -> SelectionKeys:
         col = batch.column(self.by)
         if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
-            raise SchemaError(f"column {self.by!r} has type {col.type}; resampling needs a numeric log-weight column")
-        logw = np.asarray(pc.fill_null(pc.cast(col, pa.float64()), np.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
+            raise SchemaError(
+                f"column {self.by!r} has type {col.type}; resampling needs a numeric log-weight column"
+            )
+        logw = np.asarray(
+            pc.fill_null(pc.cast(col, pa.float64()), np.nan).to_numpy(zero_copy_only=False), dtype=np.float64
+        )
         ids = document_ids(batch)
         key = logw / self.temperature
         if not self.top_k:
@@ -114,7 +120,9 @@ def order_by_key(key: np.ndarray, tie: np.ndarray) -> np.ndarray:
     return np.lexsort((tie, -key))
 
 
-def prefix_mask(key: np.ndarray, tie: np.ndarray, cost: np.ndarray, budget: float, policy: Policy = "cover") -> np.ndarray:
+def prefix_mask(
+    key: np.ndarray, tie: np.ndarray, cost: np.ndarray, budget: float, policy: Policy = "cover"
+) -> np.ndarray:
     """Boolean mask of the budget prefix in (key desc, tie asc) order; -inf keys never count.
 
     cover: every item whose better-ranked items cost less than the budget (reaches >= budget);
