@@ -27,10 +27,10 @@ def token_hash(data: bytes, seed: int = 0) -> int:
 
 
 def ngram_hash(hashes: list[int]) -> int:
-    g = (len(hashes) * MUL_A) & M64
-    for t in hashes:
-        g = fmix64(g ^ t)
-    return g
+    g = hashes[0] ^ ((len(hashes) * MUL_A) & M64)
+    for t in hashes[1:]:
+        g = (g * MUL_B + t) & M64
+    return fmix64(g)
 
 
 def bucket_of(h: int, m: int) -> int:

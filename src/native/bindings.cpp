@@ -4,6 +4,8 @@
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/tuple.h>
 
+#include <mutex>
+
 #include "kernel.hpp"
 
 namespace nb = nanobind;
@@ -74,20 +76,34 @@ Array1D<int64_t> ngram_histogram(nb::handle schema, nb::handle array, uint64_t b
   std::vector<int64_t> total(buckets, 0);
   {
     nb::gil_scoped_release release;
-    std::vector<std::vector<int64_t>> local(static_cast<size_t>(nt));
+    // uint32 per-thread counts halve the cache footprint; a thread flushes into int64 totals
+    // before its increments could overflow them.
+    std::vector<std::vector<uint32_t>> local(static_cast<size_t>(nt));
+    std::vector<int64_t> pending(static_cast<size_t>(nt), 0);
+    std::mutex flush_mutex;
+    auto flush = [&](std::vector<uint32_t>& hist) {
+      std::lock_guard<std::mutex> lock(flush_mutex);
+      for (uint64_t j = 0; j < buckets; ++j) total[j] += hist[j];
+      std::fill(hist.begin(), hist.end(), 0u);
+    };
     parallel_blocks(col.length, nt, [&](int64_t b, int64_t e, int t) {
       auto& hist = local[static_cast<size_t>(t)];
-      if (hist.empty()) hist.assign(buckets, 0);
+      if (hist.empty()) hist.assign(buckets, 0u);
       for (int64_t i = b; i < e; ++i) {
         const uint8_t* p;
         int64_t n;
         col.get(i, p, n);
+        // at most order n-grams per byte: flush first if this document could overflow a counter
+        if (pending[static_cast<size_t>(t)] + n * spec.order >= 0xFFFFFFFFLL) {
+          flush(hist);
+          pending[static_cast<size_t>(t)] = 0;
+        }
+        pending[static_cast<size_t>(t)] += n * spec.order;
         for_each_ngram(p, n, spec, [&](uint64_t bucket) { ++hist[bucket]; });
       }
     });
     for (auto& hist : local)
-      if (!hist.empty())
-        for (uint64_t j = 0; j < buckets; ++j) total[j] += hist[j];
+      if (!hist.empty()) flush(hist);
   }
   return to_numpy(std::move(total));
 }

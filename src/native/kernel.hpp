@@ -171,10 +171,11 @@ struct TokenHasher {
 };
 
 // Hash of the n-gram made of token hashes t[0..k) (k >= 2); unigrams use the token hash itself.
+// Token hashes are already well mixed, so a multiply-add chain and one finaliser suffice.
 inline uint64_t ngram_hash(const uint64_t* t, int k) {
-  uint64_t g = static_cast<uint64_t>(k) * kMulA;
-  for (int j = 0; j < k; ++j) g = fmix64(g ^ t[j]);
-  return g;
+  uint64_t g = t[0] ^ (static_cast<uint64_t>(k) * kMulA);
+  for (int j = 1; j < k; ++j) g = g * kMulB + t[j];
+  return fmix64(g);
 }
 
 // Map a 64-bit hash to [0, m) without a division (Lemire's multiply-shift).
