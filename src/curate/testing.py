@@ -48,8 +48,11 @@ def python_docs() -> Iterator[tuple[str, str]]:
         yield f"pydoc:{name}", topics[name]
 
 
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+
+
 def _stdlib_files() -> list[Path]:
-    root = Path(sysconfig.get_paths()["stdlib"])
+    root = STDLIB
     files = [p for p in sorted(root.glob("*.py"))] + sorted(root.glob("[a-z]*/*.py"))
     return [
         p
@@ -61,7 +64,7 @@ def _stdlib_files() -> list[Path]:
 def python_code() -> Iterator[tuple[str, str]]:
     for p in _stdlib_files():
         try:
-            yield f"stdlib:{p.name}", p.read_text(encoding="utf-8")
+            yield f"stdlib:{p.relative_to(STDLIB)}", p.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             continue
 
@@ -80,7 +83,7 @@ def python_docstrings() -> Iterator[tuple[str, str]]:
                 if d and len(d.split()) >= 8:
                     docs.append(d)
         if docs:
-            yield f"docstrings:{p.name}", "\n\n".join(docs)
+            yield f"docstrings:{p.relative_to(STDLIB)}", "\n\n".join(docs)
 
 
 def debian_changelogs() -> Iterator[tuple[str, str]]:
