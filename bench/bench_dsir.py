@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import cores, peak_rss_mb  # noqa: E402
+from _common import cores, peak_rss_mb
 
 
 def run_reference(work: Path, k: int, workers: int) -> dict:
@@ -33,8 +33,13 @@ def run_reference(work: Path, k: int, workers: int) -> dict:
 
     np.random.seed(0)  # the reference draws its Gumbel noise from the global RNG
     raw = sorted(str(p) for p in (work / "jsonl").glob("part-*.jsonl"))
-    dsir = HashedNgramDSIR(raw_datasets=raw, target_datasets=[str(work / "jsonl" / "target.jsonl")],
-                           cache_dir=str(work / "ref_cache"), num_proc=workers, min_example_length=100)
+    dsir = HashedNgramDSIR(
+        raw_datasets=raw,
+        target_datasets=[str(work / "jsonl" / "target.jsonl")],
+        cache_dir=str(work / "ref_cache"),
+        num_proc=workers,
+        min_example_length=100,
+    )
     t0 = time.perf_counter()
     dsir.fit_importance_estimator(num_tokens_to_fit="auto")
     t1 = time.perf_counter()
@@ -45,23 +50,41 @@ def run_reference(work: Path, k: int, workers: int) -> dict:
     ids = []
     for p in sorted((work / "ref_out").glob("*.jsonl")):
         ids.extend(json.loads(line)["id"] for line in p.read_text().splitlines() if line.strip())
-    return {"fit_s": t1 - t0, "score_s": t2 - t1, "resample_s": t3 - t2, "total_s": t3 - t0, "ids": ids,
-            "peak_rss_mb": max(peak_rss_mb(), peak_rss_mb(children=True))}
+    return {
+        "fit_s": t1 - t0,
+        "score_s": t2 - t1,
+        "resample_s": t3 - t2,
+        "total_s": t3 - t0,
+        "ids": ids,
+        "peak_rss_mb": max(peak_rss_mb(), peak_rss_mb(children=True)),
+    }
 
 
 def run_curate(work: Path, k: int, workers: int) -> dict:
     from curate.select import SelectConfig, select
 
     t0 = time.perf_counter()
-    res = select(SelectConfig(pool=str(work / "corpus" / "pool"), output=str(work / "curate_out"),
-                              target=str(work / "corpus" / "target.parquet"), budget=f"docs:{k}"),
-                 workers=workers, overwrite=True)
+    res = select(
+        SelectConfig(
+            pool=str(work / "corpus" / "pool"),
+            output=str(work / "curate_out"),
+            target=str(work / "corpus" / "target.parquet"),
+            budget=f"docs:{k}",
+        ),
+        workers=workers,
+        overwrite=True,
+    )
     total = time.perf_counter() - t0
     ids = pq.read_table(work / "curate_out", columns=["id"]).column("id").to_pylist()
     t = res.summary["timings"]
-    return {"fit_s": t["fit target"]["seconds"] + t["fit raw"]["seconds"], "score_s": t["score"]["seconds"],
-            "resample_s": t["decide"]["seconds"] + t["write"]["seconds"], "total_s": total, "ids": ids,
-            "peak_rss_mb": max(peak_rss_mb(), peak_rss_mb(children=True))}
+    return {
+        "fit_s": t["fit target"]["seconds"] + t["fit raw"]["seconds"],
+        "score_s": t["score"]["seconds"],
+        "resample_s": t["decide"]["seconds"] + t["write"]["seconds"],
+        "total_s": total,
+        "ids": ids,
+        "peak_rss_mb": max(peak_rss_mb(), peak_rss_mb(children=True)),
+    }
 
 
 def quality(work: Path, ids: list[str], target_domain: str) -> dict:
@@ -74,10 +97,17 @@ def quality(work: Path, ids: list[str], target_domain: str) -> dict:
     chosen = pa.array([i in set(ids) for i in pool.column("id").to_pylist()])
     sel = pool.filter(chosen)
     spec = HashSpec()
-    kl = kl_reduction(native.ngram_histogram(target.column("text"), spec), native.ngram_histogram(pool.column("text"), spec),
-                      native.ngram_histogram(sel.column("text"), spec))
+    kl = kl_reduction(
+        native.ngram_histogram(target.column("text"), spec),
+        native.ngram_histogram(pool.column("text"), spec),
+        native.ngram_histogram(sel.column("text"), spec),
+    )
     precision = sum(d == target_domain for d in sel.column("domain").to_pylist()) / max(sel.num_rows, 1)
-    return {"docs": sel.num_rows, "target_precision": round(precision, 4), "kl_reduction": round(kl["kl_reduction"], 4)}
+    return {
+        "docs": sel.num_rows,
+        "target_precision": round(precision, 4),
+        "kl_reduction": round(kl["kl_reduction"], 4),
+    }
 
 
 def main() -> None:
@@ -97,38 +127,70 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="curate-bench-") as tmp:
         work = Path(tmp)
-        corpus = build_corpus(work / "corpus", max_bytes_per_domain=int(args.mb_per_domain * 1e6), shards=4, row_group_size=1024)
+        corpus = build_corpus(
+            work / "corpus", max_bytes_per_domain=int(args.mb_per_domain * 1e6), shards=4, row_group_size=1024
+        )
         (work / "jsonl").mkdir()
         for p in sorted(corpus.pool.glob("*.parquet")):
             rows = pq.read_table(p, columns=["id", "text"]).to_pylist()
             (work / "jsonl" / (p.stem + ".jsonl")).write_text("".join(json.dumps(r) + "\n" for r in rows))
         trows = pq.read_table(corpus.target, columns=["id", "text"]).to_pylist()
         (work / "jsonl" / "target.jsonl").write_text("".join(json.dumps(r) + "\n" for r in trows))
-        pool_mb = sum(len(r["text"].encode()) for p in corpus.pool.glob("*.parquet")
-                      for r in pq.read_table(p, columns=["text"]).to_pylist()) / 1e6
+        pool_mb = (
+            sum(
+                len(r["text"].encode())
+                for p in corpus.pool.glob("*.parquet")
+                for r in pq.read_table(p, columns=["text"]).to_pylist()
+            )
+            / 1e6
+        )
         target_mb = sum(len(r["text"].encode()) for r in trows) / 1e6
         k = corpus.domains[corpus.target_domain]
         results = {}
         for side in ("ref", "curate"):
-            out = subprocess.run([sys.executable, __file__, "--side", side, "--work", str(work), "--k", str(k),
-                                  "--workers", str(args.workers)], capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--side",
+                    side,
+                    "--work",
+                    str(work),
+                    "--k",
+                    str(k),
+                    "--workers",
+                    str(args.workers),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             results[side] = json.loads(out.stdout.strip().splitlines()[-1])
             results[side]["quality"] = quality(work, results[side].pop("ids"), corpus.target_domain)
         w = args.workers
-        line: dict = {"bench": "dsir_vs_reference", "pool_mb": round(pool_mb, 2), "target_mb": round(target_mb, 3),
-                      "pool_docs": sum(corpus.domains.values()), "selected_docs": k, "workers": w}
+        line: dict = {
+            "bench": "dsir_vs_reference",
+            "pool_mb": round(pool_mb, 2),
+            "target_mb": round(target_mb, 3),
+            "pool_docs": sum(corpus.domains.values()),
+            "selected_docs": k,
+            "workers": w,
+        }
         for side, r in results.items():
             fit_mb = pool_mb + target_mb  # both fit on all of this pool (it is under the 1e9-feature cap)
             line[side] = {
                 "fit_mb_s_per_core": round(fit_mb / r["fit_s"] / w, 2),
                 "score_mb_s_per_core": round(pool_mb / r["score_s"] / w, 2),
-                "fit_plus_score_mb_s_per_core": round((fit_mb + pool_mb) / (r["fit_s"] + r["score_s"]) / w, 2),
+                "fit_plus_score_mb_s_per_core": round(
+                    (fit_mb + pool_mb) / (r["fit_s"] + r["score_s"]) / w, 2
+                ),
                 "end_to_end_s": round(r["total_s"], 2),
                 "peak_rss_mb": round(r["peak_rss_mb"], 1),
                 **r["quality"],
             }
         line["ratio_fit_plus_score_per_core"] = round(
-            line["curate"]["fit_plus_score_mb_s_per_core"] / line["ref"]["fit_plus_score_mb_s_per_core"], 1)
+            line["curate"]["fit_plus_score_mb_s_per_core"] / line["ref"]["fit_plus_score_mb_s_per_core"], 1
+        )
         line["ratio_end_to_end"] = round(line["ref"]["end_to_end_s"] / line["curate"]["end_to_end_s"], 1)
         print(json.dumps(line))
 

@@ -36,7 +36,7 @@ def test_shard_prefixes_merge_to_global_prefix(items, budget, policy) -> None:  
     merged_idx = []
     for s in range(5):
         idx = np.flatnonzero(shard == s)
-        local = prefix_mask(key[idx], tie[idx], cost[idx], budget, "cover")  # as select.decide does
+        local = prefix_mask(key[idx], tie[idx], cost[idx], budget, "local")  # as select.decide does
         merged_idx.extend(idx[local].tolist())
     merged_idx_arr = np.array(sorted(merged_idx), dtype=np.int64)
     again = prefix_mask(key[merged_idx_arr], tie[merged_idx_arr], cost[merged_idx_arr], budget, policy)
@@ -61,7 +61,7 @@ def test_cover_reaches_and_under_stays_within(items, budget) -> None:  # type: i
         assert cost[sel].sum() - cost[sel[order[-1]]] < budget
     else:
         assert cover.sum() == eligible.sum()
-    assert not (under & ~cover).any()
+    assert not (under & ~eligible).any()
 
 
 def test_noise_is_reproducible_and_seeded() -> None:

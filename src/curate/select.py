@@ -20,7 +20,7 @@ import pyarrow as pa
 from curate import __version__, native
 from curate.budget import Budget, human_count, parse_budget
 from curate.errors import CurateError, UsageError
-from curate.executors.local import map_tasks, resolve_workers, threads_per_worker
+from curate.executors.local import WorkerPool, map_tasks, resolve_workers, threads_per_worker
 from curate.io.inputs import Columns, Shard, discover, iter_batches, read_schema
 from curate.io.outputs import Manifest
 from curate.native import HashSpec
@@ -211,6 +211,7 @@ def fit_importance(
     workers: int,
     progress: Progress,
     timings: dict[str, PhaseTiming],
+    pool_: WorkerPool | None = None,
 ) -> ImportanceModel:
     """Target histogram over all target text; raw histogram over a seeded random sample of the
     pool's row groups, up to the feature cap (avoids DSIR's first-N bias, METHODS §1.7.2)."""
@@ -227,6 +228,7 @@ def fit_importance(
         [(s, rg, tcols, spec, threads, 0, config.batch_size) for s, rg in t_units],
         workers=workers,
         on_result=lambda i, r: progress.advance("fit target", 1),
+        pool=pool_,
     )
     progress.end("fit target")
     t_done = [r for r in t_res if r is not None]
@@ -269,6 +271,7 @@ def fit_importance(
         workers=workers,
         on_result=lambda i, r: progress.advance("fit raw", 1),
         until=take,
+        pool=pool_,
     )
     progress.end("fit raw")
     timings["fit raw"] = PhaseTiming(time.perf_counter() - t0, raw_bytes)
@@ -318,9 +321,9 @@ def decide(keys_paths: list[str], budget: Budget, policy: Policy) -> tuple[list[
     for si, path in enumerate(keys_paths):
         with np.load(path, allow_pickle=False) as z:
             key, tie, cost = z["key"], z["tie"], z["cost"]
-        # Local cut with "cover" even for "under": the crossing item must survive the local cut,
-        # since it still blocks the items after it in the global prefix.
-        local = np.flatnonzero(prefix_mask(key, tie, cost, budget.amount, "cover"))
+        # The local cut keeps a superset of both policies' prefixes: the crossing item must survive
+        # it, since it still blocks the items after it in the global prefix.
+        local = np.flatnonzero(prefix_mask(key, tie, cost, budget.amount, "local"))
         parts.append((np.full(len(local), si, np.int64), local, key[local], tie[local], cost[local]))
     if parts:
         shard_ix = np.concatenate([p[0] for p in parts])
@@ -350,8 +353,15 @@ def select(
     overwrite: bool = False,
     progress: Progress | None = None,
 ) -> SelectResult:
-    progress = progress or NoProgress()
+    """Run `curate select`; resumes a run the output folder already holds (same plan)."""
     workers = resolve_workers(workers)
+    with WorkerPool(workers) as pool:
+        return _select(config, workers, overwrite, progress or NoProgress(), pool)
+
+
+def _select(
+    config: SelectConfig, workers: int, overwrite: bool, progress: Progress, pool_: WorkerPool
+) -> SelectResult:
     budget = parse_budget(config.budget)
     pool = discover(config.pool)
     target = discover(config.target)
@@ -388,7 +398,9 @@ def select(
         model = ImportanceModel.load(model_path)
         resumed.append("fit")
     else:
-        model = fit_importance(config, pool, target, workers=workers, progress=progress, timings=timings)
+        model = fit_importance(
+            config, pool, target, workers=workers, progress=progress, timings=timings, pool_=pool_
+        )
         model.save(model_path)
         manifest.set_phase("fit", {"model": model_path.name})
     counter = counter_from_model(model, config.tokenizer)
@@ -411,7 +423,7 @@ def select(
     reports1: dict[int, ShardReport] = {}
     todo = []
     for s in pool:
-        rec = manifest.phase(f"keys:{s.index}")
+        rec = manifest.shard_done(f"keys:{s.index}")
         if rec is not None and Path(keys_paths[s.index]).exists():
             reports1[s.index] = ShardReport.from_dict(rec["report"])
             reports1[s.index].extra = rec["extra"]
@@ -425,7 +437,7 @@ def select(
     def _keys_done(i: int, rep: ShardReport) -> None:
         s = todo[i]
         reports1[s.index] = rep
-        manifest.set_phase(f"keys:{s.index}", {"report": rep.to_dict(), "extra": rep.extra})
+        manifest.mark_shard(f"keys:{s.index}", {"report": rep.to_dict(), "extra": rep.extra})
         progress.advance("score", s.size)
 
     sample_counter = None if counter.exact else _exact_or_none()
@@ -438,6 +450,7 @@ def select(
         ],
         workers=workers,
         on_result=_keys_done,
+        pool=pool_,
     )
     progress.end("score")
     timings["score"] = PhaseTiming(time.perf_counter() - t0, sum(reports1[s.index].text_bytes for s in todo))
@@ -520,6 +533,7 @@ def select(
         [(pipeline, s, per_shard[s.index], ctx, finalize, summarize, config.group_by) for s in todo2],
         workers=workers,
         on_result=_write_done,
+        pool=pool_,
     )
     progress.end("write")
     timings["write"] = PhaseTiming(time.perf_counter() - t0, sum(reports2[s.index].text_bytes for s in todo2))
@@ -557,28 +571,25 @@ def select(
         resumed=resumed,
         shards=len(pool),
     )
-    manifest.finish(summary)
-    for p in keys_paths:
-        Path(p).unlink(missing_ok=True)
-    sel_path.unlink(missing_ok=True)
+    manifest.finish(summary)  # also removes the keys and the selection from the work dir
     return SelectResult(summary=summary, output=out, manifest=manifest.path, resumed=resumed)
 
 
 MIN_CORRECTION_SAMPLE = 20
-EXACT_SAMPLE_TARGET_DOCS = 10_000
+EXACT_SAMPLE_TARGET_DOCS = 20_000
 
 
 def _exact_sample_every(pool: list[Shard]) -> int:
-    """Count 1 pool document in 8 exactly (small pools) to 1 in 64 (pools over 640K documents):
-    enough to correct the estimate on any selection of a few hundred documents or more, at a
-    cost of 0.1-0.8x the kernel's (exact BPE counting runs at ~50 MB/s per core here)."""
+    """Count about 20K pool documents exactly (all of a small pool), and 1 in 64 of a pool over
+    1.3M documents: enough to correct the estimate on selections of a few hundred documents and
+    up. On large pools this costs ~0.1x the kernel (exact BPE counting runs at ~50 MB/s/core)."""
     from curate.io.inputs import count_rows
 
     rows = 0
     for s in pool:
         n = count_rows(s)
         rows += n if n is not None else s.size // 2000  # JSONL: ~2 KB per document
-    return int(min(64, max(8, rows // EXACT_SAMPLE_TARGET_DOCS)))
+    return int(min(64, max(1, rows // EXACT_SAMPLE_TARGET_DOCS)))
 
 
 def _exact_ratio(keys_paths: list[str], per_shard: list[np.ndarray]) -> tuple[float, int]:

@@ -29,19 +29,45 @@ _ENCODINGS = {
 }
 
 
-@cache
-def _bpe(encoding: str) -> Any:
+def _bpe_bindings() -> Any:
+    """bpe-openai's compiled core, loaded without the package's __init__.
+
+    The package imports every encoding's tables at import time (~1.2 s, paid again in every
+    worker process); the Rust core alone loads one encoding on demand in ~30 ms. Its count()
+    avoids building token lists.
+    """
+    import importlib.machinery
+    import importlib.util
+    import os
+
+    spec = importlib.util.find_spec("bpe_openai")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError(
+            "exact OpenAI token counts need the bpe-openai package", hint="pip install bpe-openai"
+        )
+    for folder in spec.submodule_search_locations:
+        for name in sorted(os.listdir(folder)):
+            if name.startswith("_bindings") and name.endswith((".so", ".pyd")):
+                loader = importlib.machinery.ExtensionFileLoader(
+                    "bpe_openai._bindings", os.path.join(folder, name)
+                )
+                mod_spec = importlib.util.spec_from_loader("bpe_openai._bindings", loader)
+                assert mod_spec is not None
+                module = importlib.util.module_from_spec(mod_spec)
+                loader.exec_module(module)
+                return module
     import warnings
 
-    with warnings.catch_warnings():  # bpe-openai loads its tables through a deprecated importlib API
+    with warnings.catch_warnings():  # the package loads its tables through a deprecated importlib API
         warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            from bpe_openai import _bindings  # the Rust core's count() avoids building token lists
-        except ImportError as exc:
-            raise MissingDependencyError(
-                "exact OpenAI token counts need the bpe-openai package", hint="pip install bpe-openai"
-            ) from exc
-        return _bindings.tokenizer_for_encoding(encoding)
+        from bpe_openai import _bindings
+
+        return _bindings
+
+
+@cache
+def _bpe(encoding: str) -> Any:
+    return _bpe_bindings().tokenizer_for_encoding(encoding)
 
 
 @cache

@@ -29,6 +29,43 @@ def _call(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
     return fn(*args)
 
 
+class WorkerPool:
+    """One process pool for a whole run, so workers start (and import) once, not per pass."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._executor: ProcessPoolExecutor | None = None
+
+    def executor(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+            self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+        return self._executor
+
+    def terminate(self) -> None:
+        """Stop every worker now: partial outputs are temporary files, never results."""
+        if self._executor is None:
+            return
+        for proc in list(getattr(self._executor, "_processes", {}).values()):
+            proc.terminate()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor = None
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.terminate()
+
+
 def map_tasks(
     fn: Callable[..., T],
     tasks: Sequence[tuple[Any, ...]],
@@ -36,6 +73,7 @@ def map_tasks(
     workers: int,
     on_result: Callable[[int, T], None] | None = None,
     until: Callable[[int, T], bool] | None = None,
+    pool: WorkerPool | None = None,
 ) -> list[T | None]:
     """Run `fn(*task)` for every task; results are returned in task order.
 
@@ -54,8 +92,9 @@ def map_tasks(
             if until is not None and until(i, results[i]):
                 break
         return results
-    ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx)
+    owned = pool is None
+    workers_pool = pool if pool is not None else WorkerPool(min(workers, len(tasks)))
+    executor = workers_pool.executor()
     pending: dict[Future[Any], int] = {}
     finished = [False] * len(tasks)
     next_in_order = 0
@@ -65,7 +104,7 @@ def map_tasks(
     stopped = False
     try:
         while submitted < min(window, len(tasks)):
-            pending[pool.submit(_call, fn, tasks[submitted])] = submitted
+            pending[executor.submit(_call, fn, tasks[submitted])] = submitted
             submitted += 1
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -84,15 +123,16 @@ def map_tasks(
                     fut.cancel()
                 break
             while submitted < len(tasks) and len(pending) < window:
-                pending[pool.submit(_call, fn, tasks[submitted])] = submitted
+                pending[executor.submit(_call, fn, tasks[submitted])] = submitted
                 submitted += 1
     except BaseException:
-        # Stop the other shards now: their partial outputs are temporary files, never results.
-        for proc in list(getattr(pool, "_processes", {}).values()):
-            proc.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
+        workers_pool.terminate()
         raise
-    pool.shutdown(wait=True, cancel_futures=True)
+    if stopped:
+        # an early stop: wait for the cancelled window's running tasks to drain
+        wait(list(pending))
+    if owned:
+        workers_pool.close()
     if stopped:
         for i in range(next_in_order, len(tasks)):
             results[i] = None

@@ -171,9 +171,22 @@ class Manifest:
         write_bytes_atomic(self.path, json.dumps(self.state, indent=2, sort_keys=True).encode())
 
     # ------------------------------------------------------------------ shard and phase state
+    # Per-shard records are small files under _curate_work/done/, written atomically as each
+    # shard ends, so recording a shard costs O(1) however many shards the run has.
+    def _record_path(self, key: str) -> Path:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
+        digest = hashlib.sha1(key.encode()).hexdigest()[:8]
+        return self.work_dir() / "done" / f"{safe}-{digest}.json"
+
     def shard_done(self, key: str) -> dict[str, Any] | None:
-        rec = self.state["shards"].get(key)
-        if not rec or rec.get("status") != "done":
+        path = self._record_path(key)
+        if not path.exists():
+            return None
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        if not isinstance(rec, dict) or rec.get("status") != "done":
             return None
         for f in rec.get("files", []):
             if not (self.folder / f).exists():
@@ -181,8 +194,9 @@ class Manifest:
         return rec
 
     def mark_shard(self, key: str, record: dict[str, Any]) -> None:
-        self.state["shards"][key] = {"status": "done", **record}
-        self.save()
+        path = self._record_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, json.dumps({"status": "done", "key": key, **record}).encode())
 
     def phase(self, name: str) -> Any:
         return self.state["phases"].get(name)
@@ -197,9 +211,20 @@ class Manifest:
         return d
 
     def finish(self, summary: dict[str, Any]) -> None:
+        """Fold the per-shard records (without bulky extras) into the manifest; drop the work dir."""
+        import shutil
+
+        shards = {}
+        done = self.folder / WORK_DIR / "done"
+        for p in sorted(done.glob("*.json")) if done.exists() else []:
+            rec = json.loads(p.read_text())
+            rec.pop("extra", None)
+            shards[rec.pop("key")] = rec
+        self.state["shards"] = shards
         self.state["complete"] = True
         self.state["summary"] = summary
         self.save()
+        shutil.rmtree(self.folder / WORK_DIR, ignore_errors=True)
 
 
 def output_files(folder: Path) -> Iterator[Path]:

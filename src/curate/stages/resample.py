@@ -136,7 +136,14 @@ def prefix_mask(
     eligible = np.isfinite(key[order])
     c = np.where(eligible, cost[order], 0).astype(np.float64)
     before = np.cumsum(c) - c
-    take = before < budget if policy == "cover" else before + c <= budget
+    if policy == "cover":
+        take = before < budget
+    elif policy == "under":
+        take = before + c <= budget
+    elif policy == "local":
+        take = before <= budget
+    else:
+        raise ValueError(f"unknown policy {policy!r}")
     take &= eligible
     mask[order[take]] = True
     return mask

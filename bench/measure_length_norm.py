@@ -1,0 +1,86 @@
+"""Which length treatment should DSIR weights get by default? (METHODS §1.7)
+
+Selects toward the Python language reference from a real multi-domain pool with each
+treatment (`sum`: DSIR's raw sum; `per-chunk`: weights rescaled to a 128-word chunk) at several
+token budgets and seeds, and prints one JSON line per setting plus a summary line: target-domain
+precision (share of selected tokens from the target domain), KL reduction, mean selected length.
+
+    python bench/measure_length_norm.py [--mb-per-domain 4] [--seeds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+def main() -> None:
+    from curate.select import SelectConfig, select
+    from curate.testing import build_corpus
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mb-per-domain", type=float, default=4.0)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--budgets", default="2%,5%,10%")
+    args = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="curate-lengthnorm-") as tmp:
+        c = build_corpus(Path(tmp) / "c", max_bytes_per_domain=int(args.mb_per_domain * 1e6))
+        for budget in args.budgets.split(","):
+            for norm in ("sum", "per-chunk"):
+                for seed in range(args.seeds):
+                    out = Path(tmp) / f"{norm}-{budget}-{seed}"
+                    res = select(
+                        SelectConfig(
+                            pool=str(c.pool),
+                            output=str(out),
+                            target=str(c.target),
+                            budget=budget,
+                            seed=seed,
+                            length_norm=norm,
+                            group_by="domain",
+                        ),
+                        workers=0,
+                    )
+                    s = res.summary
+                    share = {g["group"]: g["selected_share"] for g in s["groups"]}
+                    t = pq.read_table(out, columns=["n_tokens"])
+                    row = {
+                        "budget": budget,
+                        "length_norm": norm,
+                        "seed": seed,
+                        "target_precision": round(share.get(c.target_domain, 0.0), 4),
+                        "kl_reduction": round(s["kl_reduction"], 4),
+                        "selected_docs": s["selected_docs"],
+                        "mean_tokens_per_doc": round(
+                            sum(t.column("n_tokens").to_pylist()) / max(t.num_rows, 1), 1
+                        ),
+                    }
+                    rows.append(row)
+                    print(json.dumps(row))
+    summary: dict = {
+        "bench": "length_norm",
+        "target_domain": c.target_domain,
+        "pool_docs": sum(c.domains.values()),
+    }
+    for budget in args.budgets.split(","):
+        for norm in ("sum", "per-chunk"):
+            sel = [r for r in rows if r["budget"] == budget and r["length_norm"] == norm]
+            summary[f"{norm}@{budget}"] = {
+                "target_precision": round(statistics.mean(r["target_precision"] for r in sel), 4),
+                "kl_reduction": round(statistics.mean(r["kl_reduction"] for r in sel), 4),
+                "mean_tokens_per_doc": round(statistics.mean(r["mean_tokens_per_doc"] for r in sel), 1),
+            }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
