@@ -60,22 +60,22 @@ def run_reference(work: Path, k: int, workers: int) -> dict:
     }
 
 
-def run_curate(work: Path, k: int, workers: int) -> dict:
+def run_curate(work: Path, k: int, workers: int, budget: str | None = None, out: str = "curate_out") -> dict:
     from curate.select import SelectConfig, select
 
     t0 = time.perf_counter()
     res = select(
         SelectConfig(
             pool=str(work / "corpus" / "pool"),
-            output=str(work / "curate_out"),
+            output=str(work / out),
             target=str(work / "corpus" / "target.parquet"),
-            budget=f"docs:{k}",
+            budget=budget or f"docs:{k}",
         ),
         workers=workers,
         overwrite=True,
     )
     total = time.perf_counter() - t0
-    ids = pq.read_table(work / "curate_out", columns=["id"]).column("id").to_pylist()
+    ids = pq.read_table(work / out, columns=["id"]).column("id").to_pylist()
     t = res.summary["timings"]
     return {
         "fit_s": t["fit target"]["seconds"] + t["fit raw"]["seconds"],
@@ -94,7 +94,8 @@ def quality(work: Path, ids: list[str], target_domain: str) -> dict:
 
     pool = pq.read_table(work / "corpus" / "pool", columns=["id", "text", "domain"])
     target = pq.read_table(work / "corpus" / "target.parquet", columns=["text"])
-    chosen = pa.array([i in set(ids) for i in pool.column("id").to_pylist()])
+    wanted = set(ids)
+    chosen = pa.array([i in wanted for i in pool.column("id").to_pylist()])
     sel = pool.filter(chosen)
     spec = HashSpec()
     kl = kl_reduction(
@@ -103,17 +104,34 @@ def quality(work: Path, ids: list[str], target_domain: str) -> dict:
         native.ngram_histogram(sel.column("text"), spec),
     )
     precision = sum(d == target_domain for d in sel.column("domain").to_pylist()) / max(sel.num_rows, 1)
+    from curate.tokens import exact_counter
+
     return {
         "docs": sel.num_rows,
+        "tokens": int(exact_counter("cl100k").count(sel.column("text")).sum()),
         "target_precision": round(precision, 4),
         "kl_reduction": round(kl["kl_reduction"], 4),
     }
+
+
+def replicate(pool: Path, copies: int) -> None:
+    """Add copies of every shard with new ids (same text): a larger pool from the same real text."""
+    for p in sorted(pool.glob("part-*.parquet")):
+        t = pq.read_table(p)
+        for c in range(1, copies):
+            ids = pa.array([f"{i}-copy{c}" for i in t.column("id").to_pylist()])
+            pq.write_table(
+                t.set_column(0, "id", ids), pool / f"{p.stem}-copy{c}.parquet", row_group_size=1024
+            )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb-per-domain", type=float, default=4.0)
     ap.add_argument("--workers", type=int, default=cores())
+    ap.add_argument(
+        "--replicate", type=int, default=4, help="copies of the pool (new ids), to amortise start-up"
+    )
     ap.add_argument("--side", choices=["ref", "curate"], help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
     ap.add_argument("--k", type=int, help=argparse.SUPPRESS)
@@ -130,6 +148,7 @@ def main() -> None:
         corpus = build_corpus(
             work / "corpus", max_bytes_per_domain=int(args.mb_per_domain * 1e6), shards=4, row_group_size=1024
         )
+        replicate(corpus.pool, args.replicate)
         (work / "jsonl").mkdir()
         for p in sorted(corpus.pool.glob("*.parquet")):
             rows = pq.read_table(p, columns=["id", "text"]).to_pylist()
@@ -145,7 +164,7 @@ def main() -> None:
             / 1e6
         )
         target_mb = sum(len(r["text"].encode()) for r in trows) / 1e6
-        k = corpus.domains[corpus.target_domain]
+        k = corpus.domains[corpus.target_domain] * args.replicate
         results = {}
         for side in ("ref", "curate"):
             out = subprocess.run(
@@ -167,12 +186,18 @@ def main() -> None:
             )
             results[side] = json.loads(out.stdout.strip().splitlines()[-1])
             results[side]["quality"] = quality(work, results[side].pop("ids"), corpus.target_domain)
+        # A doc budget favours whichever tool picks longer documents (more tokens); compare at
+        # equal tokens too: curate with a token budget equal to the reference's selection.
+        same = run_curate(
+            work, k, args.workers, budget=str(results["ref"]["quality"]["tokens"]), out="curate_same_tokens"
+        )
+        results["curate"]["quality_at_reference_tokens"] = quality(work, same["ids"], corpus.target_domain)
         w = args.workers
         line: dict = {
             "bench": "dsir_vs_reference",
             "pool_mb": round(pool_mb, 2),
             "target_mb": round(target_mb, 3),
-            "pool_docs": sum(corpus.domains.values()),
+            "pool_docs": sum(corpus.domains.values()) * args.replicate,
             "selected_docs": k,
             "workers": w,
         }
@@ -188,6 +213,8 @@ def main() -> None:
                 "peak_rss_mb": round(r["peak_rss_mb"], 1),
                 **r["quality"],
             }
+            if "quality_at_reference_tokens" in r:
+                line[side]["at_reference_tokens"] = r["quality_at_reference_tokens"]
         line["ratio_fit_plus_score_per_core"] = round(
             line["curate"]["fit_plus_score_mb_s_per_core"] / line["ref"]["fit_plus_score_mb_s_per_core"], 1
         )

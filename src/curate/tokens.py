@@ -119,14 +119,20 @@ class TokenCounter:
             return f"estimate: {self.per_word:.3f} x words + UTF-8 bytes / {self.bytes_per_token:.2f} ({self.calibration})"
         return f"estimate: UTF-8 bytes / {self.bytes_per_token:.3f} bytes per token ({self.calibration})"
 
-    def count(self, texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
-        """Tokens per document (int64; 0 for null or empty text)."""
+    def count(self, texts: pa.Array | pa.ChunkedArray, *, words: np.ndarray | None = None) -> np.ndarray:
+        """Tokens per document (int64; 0 for null or empty text).
+
+        `words` (the kernel's token counts, when the caller already has them) saves the estimate
+        a second tokenising pass.
+        """
         if self.kind == "bytes":
             est = utf8_lengths(texts) / self.bytes_per_token
             if self.per_word:
-                from curate import native
+                if words is None:
+                    from curate import native
 
-                est = est + self.per_word * native.token_counts(texts, threads=1)
+                    words = native.token_counts(texts, threads=1)
+                est = est + self.per_word * words
             return np.ceil(est).astype(np.int64)
         out = np.zeros(len(texts), np.int64)
         values = _as_pylist(texts)

@@ -106,8 +106,13 @@ def select_report(s: dict[str, Any]) -> None:
         corr = s.get("exact_correction") or {}
         note = ""
         if "corrected_budget" in corr:
+            where = (
+                "selected"
+                if corr.get("exact_sample_band", 1) == 1
+                else f"top-{corr['exact_sample_band']:g}x-budget"
+            )
             note = (
-                f"; estimate corrected on {corr['exact_sample_docs']:,} selected docs counted exactly "
+                f"; estimate corrected on {corr['exact_sample_docs']:,} {where} docs counted exactly "
                 f"(exact/estimate {corr['exact_over_estimate']:.3f})"
             )
         t.add_row("", f"reported: {s['reported_token_counter']}{note}")

@@ -222,8 +222,8 @@ class ImportanceScorer(Annotator):
     def annotate(self, batch: pa.RecordBatch) -> dict[str, pa.Array]:
         texts = batch.column(TEXT)
         log_diff = getattr(self, "_log_diff", None)
-        weights, _ = self.model.log_weights(texts, threads=self.threads, log_diff=log_diff)
-        tokens = self.counter.count(texts)
+        weights, words = self.model.log_weights(texts, threads=self.threads, log_diff=log_diff)
+        tokens = self.counter.count(texts, words=words)
         valid = pc.fill_null(pc.greater(pc.binary_length(texts), 0), False).to_numpy(zero_copy_only=False)
         weights[~valid] = np.nan
         return {

@@ -121,7 +121,7 @@ def order_by_key(key: np.ndarray, tie: np.ndarray) -> np.ndarray:
 
 
 def prefix_mask(
-    key: np.ndarray, tie: np.ndarray, cost: np.ndarray, budget: float, policy: Policy = "cover"
+    key: np.ndarray, tie: np.ndarray, cost: np.ndarray, budget: float, policy: str = "cover"
 ) -> np.ndarray:
     """Boolean mask of the budget prefix in (key desc, tie asc) order; -inf keys never count.
 
