@@ -29,11 +29,20 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb-per-domain", type=float, default=4.0)
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--budgets", default="2%,5%,10%")
+    ap.add_argument("--budgets", default="1%,3%,10%")
+    ap.add_argument("--min-words", type=int, default=30)
+    ap.add_argument("--max-words", type=int, default=3000)
     args = ap.parse_args()
     rows = []
+    ids: dict[tuple[str, str, int], set[str]] = {}
     with tempfile.TemporaryDirectory(prefix="curate-lengthnorm-") as tmp:
-        c = build_corpus(Path(tmp) / "c", max_bytes_per_domain=int(args.mb_per_domain * 1e6))
+        # Real pools mix short and long documents; that is where DSIR's raw sum misbehaves.
+        c = build_corpus(
+            Path(tmp) / "c",
+            max_bytes_per_domain=int(args.mb_per_domain * 1e6),
+            doc_words=(args.min_words, args.max_words),
+            target_fraction=0.3,
+        )
         for budget in args.budgets.split(","):
             for norm in ("sum", "per-chunk"):
                 for seed in range(args.seeds):
@@ -46,13 +55,15 @@ def main() -> None:
                             budget=budget,
                             seed=seed,
                             length_norm=norm,
+                            min_words=20,
                             group_by="domain",
                         ),
                         workers=0,
                     )
                     s = res.summary
                     share = {g["group"]: g["selected_share"] for g in s["groups"]}
-                    t = pq.read_table(out, columns=["n_tokens"])
+                    t = pq.read_table(out, columns=["n_tokens", "id"])
+                    ids[(budget, norm, seed)] = set(t.column("id").to_pylist())
                     row = {
                         "budget": budget,
                         "length_norm": norm,
@@ -78,6 +89,19 @@ def main() -> None:
                 "target_precision": round(statistics.mean(r["target_precision"] for r in sel), 4),
                 "kl_reduction": round(statistics.mean(r["kl_reduction"] for r in sel), 4),
                 "mean_tokens_per_doc": round(statistics.mean(r["mean_tokens_per_doc"] for r in sel), 1),
+                # how random the draw still is: overlap of the selections of different seeds
+                # (1.0 = the noise no longer matters, DSIR's degenerate top-k)
+                "seed_jaccard": round(
+                    statistics.mean(
+                        len(ids[(budget, norm, a)] & ids[(budget, norm, b)])
+                        / len(ids[(budget, norm, a)] | ids[(budget, norm, b)])
+                        for a in range(args.seeds)
+                        for b in range(a + 1, args.seeds)
+                    ),
+                    3,
+                )
+                if args.seeds > 1
+                else None,
             }
     print(json.dumps(summary))
 

@@ -40,6 +40,7 @@ class ShardReport:
     drops: dict[str, int] = field(default_factory=dict)
     nulls: dict[str, int] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    peak_rss_mb: float = 0.0  # of the process that ran the shard (max when merged)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def merge(self, other: ShardReport) -> ShardReport:
@@ -54,6 +55,7 @@ class ShardReport:
             drops=_add_counts(self.drops, other.drops),
             nulls=_add_counts(self.nulls, other.nulls),
             files=self.files + other.files,
+            peak_rss_mb=max(self.peak_rss_mb, other.peak_rss_mb),
         )
         return out
 
@@ -69,11 +71,19 @@ class ShardReport:
             "drops": self.drops,
             "nulls": self.nulls,
             "files": self.files,
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ShardReport:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _add_counts(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
@@ -182,6 +192,7 @@ def run_shard(pipeline: Pipeline, shard: Shard, ctx: RunContext) -> ShardReport:
             report.rows_out += out.num_rows
     report.files = [target.name]
     report.seconds = time.perf_counter() - start
+    report.peak_rss_mb = peak_rss_mb()
     return report
 
 
@@ -210,6 +221,7 @@ def run_stream(
         write(out.cast(out_schema) if out.schema != out_schema else out)
         report.rows_out += out.num_rows
     report.seconds = time.perf_counter() - start
+    report.peak_rss_mb = peak_rss_mb()
     return report
 
 
@@ -315,6 +327,7 @@ def collect_keys(
     }
     report.rows_out = report.rows_in
     report.seconds = time.perf_counter() - start
+    report.peak_rss_mb = peak_rss_mb()
     return report
 
 
@@ -382,4 +395,5 @@ def write_selected(
     del probe
     report.extra = {"summaries": summaries, "groups": groups}
     report.seconds = time.perf_counter() - start
+    report.peak_rss_mb = peak_rss_mb()
     return report

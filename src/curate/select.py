@@ -31,6 +31,7 @@ from curate.pipeline import (
     canonicalize_schema,
     collect_keys,
     merge_reports,
+    peak_rss_mb,
     write_selected,
 )
 from curate.progress import NoProgress, Progress
@@ -744,6 +745,10 @@ def build_summary(**kw: Any) -> dict[str, Any]:
         "group_by": config.group_by,
         "timings": kw["timings"],
         "workers": kw["workers"],
+        "peak_rss_mb": {
+            "driver": round(peak_rss_mb(), 1),
+            "workers": max(pass1.peak_rss_mb, pass2.peak_rss_mb),
+        },
         "shards": kw["shards"],
         "resumed": kw["resumed"],
     }

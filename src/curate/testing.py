@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import gzip
 import hashlib
+import math
 import random
 import sysconfig
 from collections.abc import Iterator
@@ -24,18 +25,25 @@ import pyarrow.parquet as pq
 DOC_DIR = Path("/usr/share/doc")
 
 
+def _draw(lo: int, hi: int, rng: random.Random) -> int:
+    """A document length: uniform in lo..hi, or log-uniform when the range spans 10x or more."""
+    if hi >= 10 * lo:
+        return int(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+    return rng.randint(lo, hi)
+
+
 def _chunks(text: str, lo: int, hi: int, rng: random.Random) -> Iterator[str]:
     """Paragraph groups of roughly lo..hi words."""
     paras = [p.strip() for p in text.replace("\r\n", "\n").split("\n\n") if p.strip()]
     cur: list[str] = []
     words = 0
-    goal = rng.randint(lo, hi)
+    goal = _draw(lo, hi, rng)
     for p in paras:
         cur.append(p)
         words += len(p.split())
         if words >= goal:
             yield "\n\n".join(cur)
-            cur, words, goal = [], 0, rng.randint(lo, hi)
+            cur, words, goal = [], 0, _draw(lo, hi, rng)
     if cur and words >= lo // 2:
         yield "\n\n".join(cur)
 
@@ -143,11 +151,13 @@ def build_corpus(
     shards: int = 4,
     row_group_size: int = 256,
     seed: int = 0,
+    doc_words: tuple[int, int] = (120, 500),
 ) -> Corpus:
     """Write `<folder>/pool/part-*.parquet` (id, text, domain, source) and `<folder>/target.parquet`.
 
     The target is a random `target_fraction` of the target domain's documents; the rest of that
-    domain stays in the pool beside the other domains, so precision can be measured.
+    domain stays in the pool beside the other domains, so precision can be measured. Documents
+    are paragraph groups of `doc_words` words (log-uniform when the range spans 10x or more).
     """
     folder = Path(folder)
     (folder / "pool").mkdir(parents=True, exist_ok=True)
@@ -158,7 +168,9 @@ def build_corpus(
     for domain in SOURCES:
         if domain != "python_docs" and domain.startswith("debian") and not DOC_DIR.exists():
             continue
-        docs = domain_documents(domain, max_bytes=max_bytes_per_domain, seed=seed)
+        docs = domain_documents(
+            domain, max_bytes=max_bytes_per_domain, seed=seed, lo=doc_words[0], hi=doc_words[1]
+        )
         if not docs:
             continue
         rows = [

@@ -139,6 +139,11 @@ def select_report(s: dict[str, Any]) -> None:
         "log-weights",
         f"length treatment {s['length_norm']}; hash {s['hash']['buckets']} buckets, order {s['hash']['order']}",
     )
+    if s.get("peak_rss_mb"):
+        t.add_row(
+            "peak memory",
+            f"driver {s['peak_rss_mb']['driver']:.0f} MB, largest worker {s['peak_rss_mb']['workers']:.0f} MB",
+        )
     if s.get("resumed"):
         t.add_row("resumed", ", ".join(s["resumed"]))
     err.print(t)
