@@ -179,7 +179,7 @@ def histogram_unit(
         pf = _open_parquet(shard.path)
         cols_src = source_columns([TEXT], cols)
         try:
-            table = pf.read_row_group(row_group, columns=cols_src)
+            table = pf.read_row_group(row_group, columns=cols_src, use_threads=False)
         except (pa.ArrowInvalid, OSError) as exc:
             from curate.errors import InputDataError
 

@@ -29,6 +29,19 @@ def _call(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
     return fn(*args)
 
 
+# Modules the fork server imports once, so each worker starts with them loaded (saves ~0.5 s
+# of numpy/pyarrow/curate imports per worker).
+PRELOAD = ["numpy", "pyarrow", "pyarrow.parquet", "curate.native", "curate.pipeline", "curate.select"]
+
+
+def _context() -> Any:
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(PRELOAD)
+        return ctx
+    return mp.get_context("spawn")
+
+
 class WorkerPool:
     """One process pool for a whole run, so workers start (and import) once, not per pass."""
 
@@ -38,8 +51,7 @@ class WorkerPool:
 
     def executor(self) -> ProcessPoolExecutor:
         if self._executor is None:
-            ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
-            self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+            self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=_context())
         return self._executor
 
     def terminate(self) -> None:

@@ -126,7 +126,10 @@ def _iter_parquet(
     row = 0
     for rg in range(pf.num_row_groups):
         try:
-            for b in pf.iter_batches(batch_size=batch_size, row_groups=[rg], columns=columns):
+            # use_threads=False: workers are processes, one per core; nested decode threads only contend
+            for b in pf.iter_batches(
+                batch_size=batch_size, row_groups=[rg], columns=columns, use_threads=False
+            ):
                 if text is not None:
                     check_utf8(b, text, f"{path}: row group {rg}", row)
                 row += b.num_rows
