@@ -338,11 +338,29 @@ inline void for_each_token(const uint8_t* p, int64_t n, const HashSpec& spec, Em
 // Calls emit(bucket) for every n-gram of order 1..spec.order; returns the number of tokens.
 template <class Emit>
 inline int64_t for_each_ngram(const uint8_t* p, int64_t n, const HashSpec& spec, Emit&& emit) {
+  const uint64_t m = spec.buckets;
+  int64_t ntok = 0;
+  if (spec.order == 1) {
+    for_each_token(p, n, spec, [&](uint64_t h) {
+      ++ntok;
+      emit(bucket_of(h, m));
+    });
+    return ntok;
+  }
+  if (spec.order == 2) {  // the common case, without the general window's loops
+    uint64_t prev = 0;
+    const uint64_t salt = 2 * kMulA;
+    for_each_token(p, n, spec, [&](uint64_t h) {
+      emit(bucket_of(h, m));
+      if (ntok > 0) emit(bucket_of(fmix64((prev ^ salt) * kMulB + h), m));
+      prev = h;
+      ++ntok;
+    });
+    return ntok;
+  }
   uint64_t ring[kMaxOrder];  // the last `filled` token hashes, the current one last
   int filled = 0;
-  int64_t ntok = 0;
   const int order = spec.order;
-  const uint64_t m = spec.buckets;
   for_each_token(p, n, spec, [&](uint64_t h) {
     if (filled < order) {
       ring[filled++] = h;
