@@ -198,3 +198,22 @@ def test_recipes_run(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped
     assert digest(demo / "recipe-selected") == digest(tmp_path / "cli")
     staged = pq.read_table(demo / "stages" / "selected", columns=["id"]).column("id").to_pylist()
     assert len(staged) > 0
+
+
+def test_demo_runs(tmp_path: Path) -> None:
+    """The README's `make demo` job: a real pool from this machine's text, selected, reported."""
+    res = run("demo", str(tmp_path / "demo"), "--budget", "30K", "--no-progress")
+    err = res.stderr.decode()
+    assert "KL reduction" in err and "share by domain" in err and "python_docs" in err
+    assert pq.read_table(tmp_path / "demo" / "selected").num_rows > 0
+
+
+def test_cli_reference_is_current() -> None:
+    """docs/cli.md is generated from --help (`make docs`); regenerate it when options change."""
+    gen = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "gen_cli_reference.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert gen.stdout == (ROOT / "docs" / "cli.md").read_text(), "docs/cli.md is stale: run `make docs`"
