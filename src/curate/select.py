@@ -64,36 +64,20 @@ class FitConfig:
     ref_words: int = 128
     min_words: int = 100
     target_laplace: float = 0.0
-    raw_features: str = "auto"
+    raw_features: str = "auto"  # "auto" (100k per bucket, DSIR's default), "all", or a number
     batch_size: int = 4096
 
 
 @dataclass(frozen=True, kw_only=True)
-class SelectConfig:
+class SelectConfig(FitConfig):
     """Everything that determines the output of `curate select` (workers do not)."""
 
-    pool: str
     output: str
-    target: str
     budget: str
-    seed: int = 0
-    tokenizer: str | None = None
-    text_column: str = TEXT
-    id_column: str | None = None
-    target_text_column: str | None = None
     group_by: str | None = None
-    buckets: int = 10_000
-    order: int = 2
-    lowercase: bool = True
-    length_norm: LengthNorm = "per-chunk"
-    ref_words: int = 128
-    min_words: int = 100
-    target_laplace: float = 0.0
-    raw_features: str = "auto"  # "auto" (100k per bucket, DSIR's default), "all", or a number
     top_k: bool = False
     temperature: float = 1.0
     policy: Policy = "cover"
-    batch_size: int = 4096
 
     def plan(self, pool: list[Shard], target: list[Shard]) -> dict[str, Any]:
         d = asdict(self)
@@ -206,7 +190,7 @@ def histogram_unit(
 
 
 def fit_importance(
-    config: FitConfig | SelectConfig,
+    config: FitConfig,
     pool: list[Shard],
     target: list[Shard],
     *,
@@ -302,7 +286,7 @@ def fit_importance(
     )
 
 
-def _selection_counter(config: FitConfig | SelectConfig, sample: list[str]) -> TokenCounter:
+def _selection_counter(config: FitConfig, sample: list[str]) -> TokenCounter:
     if config.tokenizer:
         return exact_counter(config.tokenizer)
     return calibrate(pa.array(sample, type=pa.large_string()))

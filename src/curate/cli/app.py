@@ -74,6 +74,15 @@ def _columns(text_column: str, id_column: str | None) -> Any:
     return Columns(text=text_column, id=id_column)
 
 
+def _with_progress(no_progress: bool, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call a library function with rich progress bars on stderr (closed whatever happens)."""
+    progress = render.RichProgress(not no_progress)
+    try:
+        return fn(*args, progress=progress, **kwargs)
+    finally:
+        progress.close()
+
+
 def _write_stats(path: Path | None, data: dict[str, Any]) -> None:
     if path is None:
         return
@@ -179,11 +188,7 @@ def select(
         policy=policy,  # type: ignore[arg-type]
         batch_size=batch_size,
     )
-    progress = render.RichProgress(not no_progress)
-    try:
-        result = run_select(config, workers=workers, overwrite=overwrite, progress=progress)
-    finally:
-        progress.close()
+    result = _with_progress(no_progress, run_select, config, workers=workers, overwrite=overwrite)
     render.select_report(result.summary)
     render.info(f"wrote {out} ({result.summary['selected_docs']:,} documents)")
     _write_stats(stats_json, result.summary)
@@ -249,19 +254,16 @@ def importance_fit(
         target_laplace=target_laplace,
         raw_features=raw_features,
     )
-    progress = render.RichProgress(not no_progress)
     timings: dict[str, Any] = {}
-    try:
-        model = fit_importance(
-            cfg,
-            discover(raw),
-            discover(target),
-            workers=resolve_workers(workers),
-            progress=progress,
-            timings=timings,
-        )
-    finally:
-        progress.close()
+    model = _with_progress(
+        no_progress,
+        fit_importance,
+        cfg,
+        discover(raw),
+        discover(target),
+        workers=resolve_workers(workers),
+        timings=timings,
+    )
     path = model.save(output)
     meta = model.metadata()
     render.kv_table(
@@ -335,20 +337,18 @@ def _map(
 ) -> None:
     from curate.runner import run_map
 
-    progress = render.RichProgress(not no_progress)
-    try:
-        res = run_map(
-            pipeline,
-            src,
-            dest,
-            columns=_columns(text_column, id_column),
-            workers=workers,
-            overwrite=overwrite,
-            batch_size=batch_size,
-            progress=progress,
-        )
-    finally:
-        progress.close()
+    columns = _columns(text_column, id_column)
+    res = _with_progress(
+        no_progress,
+        run_map,
+        pipeline,
+        src,
+        dest,
+        columns=columns,
+        workers=workers,
+        overwrite=overwrite,
+        batch_size=batch_size,
+    )
     render.stage_table(title, res.report.to_dict(), res.seconds)
 
 
@@ -403,20 +403,18 @@ def resample(
         policy=policy,  # type: ignore[arg-type]
         tokens_column=tokens_column,
     )
-    progress = render.RichProgress(not no_progress)
-    try:
-        res = run_resample(
-            sel,
-            src,
-            dest,
-            columns=_columns(text_column, id_column),
-            workers=workers,
-            overwrite=overwrite,
-            batch_size=batch_size,
-            progress=progress,
-        )
-    finally:
-        progress.close()
+    columns = _columns(text_column, id_column)
+    res = _with_progress(
+        no_progress,
+        run_resample,
+        sel,
+        src,
+        dest,
+        columns=columns,
+        workers=workers,
+        overwrite=overwrite,
+        batch_size=batch_size,
+    )
     s = res.extra
     render.kv_table(
         "curate resample",
@@ -537,11 +535,7 @@ def demo(
         budget=budget,
         group_by="domain",
     )
-    progress = render.RichProgress(not no_progress)
-    try:
-        result = run_select(config, workers=workers, overwrite=True, progress=progress)
-    finally:
-        progress.close()
+    result = _with_progress(no_progress, run_select, config, workers=workers, overwrite=True)
     render.select_report(result.summary)
     render.info(f"the selection is in {out / 'selected'}; try: curate inspect {out / 'selected'}")
 
