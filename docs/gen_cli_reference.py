@@ -16,6 +16,7 @@ COMMANDS = [
     ["score", "importance"],
     ["resample"],
     ["featurize"],
+    ["dedup", "exact"],
     ["inspect"],
     ["run"],
     ["demo"],

@@ -339,11 +339,13 @@ def write_selected(
     finalize: Callable[[pa.RecordBatch], pa.RecordBatch] | None = None,
     summarize: Callable[[pa.RecordBatch], dict[str, Any]] | None = None,
     group_by: str | None = None,
+    row_columns: dict[str, np.ndarray] | None = None,
 ) -> ShardReport:
     """Pass 2: read the shard, keep `rows` (sorted row numbers), re-annotate them, write them.
 
     `finalize` may add columns to the kept rows (e.g. exact token counts); `summarize` returns
-    mergeable statistics of the kept rows (e.g. their n-gram histogram) into `report.extra`.
+    mergeable statistics of the kept rows (e.g. their n-gram histogram) into `report.extra`;
+    `row_columns` are values the driver computed, aligned with `rows`, added as columns.
     """
     start = time.perf_counter()
     assert ctx.output is not None
@@ -369,6 +371,8 @@ def write_selected(
             local = rows[lo:hi] - (offset - n)
             kept = batch.take(pa.array(local))
             out = pipeline.apply(kept, report)
+            for name, values in (row_columns or {}).items():
+                out = with_columns(out, {name: pa.array(values[lo:hi])})
             if finalize is not None:
                 out = finalize(out)
             if out_schema is None:

@@ -323,3 +323,138 @@ def _run_resample(
     }
     manifest.finish(summary)
     return RunResult(report=pass2, seconds=time.perf_counter() - start, output=dest, extra=summary)
+
+
+# ---------------------------------------------------------------------------------- exact dedup
+POSITION_BITS = 40  # global position = shard index << 40 | row: input order, 1T rows per shard
+
+
+def hash_shard(shard: Shard, ctx: RunContext, out_path: str) -> ShardReport:
+    """Pass 1 of exact dedup: every row's normalised-text hash (masked when null or empty)."""
+    from curate.pipeline import peak_rss_mb, text_stats
+    from curate.stages.dedup import DEDUP_EXACT_HASH, ExactHash
+
+    start = time.perf_counter()
+    report = ShardReport(shard=shard.name)
+    stage = ExactHash()
+    hashes, valid = [], []
+    for batch in iter_batches(shard, ctx.columns, columns=["text"], batch_size=ctx.batch_size):
+        text_stats(batch, report)
+        col = stage.annotate(batch)[DEDUP_EXACT_HASH]
+        valid.append(np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=bool))
+        hashes.append(np.asarray(col.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.uint64))
+    np.savez(
+        out_path,
+        hash=np.concatenate(hashes) if hashes else np.zeros(0, np.uint64),
+        valid=np.concatenate(valid) if valid else np.zeros(0, bool),
+    )
+    report.seconds = time.perf_counter() - start
+    report.peak_rss_mb = peak_rss_mb()
+    return report
+
+
+def run_exact_dedup(
+    source: str,
+    dest: str,
+    *,
+    columns: Columns,
+    workers: int | None = None,
+    overwrite: bool = False,
+    batch_size: int = 4096,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Keep the first occurrence (input order: shard order, then row order) of every normalised
+    text; add `dedup_exact_hash` and `dedup_exact_copies` (occurrences in the whole input).
+    Null and empty texts are never duplicates. Memory: 24 bytes per distinct document."""
+    if source == STDIO:
+        with spooled_stdin(columns) as shards:
+            return _run_exact_dedup(shards, dest, columns, workers, overwrite, batch_size, progress)
+    return _run_exact_dedup(discover(source), dest, columns, workers, overwrite, batch_size, progress)
+
+
+def _run_exact_dedup(
+    shards: list[Shard],
+    dest: str,
+    columns: Columns,
+    workers: int | None,
+    overwrite: bool,
+    batch_size: int,
+    progress: Progress | None,
+) -> RunResult:
+    from curate.stages.dedup import DEDUP_EXACT_COPIES, ExactHash, first_occurrences
+
+    progress = progress or NoProgress()
+    workers = resolve_workers(workers)
+    start = time.perf_counter()
+    if dest == STDIO:
+        raise UsageError(
+            "dedup writes a dataset folder; stream it onward with `curate ... OUT -` from that folder"
+        )
+    pipeline = Pipeline(stages=(ExactHash(),))
+    for s in shards:
+        pipeline.validate(canonicalize_schema(read_schema(s), columns, s.path), s.path)
+    manifest = Manifest(
+        Path(dest), _plan("dedup exact", pipeline, shards, {"batch_size": batch_size}), overwrite=overwrite
+    )
+    work = manifest.work_dir()
+    ctx = RunContext(columns=columns, batch_size=batch_size, threads=threads_per_worker(workers), output=dest)
+    paths = [str(work / f"hash-{s.index:05d}.npz") for s in shards]
+    progress.start("hash", sum(s.size for s in shards))
+    reps1 = map_tasks(
+        hash_shard,
+        [(s, ctx, paths[s.index]) for s in shards],
+        workers=workers,
+        on_result=lambda i, r: progress.advance("hash", shards[i].size),
+    )
+    progress.end("hash")
+    # Driver: each shard's first occurrences, then one merge (memory: distinct hashes only).
+    parts = []
+    for s, p in zip(shards, paths, strict=True):
+        with np.load(p, allow_pickle=False) as z:
+            h, ok = z["hash"][z["valid"]], z["valid"]
+        pos = (np.int64(s.index) << POSITION_BITS) + np.flatnonzero(ok).astype(np.int64)
+        parts.append(first_occurrences(h, pos, np.ones(len(h), np.int64)))
+    merged = first_occurrences(
+        np.concatenate([np.zeros(0, np.uint64), *(x.hash for x in parts)]),
+        np.concatenate([np.zeros(0, np.int64), *(x.position for x in parts)]),
+        np.concatenate([np.zeros(0, np.int64), *(x.count for x in parts)]),
+    )
+    del parts
+    tasks = []
+    dropped = 0
+    for s, p in zip(shards, paths, strict=True):
+        with np.load(p, allow_pickle=False) as z:
+            h, ok = z["hash"], z["valid"]
+        rows = np.arange(len(h), dtype=np.int64)
+        first, copies = merged.lookup(h[ok]) if ok.any() else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        keep = ~ok
+        keep[ok] = first == (np.int64(s.index) << POSITION_BITS) + rows[ok]
+        copies_all = np.ones(len(h), np.int64)
+        copies_all[ok] = copies
+        dropped += int((~keep).sum())
+        tasks.append((pipeline, s, rows[keep], ctx, None, None, None, {DEDUP_EXACT_COPIES: copies_all[keep]}))
+    progress.start("write", sum(s.size for s in shards))
+    reps2 = map_tasks(
+        write_selected,
+        tasks,
+        workers=workers,
+        on_result=lambda i, r: progress.advance("write", shards[i].size),
+    )
+    progress.end("write")
+    pass1 = merge_reports(r for r in reps1 if r is not None)
+    pass2 = merge_reports(r for r in reps2 if r is not None)
+    summary = {
+        "rows_in": pass1.rows_in,
+        "rows_out": pass2.rows_out,
+        "duplicates_dropped": dropped,
+        "distinct_texts": len(merged.hash),
+        "null_text": pass1.null_text,
+        "empty_text": pass1.empty_text,
+        "largest_group": int(merged.count.max()) if len(merged.count) else 0,
+        "groups_with_copies": int((merged.count > 1).sum()),
+        "normalisation": "lower-case, whitespace runs collapsed, trimmed",
+        "kept": "first occurrence in input order (shard order, then row order)",
+    }
+    manifest.finish(summary)
+    pass2.drops["exact duplicate"] = dropped
+    return RunResult(report=pass2, seconds=time.perf_counter() - start, output=dest, extra=summary)

@@ -36,7 +36,9 @@ importance_app = typer.Typer(
 score_app = typer.Typer(
     help="Add score columns to a dataset (one output shard per input shard).", no_args_is_help=True
 )
+dedup_app = typer.Typer(help="Remove duplicate documents.", no_args_is_help=True)
 app.add_typer(importance_app, name="importance")
+app.add_typer(dedup_app, name="dedup")
 app.add_typer(score_app, name="score")
 
 # ------------------------------------------------------------------------------------ options
@@ -466,6 +468,58 @@ def featurize(
         batch_size,
         "featurize",
     )
+
+
+# ------------------------------------------------------------------------------------ dedup
+@dedup_app.command("exact")
+def dedup_exact(
+    src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset, or - for Arrow IPC on stdin.")],
+    dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder.")],
+    workers: Workers = 0,
+    text_column: TextColumn = "text",
+    id_column: IdColumn = None,
+    stats_json: Annotated[
+        Path | None, typer.Option(help="Also write the summary as JSON to this file.")
+    ] = None,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+    batch_size: BatchSize = 4096,
+) -> None:
+    """Drop exact duplicates: texts equal after lower-casing and collapsing whitespace.
+
+    Keeps the first occurrence in input order (shards in sorted order, then rows), and adds
+    dedup_exact_hash and dedup_exact_copies (how many times the text occurs in the input, so
+    duplicated documents can be up-weighted later). Null and empty texts are kept and counted.
+    """
+    from curate.runner import run_exact_dedup
+
+    columns = _columns(text_column, id_column)
+    res = _with_progress(
+        no_progress,
+        run_exact_dedup,
+        src,
+        dest,
+        columns=columns,
+        workers=workers,
+        overwrite=overwrite,
+        batch_size=batch_size,
+    )
+    s = res.extra
+    render.kv_table(
+        "curate dedup exact",
+        [
+            ("rows", f"{s['rows_in']:,} in, {s['rows_out']:,} out"),
+            (
+                "duplicates dropped",
+                f"{s['duplicates_dropped']:,} ({s['groups_with_copies']:,} texts had copies; largest group {s['largest_group']:,})",
+            ),
+            ("null / empty text", f"{s['null_text']:,} / {s['empty_text']:,} (kept)"),
+            ("normalisation", s["normalisation"]),
+            ("kept", s["kept"]),
+            ("seconds", f"{res.seconds:.2f}"),
+        ],
+    )
+    _write_stats(stats_json, s)
 
 
 # ------------------------------------------------------------------------------------ inspect

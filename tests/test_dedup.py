@@ -1,0 +1,138 @@
+"""Exact deduplication on real text with planted copies."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from hypothesis import given
+from hypothesis import strategies as st
+
+from curate.io.inputs import Columns
+from curate.runner import run_exact_dedup
+from curate.stages.dedup import ExactHash, ExactIndex, exact_hashes, first_occurrences
+from curate.testing import check_stage
+
+
+def _planted(corpus, folder: Path) -> tuple[Path, dict[str, str]]:  # type: ignore[no-untyped-def]
+    """Shards of real text plus copies (verbatim, re-cased, re-spaced) in later shards."""
+    t = pq.read_table(corpus.pool).slice(0, 300)
+    rows = t.to_pylist()
+    copies = []
+    expected_original: dict[str, str] = {}
+    for i, r in enumerate(rows[:60]):
+        variant = [r["text"], r["text"].upper(), "  " + r["text"].replace(" ", "\t  ") + "\n"][i % 3]
+        cid = f"copy-{i}"
+        copies.append({**r, "id": cid, "text": variant})
+        expected_original[cid] = r["id"]
+    folder.mkdir()
+    pq.write_table(pa.Table.from_pylist(rows[:150]), folder / "a.parquet")
+    pq.write_table(pa.Table.from_pylist(rows[150:] + copies[:30]), folder / "b.parquet")
+    extra = [
+        {**rows[0], "id": "null-1", "text": None},
+        {**rows[0], "id": "null-2", "text": None},
+        {**rows[0], "id": "empty-1", "text": ""},
+        {**rows[0], "id": "empty-2", "text": ""},
+    ]
+    pq.write_table(pa.Table.from_pylist(copies[30:] + extra, schema=t.schema), folder / "c.parquet")
+    return folder, expected_original
+
+
+def test_drops_planted_copies_and_keeps_first(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]
+    pool, originals = _planted(corpus, tmp_path / "pool")
+    res = run_exact_dedup(str(pool), str(tmp_path / "out"), columns=Columns(), workers=2)
+    out = pq.read_table(tmp_path / "out")
+    ids = set(out.column("id").to_pylist())
+    assert not any(i.startswith("copy-") for i in ids)
+    assert set(originals.values()) <= ids
+    assert {"null-1", "null-2", "empty-1", "empty-2"} <= ids
+    assert res.extra["duplicates_dropped"] == 60
+    copies = dict(
+        zip(out.column("id").to_pylist(), out.column("dedup_exact_copies").to_pylist(), strict=True)
+    )
+    assert all(copies[o] >= 2 for o in originals.values())
+    assert res.extra["rows_in"] == res.extra["rows_out"] + 60
+
+
+def test_first_occurrence_is_input_order(tmp_path: Path) -> None:
+    text = "the same sentence about parsing command line options in Python"
+    (tmp_path / "pool").mkdir()
+    pq.write_table(
+        pa.table({"id": ["a1", "a2"], "text": ["unique one", text]}), tmp_path / "pool" / "a.parquet"
+    )
+    pq.write_table(pa.table({"id": ["b1"], "text": [text.upper()]}), tmp_path / "pool" / "b.parquet")
+    run_exact_dedup(str(tmp_path / "pool"), str(tmp_path / "out"), columns=Columns(), workers=1)
+    assert sorted(pq.read_table(tmp_path / "out").column("id").to_pylist()) == ["a1", "a2"]
+
+
+def test_workers_do_not_change_bytes(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]
+    pool, _ = _planted(corpus, tmp_path / "pool")
+    digests = []
+    for w in (1, 2):
+        run_exact_dedup(str(pool), str(tmp_path / f"o{w}"), columns=Columns(), workers=w)
+        digests.append(
+            {
+                p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in (tmp_path / f"o{w}").glob("*.parquet")
+            }
+        )
+    assert digests[0] == digests[1]
+
+
+def test_normalisation() -> None:
+    h = exact_hashes(
+        pa.array(["Hello  World", "hello world", " HELLO\tWORLD\n", "hello, world", "Ωmega", "ωMEGA"])
+    )
+    assert h[0] == h[1] == h[2] != h[3]
+    assert h[4] == h[5]
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 20), st.integers(0, 10_000), st.integers(1, 3)), max_size=60),
+    st.integers(0, 60),
+)
+def test_index_merge_is_associative_and_exact(items, cut) -> None:  # type: ignore[no-untyped-def]
+    h = np.array([i[0] for i in items], np.uint64)
+    p = np.array([i[1] for i in items], np.int64)
+    c = np.array([i[2] for i in items], np.int64)
+    whole = first_occurrences(h, p, c)
+    idx = ExactIndex()
+    a = first_occurrences(h[:cut], p[:cut], c[:cut])
+    b = first_occurrences(h[cut:], p[cut:], c[cut:])
+    for m in (idx.merge(a, b), idx.merge(b, a)):
+        assert np.array_equal(m.hash, whole.hash)
+        assert np.array_equal(m.position, whole.position)
+        assert np.array_equal(m.count, whole.count)
+    for k in set(h.tolist()):
+        sel = h == k
+        j = int(np.searchsorted(whole.hash, k))
+        assert whole.position[j] == p[sel].min() and whole.count[j] == c[sel].sum()
+
+
+def test_stage_conforms(corpus) -> None:  # type: ignore[no-untyped-def]
+    check_stage(ExactHash(), pq.read_table(corpus.pool).slice(0, 40).combine_chunks().to_batches()[0])
+
+
+def test_cli(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]
+    pool, _ = _planted(corpus, tmp_path / "pool")
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "curate.cli.app",
+            "dedup",
+            "exact",
+            str(pool),
+            str(tmp_path / "out"),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "duplicates dropped" in res.stderr and "60" in res.stderr
