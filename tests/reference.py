@@ -108,7 +108,16 @@ def decode_one(data: bytes, i: int) -> tuple[int, int] | None:
 
 def tokens(data: bytes, lowercase: bool = True) -> list[bytes]:
     """The byte strings the kernel hashes, in order (already lower-cased)."""
-    out: list[bytes] = []
+    return [t for _, t in classed_tokens(data, lowercase)]
+
+
+def word_tokens(data: bytes, lowercase: bool = True) -> list[bytes]:
+    """Only the word tokens (MinHash shingles drop punctuation runs)."""
+    return [t for cls, t in classed_tokens(data, lowercase) if cls == WORD]
+
+
+def classed_tokens(data: bytes, lowercase: bool = True) -> list[tuple[int, bytes]]:
+    out: list[tuple[int, bytes]] = []
     cur_cls = SEP
     cur = bytearray()
     i = 0
@@ -126,14 +135,14 @@ def tokens(data: bytes, lowercase: bool = True) -> list[bytes]:
                 piece = chr(lower(cp) if lowercase else cp).encode("utf-8", "surrogatepass")
         if cls != cur_cls:
             if cur_cls != SEP:
-                out.append(bytes(cur))
+                out.append((cur_cls, bytes(cur)))
             cur = bytearray()
             cur_cls = cls
         if cls != SEP:
             cur += piece
         i += step
     if cur_cls != SEP:
-        out.append(bytes(cur))
+        out.append((cur_cls, bytes(cur)))
     return out
 
 
@@ -148,3 +157,24 @@ def ngram_buckets(
             if i - k + 1 >= 0:
                 out.append(bucket_of(ngram_hash(hs[i - k + 1 : i + 1]), buckets))
     return out
+
+
+def minhash(data: bytes, *, num_perm: int, ngram: int, seed: int = 0, lowercase: bool = True) -> list[int]:
+    """MinHash signature: word n-gram shingles, permutations (a*x + b) >> 32 from splitmix64."""
+    state = seed ^ 0x6D696E68617368
+    params = []
+    for _ in range(num_perm):
+        state = (state + MUL_A) & M64
+        a = fmix64(state) | 1
+        state = (state + MUL_A) & M64
+        params.append((a, fmix64(state)))
+    hs = [token_hash(t) for t in word_tokens(data, lowercase)]
+    if not hs:
+        return [0xFFFFFFFF] * num_perm
+    if len(hs) < ngram:
+        shingles = [hs[0] if len(hs) == 1 else ngram_hash(hs)]
+    else:
+        shingles = [
+            hs[i] if ngram == 1 else ngram_hash(hs[i - ngram + 1 : i + 1]) for i in range(ngram - 1, len(hs))
+        ]
+    return [min(((a * x + b) & M64) >> 32 for x in shingles) for a, b in params]

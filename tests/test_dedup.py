@@ -136,3 +136,12 @@ def test_cli(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]
     )
     assert res.returncode == 0, res.stderr
     assert "duplicates dropped" in res.stderr and "60" in res.stderr
+
+
+def test_minhash_stage_conforms(corpus) -> None:  # type: ignore[no-untyped-def]
+    from curate.stages.dedup import MinHashSignature
+
+    batch = pq.read_table(corpus.pool).slice(0, 40).combine_chunks().to_batches()[0]
+    check_stage(MinHashSignature(num_perm=32), batch)
+    sig = MinHashSignature(num_perm=32).annotate(batch)["minhash_signature"]
+    assert sig.type == pa.list_(pa.uint32(), 32) and len(sig) == 40

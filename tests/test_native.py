@@ -176,3 +176,27 @@ def test_string_hashes_are_seeded_and_stable() -> None:
     assert h0[0] != h0[1]
     assert not np.array_equal(h0, native.string_hashes(arr, seed=1))
     assert int(h0[0]) == ref.token_hash(b"a", 0)
+
+
+@settings(max_examples=80, deadline=None)
+@given(texts=TEXTS, ngram=st.integers(1, 5), seed=st.integers(0, 2**64 - 1))
+def test_minhash_matches_reference(texts: list[str], ngram: int, seed: int) -> None:
+    sig = native.minhash_signatures(
+        pa.array(texts, pa.string()), num_perm=16, ngram=ngram, seed=seed, threads=2
+    )
+    assert sig.shape == (len(texts), 16) and sig.dtype == np.uint32
+    for i, t in enumerate(texts):
+        assert sig[i].tolist() == ref.minhash(t.encode(), num_perm=16, ngram=ngram, seed=seed)
+
+
+def test_minhash_estimates_jaccard_on_real_text(python_source_texts: list[str]) -> None:
+    words = python_source_texts[3].split()[:600]
+    a = " ".join(words)
+    b = " ".join(words[:450] + ["inserted"] * 3 + words[450:560])  # an edit and a cut
+    sa = {tuple(x.encode() for x in words[i : i + 5]) for i in range(len(words) - 4)}
+    wb = b.split()
+    sb = {tuple(x.encode() for x in wb[i : i + 5]) for i in range(len(wb) - 4)}
+    true_j = len(sa & sb) / len(sa | sb)
+    sig = native.minhash_signatures(pa.array([a, b]), num_perm=512, ngram=5)
+    est = float((sig[0] == sig[1]).mean())
+    assert abs(est - true_j) < 0.06, (est, true_j)

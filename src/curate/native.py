@@ -136,6 +136,27 @@ def string_hashes(texts: Any, *, seed: int = 0, threads: int | None = None) -> n
     return np.concatenate(parts) if parts else np.zeros(0, np.uint64)
 
 
+def minhash_signatures(
+    texts: Any,
+    *,
+    num_perm: int = 128,
+    ngram: int = 5,
+    lowercase: bool = True,
+    seed: int = 0,
+    threads: int | None = None,
+) -> np.ndarray:
+    """MinHash signatures of word n-gram shingles: uint32 array (documents x num_perm).
+
+    Permutation i is x -> (a_i * x + b_i) >> 32 over the 64-bit shingle hash, with (a_i, b_i)
+    drawn from a splitmix64 stream seeded by `seed`. Documents without words get all 0xFFFFFFFF.
+    """
+    parts = [
+        _native.minhash(*_capsules(c), num_perm, ngram, lowercase, seed, _threads(threads))
+        for c in _chunks(texts)
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0, num_perm), np.uint32)
+
+
 def hash_token_bytes(data: bytes, seed: int = 0) -> int:
     """The kernel's 64-bit hash of one token's (already lower-cased) bytes; for tests."""
     return int(_native.hash_token_bytes(data, seed))

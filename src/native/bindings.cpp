@@ -177,6 +177,31 @@ std::tuple<Array1D<int64_t>, Array1D<uint32_t>, Array1D<uint32_t>> ngram_feature
   return {to_numpy(std::move(indptr)), to_numpy(std::move(indices)), to_numpy(std::move(counts))};
 }
 
+// MinHash signatures: a row-major (documents x num_perm) uint32 matrix.
+nb::ndarray<nb::numpy, uint32_t, nb::ndim<2>> minhash(nb::handle schema, nb::handle array, int num_perm, int ngram,
+                                                     bool lowercase, uint64_t seed, int threads) {
+  StringColumn col = column_from_capsules(schema, array);
+  if (num_perm < 1 || num_perm > 4096) throw std::invalid_argument("num_perm must be between 1 and 4096");
+  if (ngram < 1 || ngram > kMaxOrder) throw std::invalid_argument("ngram must be between 1 and 8");
+  HashSpec spec = make_spec(1, 1, lowercase, 0);
+  spec.words_only = true;
+  MinHashParams params(num_perm, ngram, seed);
+  auto* out = new std::vector<uint32_t>(static_cast<size_t>(col.length) * static_cast<size_t>(num_perm));
+  {
+    nb::gil_scoped_release release;
+    parallel_blocks(col.length, clamp_threads(threads, col.length), [&](int64_t b, int64_t e, int) {
+      for (int64_t i = b; i < e; ++i) {
+        const uint8_t* p;
+        int64_t n;
+        col.get(i, p, n);
+        minhash_document(p, n, spec, params, out->data() + static_cast<size_t>(i) * static_cast<size_t>(num_perm));
+      }
+    });
+  }
+  nb::capsule owner(out, [](void* q) noexcept { delete static_cast<std::vector<uint32_t>*>(q); });
+  return nb::ndarray<nb::numpy, uint32_t, nb::ndim<2>>(out->data(), {static_cast<size_t>(col.length), static_cast<size_t>(num_perm)}, owner);
+}
+
 // Whole-string 64-bit hashes (document ids, text fingerprints); nulls hash like "".
 Array1D<uint64_t> string_hashes(nb::handle schema, nb::handle array, uint64_t seed, int threads) {
   StringColumn col = column_from_capsules(schema, array);
@@ -215,7 +240,9 @@ NB_MODULE(_native, m) {
         nb::arg("lowercase"), nb::arg("seed"), nb::arg("threads"));
   m.def("ngram_features", &ngram_features, nb::arg("schema"), nb::arg("array"), nb::arg("buckets"),
         nb::arg("order"), nb::arg("lowercase"), nb::arg("seed"), nb::arg("threads"));
+  m.def("minhash", &minhash, nb::arg("schema"), nb::arg("array"), nb::arg("num_perm"), nb::arg("ngram"),
+        nb::arg("lowercase"), nb::arg("seed"), nb::arg("threads"));
   m.def("string_hashes", &string_hashes, nb::arg("schema"), nb::arg("array"), nb::arg("seed"), nb::arg("threads"));
   m.def("hash_token_bytes", &hash_token_bytes, nb::arg("data"), nb::arg("seed"));
-  m.attr("KERNEL_VERSION") = 1;
+  m.attr("KERNEL_VERSION") = 1;  // bump when any hash changes (fitted models record it)
 }

@@ -280,6 +280,7 @@ struct HashSpec {
   int order = 2;
   bool lowercase = true;
   uint64_t seed = 0;
+  bool words_only = false;  // drop punctuation tokens (MinHash shingles)
 };
 
 constexpr int kMaxOrder = 8;
@@ -310,7 +311,7 @@ inline void for_each_token(const uint8_t* p, int64_t n, const HashSpec& spec, Em
       }
     }
     if (cls != cur) {
-      if (cur != kSep) emit(th.finish());
+      if (cur == kWord || (cur == kPunct && !spec.words_only)) emit(th.finish());
       th.reset(spec.seed);
       cur = cls;
     }
@@ -332,7 +333,7 @@ inline void for_each_token(const uint8_t* p, int64_t n, const HashSpec& spec, Em
     }
     i += step;
   }
-  if (cur != kSep) emit(th.finish());
+  if (cur == kWord || (cur == kPunct && !spec.words_only)) emit(th.finish());
 }
 
 // Calls emit(bucket) for every n-gram of order 1..spec.order; returns the number of tokens.
@@ -373,6 +374,52 @@ inline int64_t for_each_ngram(const uint8_t* p, int64_t n, const HashSpec& spec,
     for (int k = 2; k <= filled; ++k) emit(bucket_of(ngram_hash(ring + (filled - k), k), m));
   });
   return ntok;
+}
+
+// ---------------------------------------------------------------- MinHash
+// Permutation i maps a 64-bit shingle hash x to (a_i * x + b_i) >> 32 (multiply-shift, a_i odd);
+// the signature keeps the minimum per permutation. Shingles are word n-grams (punctuation
+// dropped); a document with fewer words than n has one shingle of all its words.
+struct MinHashParams {
+  std::vector<uint64_t> a, b;
+  int ngram = 5;
+  explicit MinHashParams(int num_perm, int ngram_, uint64_t seed) : a(num_perm), b(num_perm), ngram(ngram_) {
+    uint64_t state = seed ^ 0x6D696E68617368ULL;  // splitmix64 stream
+    auto next = [&]() {
+      state += 0x9E3779B97F4A7C15ULL;
+      return fmix64(state);
+    };
+    for (int i = 0; i < num_perm; ++i) {
+      a[i] = next() | 1ULL;
+      b[i] = next();
+    }
+  }
+};
+
+inline void minhash_document(const uint8_t* p, int64_t n, const HashSpec& spec, const MinHashParams& mh, uint32_t* sig) {
+  const int np = static_cast<int>(mh.a.size());
+  for (int i = 0; i < np; ++i) sig[i] = 0xFFFFFFFFu;
+  uint64_t ring[kMaxOrder];
+  int filled = 0;
+  const int k = mh.ngram;
+  auto update = [&](uint64_t x) {
+    const uint64_t* a = mh.a.data();
+    const uint64_t* b = mh.b.data();
+    for (int i = 0; i < np; ++i) {
+      const uint32_t v = static_cast<uint32_t>((a[i] * x + b[i]) >> 32);
+      sig[i] = v < sig[i] ? v : sig[i];
+    }
+  };
+  for_each_token(p, n, spec, [&](uint64_t h) {
+    if (filled < k) {
+      ring[filled++] = h;
+    } else {
+      for (int j = 0; j + 1 < k; ++j) ring[j] = ring[j + 1];
+      ring[k - 1] = h;
+    }
+    if (filled == k) update(k == 1 ? ring[0] : ngram_hash(ring, k));
+  });
+  if (filled > 0 && filled < k) update(filled == 1 ? ring[0] : ngram_hash(ring, filled));
 }
 
 // ---------------------------------------------------------------- parallel driver

@@ -114,3 +114,37 @@ def first_occurrences(hashes: np.ndarray, positions: np.ndarray, counts: np.ndar
         position=positions[order][starts],
         count=np.add.reduceat(counts[order], starts) if len(h) else np.zeros(0, np.int64),
     )
+
+
+# ------------------------------------------------------------------------------------ MinHash
+MINHASH_SIGNATURE = "minhash_signature"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MinHashSignature(Annotator):
+    """Annotator: `minhash_signature`, a fixed-size list of `num_perm` uint32 minima over the
+    document's word `ngram`-shingles (the compiled kernel; see native.minhash_signatures).
+
+    The estimated Jaccard similarity of two documents is the share of equal positions. This is
+    the signature stage of near-duplicate detection; the LSH index and the cluster filter that
+    consume it are not built yet (issue 3).
+    """
+
+    name: ClassVar[str] = "minhash"
+    num_perm: int = 128
+    ngram: int = 5
+    seed: int = 0
+    threads: int = 1
+
+    def requires(self) -> tuple[str, ...]:
+        return (TEXT,)
+
+    def adds(self) -> dict[str, pa.DataType]:
+        return {MINHASH_SIGNATURE: pa.list_(pa.uint32(), self.num_perm)}
+
+    def annotate(self, batch: pa.RecordBatch) -> dict[str, pa.Array]:
+        sig = native.minhash_signatures(
+            batch.column(TEXT), num_perm=self.num_perm, ngram=self.ngram, seed=self.seed, threads=self.threads
+        )
+        flat = pa.array(sig.reshape(-1), type=pa.uint32())
+        return {MINHASH_SIGNATURE: pa.FixedSizeListArray.from_arrays(flat, self.num_perm)}
