@@ -17,6 +17,7 @@ COMMANDS = [
     ["resample"],
     ["featurize"],
     ["dedup", "exact"],
+    ["dedup", "minhash"],
     ["inspect"],
     ["run"],
     ["demo"],

@@ -458,3 +458,166 @@ def _run_exact_dedup(
     manifest.finish(summary)
     pass2.drops["exact duplicate"] = dropped
     return RunResult(report=pass2, seconds=time.perf_counter() - start, output=dest, extra=summary)
+
+
+# ---------------------------------------------------------------------------------- near-dup dedup
+def signature_shard(
+    shard: Shard, ctx: RunContext, out_path: str, num_perm: int, ngram: int, seed: int, bands: int, rows: int
+) -> ShardReport:
+    """Pass 1 of near-dup dedup: MinHash signatures and LSH band hashes of every row, spilled."""
+    from curate import native
+    from curate.pipeline import peak_rss_mb, text_stats
+    from curate.stages.dedup import band_hashes
+
+    start = time.perf_counter()
+    report = ShardReport(shard=shard.name)
+    sigs, valid = [], []
+    for batch in iter_batches(shard, ctx.columns, columns=["text"], batch_size=ctx.batch_size):
+        text_stats(batch, report)
+        sig = native.minhash_signatures(
+            batch.column("text"), num_perm=num_perm, ngram=ngram, seed=seed, threads=ctx.threads
+        )
+        sigs.append(sig)
+        valid.append(~(sig == np.uint32(0xFFFFFFFF)).all(axis=1))  # documents without words
+    sig = np.concatenate(sigs) if sigs else np.zeros((0, num_perm), np.uint32)
+    np.savez(
+        out_path,
+        sig=sig,
+        bands=band_hashes(sig, bands, rows),
+        valid=np.concatenate(valid) if valid else np.zeros(0, bool),
+    )
+    report.seconds = time.perf_counter() - start
+    report.peak_rss_mb = peak_rss_mb()
+    return report
+
+
+def run_minhash_dedup(
+    source: str,
+    dest: str,
+    *,
+    columns: Columns,
+    threshold: float = 0.8,
+    num_perm: int = 128,
+    ngram: int = 5,
+    seed: int = 0,
+    workers: int | None = None,
+    overwrite: bool = False,
+    batch_size: int = 4096,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Near-duplicate removal: MinHash + LSH banding, candidates verified on full signatures,
+    connected components; one document kept per cluster (the first in input order), with
+    `minhash_cluster` (the kept document's global position) and `minhash_cluster_size`."""
+    from curate.stages.dedup import lsh_params, near_duplicate_clusters
+
+    progress = progress or NoProgress()
+    workers = resolve_workers(workers)
+    start = time.perf_counter()
+    if source == STDIO or dest == STDIO:
+        raise UsageError("near-duplicate dedup reads and writes dataset folders")
+    if not 0 < threshold <= 1:
+        raise UsageError(f"--threshold must be in (0, 1], got {threshold}")
+    shards = discover(source)
+    for s in shards:
+        canonicalize_schema(read_schema(s), columns, s.path)
+    bands, rows = lsh_params(threshold, num_perm)
+    plan = _plan(
+        "dedup minhash",
+        None,
+        shards,
+        {
+            "threshold": threshold,
+            "num_perm": num_perm,
+            "ngram": ngram,
+            "seed": seed,
+            "batch_size": batch_size,
+        },
+    )
+    manifest = Manifest(Path(dest), plan, overwrite=overwrite)
+    work = manifest.work_dir()
+    ctx = RunContext(columns=columns, batch_size=batch_size, threads=threads_per_worker(workers), output=dest)
+    paths = [str(work / f"minhash-{s.index:05d}.npz") for s in shards]
+    progress.start("signatures", sum(s.size for s in shards))
+    reps1 = map_tasks(
+        signature_shard,
+        [(s, ctx, paths[s.index], num_perm, ngram, seed, bands, rows) for s in shards],
+        workers=workers,
+        on_result=lambda i, r: progress.advance("signatures", shards[i].size),
+    )
+    progress.end("signatures")
+    # Driver: band hashes and positions of every document with words (8 bytes x bands each).
+    pos_parts, band_parts = [], []
+    for s, p in zip(shards, paths, strict=True):
+        with np.load(p, allow_pickle=False) as z:
+            ok = z["valid"]
+            pos_parts.append((np.int64(s.index) << POSITION_BITS) + np.flatnonzero(ok).astype(np.int64))
+            band_parts.append(z["bands"][ok])
+    positions = np.concatenate([np.zeros(0, np.int64), *pos_parts])
+    all_bands = np.concatenate([np.zeros((0, bands), np.uint64), *band_parts])
+
+    def signature_of(pos: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(pos), num_perm), np.uint32)
+        shard_ix = pos >> POSITION_BITS
+        for si in np.unique(shard_ix):
+            with np.load(paths[int(si)], allow_pickle=False) as z:
+                sel = shard_ix == si
+                out[sel] = z["sig"][pos[sel] & ((1 << POSITION_BITS) - 1)]
+        return out
+
+    members, clusters, sizes, verified = near_duplicate_clusters(
+        positions, all_bands, signature_of, threshold
+    )
+    del all_bands, positions
+    cluster_of = dict(zip(members.tolist(), clusters.tolist(), strict=True))
+    size_of = dict(zip(members.tolist(), sizes.tolist(), strict=True))
+    tasks = []
+    dropped = 0
+    for s, p in zip(shards, paths, strict=True):
+        with np.load(p, allow_pickle=False) as z:
+            n = len(z["valid"])
+        pos = (np.int64(s.index) << POSITION_BITS) + np.arange(n, dtype=np.int64)
+        cl = np.array([cluster_of.get(int(x), int(x)) for x in pos], dtype=np.int64)
+        sz = np.array([size_of.get(int(x), 1) for x in pos], dtype=np.int64)
+        keep = cl == pos
+        dropped += int((~keep).sum())
+        rows_kept = np.flatnonzero(keep).astype(np.int64)
+        tasks.append(
+            (
+                Pipeline(stages=()),
+                s,
+                rows_kept,
+                ctx,
+                None,
+                None,
+                None,
+                {"minhash_cluster": cl[keep], "minhash_cluster_size": sz[keep]},
+            )
+        )
+    progress.start("write", sum(s.size for s in shards))
+    reps2 = map_tasks(
+        write_selected,
+        tasks,
+        workers=workers,
+        on_result=lambda i, r: progress.advance("write", shards[i].size),
+    )
+    progress.end("write")
+    pass1 = merge_reports(r for r in reps1 if r is not None)
+    pass2 = merge_reports(r for r in reps2 if r is not None)
+    summary = {
+        "rows_in": pass1.rows_in,
+        "rows_out": pass2.rows_out,
+        "near_duplicates_dropped": dropped,
+        "clusters": len(np.unique(clusters)) if len(clusters) else 0,
+        "largest_cluster": int(sizes.max()) if len(sizes) else 1,
+        "verified_pairs": verified,
+        "threshold": threshold,
+        "num_perm": num_perm,
+        "bands": bands,
+        "rows_per_band": rows,
+        "shingles": f"word {ngram}-grams, lower-cased, punctuation dropped",
+        "signature_seconds": round(sum(r.seconds for r in reps1 if r is not None), 3),
+        "signature_mb": round(pass1.text_bytes / 1e6, 3),
+    }
+    manifest.finish(summary)
+    pass2.drops["near duplicate"] = dropped
+    return RunResult(report=pass2, seconds=time.perf_counter() - start, output=dest, extra=summary)

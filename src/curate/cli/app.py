@@ -522,6 +522,68 @@ def dedup_exact(
     _write_stats(stats_json, s)
 
 
+@dedup_app.command("minhash")
+def dedup_minhash(
+    src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset (folder, glob or file).")],
+    dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder.")],
+    threshold: Annotated[
+        float, typer.Option(help="Estimated Jaccard similarity at which documents are near-duplicates.")
+    ] = 0.8,
+    num_perm: Annotated[
+        int, typer.Option(help="MinHash permutations (signature length).", min=1, max=4096)
+    ] = 128,
+    ngram: Annotated[int, typer.Option(help="Words per shingle.", min=1, max=8)] = 5,
+    seed: Seed = 0,
+    workers: Workers = 0,
+    text_column: TextColumn = "text",
+    id_column: IdColumn = None,
+    stats_json: Annotated[
+        Path | None, typer.Option(help="Also write the summary as JSON to this file.")
+    ] = None,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+    batch_size: BatchSize = 4096,
+) -> None:
+    """Drop near-duplicates: MinHash over word shingles, LSH banding, candidate pairs verified on
+    the full signatures, connected components; the first document of each cluster (input order)
+    is kept, with minhash_cluster and minhash_cluster_size (to up-weight by cluster size later)."""
+    from curate.runner import run_minhash_dedup
+
+    columns = _columns(text_column, id_column)
+    res = _with_progress(
+        no_progress,
+        run_minhash_dedup,
+        src,
+        dest,
+        columns=columns,
+        threshold=threshold,
+        num_perm=num_perm,
+        ngram=ngram,
+        seed=seed,
+        workers=workers,
+        overwrite=overwrite,
+        batch_size=batch_size,
+    )
+    s = res.extra
+    render.kv_table(
+        "curate dedup minhash",
+        [
+            ("rows", f"{s['rows_in']:,} in, {s['rows_out']:,} out"),
+            (
+                "near-duplicates dropped",
+                f"{s['near_duplicates_dropped']:,} in {s['clusters']:,} clusters (largest {s['largest_cluster']:,})",
+            ),
+            (
+                "LSH",
+                f"{s['num_perm']} permutations = {s['bands']} bands x {s['rows_per_band']} rows; threshold {s['threshold']}; {s['verified_pairs']:,} verified pairs",
+            ),
+            ("shingles", s["shingles"]),
+            ("seconds", f"{res.seconds:.2f}"),
+        ],
+    )
+    _write_stats(stats_json, s)
+
+
 # ------------------------------------------------------------------------------------ inspect
 @app.command()
 def inspect(

@@ -12,6 +12,7 @@ the rows that are first occurrences. Memory is 16 bytes per document, never text
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -148,3 +149,87 @@ class MinHashSignature(Annotator):
         )
         flat = pa.array(sig.reshape(-1), type=pa.uint32())
         return {MINHASH_SIGNATURE: pa.FixedSizeListArray.from_arrays(flat, self.num_perm)}
+
+
+def lsh_params(threshold: float, num_perm: int, fp_weight: float = 0.5) -> tuple[int, int]:
+    """(bands, rows) with bands*rows <= num_perm minimising the weighted false-positive and
+    false-negative areas of the LSH S-curve 1 - (1 - s^r)^b around `threshold`."""
+    s = np.linspace(0.0, 1.0, 1001)
+    best: tuple[float, int, int] = (float("inf"), 1, num_perm)
+    for b in range(1, num_perm + 1):
+        for r in range(1, num_perm // b + 1):
+            p = 1 - (1 - s**r) ** b
+            fp = np.trapezoid(np.where(s < threshold, p, 0.0), s)
+            fn = np.trapezoid(np.where(s >= threshold, 1 - p, 0.0), s)
+            err = fp_weight * fp + (1 - fp_weight) * fn
+            if err < best[0]:
+                best = (float(err), b, r)
+    return best[1], best[2]
+
+
+_BAND_MULT = np.random.default_rng(0x1B5D).integers(1, 2**63, size=(4096,), dtype=np.int64).astype(
+    np.uint64
+) | np.uint64(1)
+
+
+def band_hashes(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """uint64 (documents x bands): a hash of each band's `rows` signature values."""
+    out = np.zeros((sig.shape[0], bands), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(bands):
+            cols = sig[:, k * rows : (k + 1) * rows].astype(np.uint64)
+            h = (cols * _BAND_MULT[k * rows : (k + 1) * rows]).sum(axis=1, dtype=np.uint64)
+            h ^= h >> np.uint64(29)
+            h *= np.uint64(0xBF58476D1CE4E5B9)
+            h ^= h >> np.uint64(32)
+            out[:, k] = h
+    return out
+
+
+def near_duplicate_clusters(
+    positions: np.ndarray,
+    bands: np.ndarray,
+    signature_of: Callable[[np.ndarray], np.ndarray],
+    threshold: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Connected components of documents whose estimated Jaccard is >= threshold.
+
+    Candidates share a band hash (each bucket is linked as a star to its first member, so a
+    bucket of k documents costs k-1 checks, not k^2); every candidate pair is verified on the
+    full signatures. Returns (member positions, their cluster = smallest position of the
+    component, cluster size, verified pairs); documents in no pair are not listed.
+    """
+    edges = []
+    for k in range(bands.shape[1]):
+        order = np.lexsort((positions, bands[:, k]))
+        h = bands[order, k]
+        p = positions[order]
+        same = np.r_[False, h[1:] == h[:-1]]
+        if not same.any():
+            continue
+        starts = np.maximum.accumulate(np.where(~same, np.arange(len(h)), 0))
+        edges.append(np.stack([p[starts[same]], p[same]], axis=1))
+    if not edges:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty, 0
+    pairs = np.unique(np.concatenate(edges), axis=0)
+    sim = (signature_of(pairs[:, 0]) == signature_of(pairs[:, 1])).mean(axis=1)
+    pairs = pairs[sim >= threshold]
+    parent: dict[int, int] = {}
+
+    def find(x: int) -> int:
+        root = x
+        while parent.get(root, root) != root:
+            root = parent[root]
+        while parent.get(x, x) != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    for u, v in pairs.tolist():
+        ru, rv = find(u), find(v)
+        if ru != rv:
+            parent[max(ru, rv)] = min(ru, rv)  # the smallest position is the root
+    members = np.array(sorted(set(pairs.reshape(-1).tolist())), dtype=np.int64)
+    roots = np.array([find(int(m)) for m in members], dtype=np.int64)
+    _, inverse, counts = np.unique(roots, return_inverse=True, return_counts=True)
+    return members, roots, counts[inverse], len(pairs)
