@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import tempfile
 import time
@@ -25,35 +24,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
-def edit(text: str, kind: int, rng: np.random.Generator) -> str:
-    words = text.split(" ")
-    if kind == 0:
-        at = int(rng.integers(0, len(words)))
-        return " ".join([*words[:at], "This", "paragraph", "was", "added", "later.", *words[at:]])
-    if kind == 1:
-        drop = set(rng.choice(len(words), size=max(1, len(words) // 50), replace=False).tolist())
-        return " ".join(w for i, w in enumerate(words) if i not in drop)
-    if kind == 2:
-        paras = text.split("\n\n")
-        if len(paras) > 2:
-            paras[0], paras[1] = paras[1], paras[0]
-        return "\n\n".join(paras)
-    return text + "\n\nShare this page. Copyright the authors. All rights reserved."
-
-
-def jaccard(a: str, b: str) -> float:
-    def shingles(t: str) -> set[tuple[str, ...]]:
-        w = re.findall(r"\w+", t.lower())
-        return {tuple(w[i : i + 5]) for i in range(max(1, len(w) - 4))}
-
-    sa, sb = shingles(a), shingles(b)
-    return len(sa & sb) / max(len(sa | sb), 1)
-
-
 def main() -> None:
     from curate.io.inputs import Columns
     from curate.runner import run_minhash_dedup
     from curate.testing import build_corpus
+    from curate.testing import near_duplicate_edit as edit
+    from curate.testing import shingle_jaccard as jaccard
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb-per-domain", type=float, default=3.0)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from curate.io.inputs import Columns
 from curate.runner import run_exact_dedup
 from curate.stages.dedup import ExactHash, ExactIndex, exact_hashes, first_occurrences
-from curate.testing import check_stage
+from curate.testing import check_stage, near_duplicate_edit, shingle_jaccard
 
 
 def _planted(corpus, folder: Path) -> tuple[Path, dict[str, str]]:  # type: ignore[no-untyped-def]
@@ -147,24 +147,6 @@ def test_minhash_stage_conforms(corpus) -> None:  # type: ignore[no-untyped-def]
     assert sig.type == pa.list_(pa.uint32(), 32) and len(sig) == 40
 
 
-def _edit(text: str, kind: int, rng) -> str:  # type: ignore[no-untyped-def]
-    """Realistic near-duplicate edits: an inserted sentence, a few deleted words, swapped
-    paragraphs, appended boilerplate."""
-    words = text.split(" ")
-    if kind == 0:
-        at = rng.integers(0, len(words))
-        return " ".join([*words[:at], "This", "paragraph", "was", "added", "later.", *words[at:]])
-    if kind == 1:
-        drop = set(rng.choice(len(words), size=max(1, len(words) // 50), replace=False).tolist())
-        return " ".join(w for i, w in enumerate(words) if i not in drop)
-    if kind == 2:
-        paras = text.split("\n\n")
-        if len(paras) > 2:
-            paras[0], paras[1] = paras[1], paras[0]
-        return "\n\n".join(paras)
-    return text + "\n\nShare this page. Copyright the authors. All rights reserved."
-
-
 def test_minhash_dedup_finds_planted_near_duplicates(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]
     from curate.runner import run_minhash_dedup
 
@@ -173,7 +155,7 @@ def test_minhash_dedup_finds_planted_near_duplicates(tmp_path: Path, corpus) -> 
     rows = [r for r in t.to_pylist() if len(r["text"].split()) >= 200][:400]
     originals = rows[:100]
     variants = [
-        {**r, "id": f"near-{i}-{k}", "text": _edit(r["text"], k, rng)}
+        {**r, "id": f"near-{i}-{k}", "text": near_duplicate_edit(r["text"], k, rng)}
         for i, r in enumerate(originals)
         for k in range(4)
     ]
@@ -199,7 +181,7 @@ def test_minhash_dedup_finds_planted_near_duplicates(tmp_path: Path, corpus) -> 
     ]
 
     def correct(doc: str) -> bool:
-        return doc.startswith("near-") or max(_jaccard(text_of[doc], text_of[h]) for h in heads) >= 0.8
+        return doc.startswith("near-") or max(shingle_jaccard(text_of[doc], text_of[h]) for h in heads) >= 0.8
 
     precision = sum(correct(i) for i in removed) / max(len(removed), 1)
     assert recall >= 0.95, (recall, res.extra)
@@ -208,18 +190,6 @@ def test_minhash_dedup_finds_planted_near_duplicates(tmp_path: Path, corpus) -> 
         zip(kept.column("id").to_pylist(), kept.column("minhash_cluster_size").to_pylist(), strict=True)
     )
     assert all(sizes[o["id"]] >= 2 for o in originals if o["id"] in kept_ids)
-
-
-def _jaccard(a: str, b: str) -> float:
-    """True Jaccard of word 5-gram shingles (the kernel's words: lower-cased word runs)."""
-    import re
-
-    def shingles(t: str) -> set[tuple[str, ...]]:
-        w = re.findall(r"\w+", t.lower())
-        return {tuple(w[i : i + 5]) for i in range(max(1, len(w) - 4))}
-
-    sa, sb = shingles(a), shingles(b)
-    return len(sa & sb) / max(len(sa | sb), 1)
 
 
 def test_minhash_cli(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]

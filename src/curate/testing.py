@@ -253,3 +253,38 @@ def check_stage(stage: object, batch: pa.RecordBatch) -> None:
             [run(stage, batch.slice(0, k)), run(stage, batch.slice(k))]
         ).combine_chunks()
         assert joined.equals(pa.Table.from_batches([out]).combine_chunks()), "run(a ++ b) != run(a) ++ run(b)"
+
+
+# ------------------------------------------------------------------------------------ near-duplicates
+def near_duplicate_edit(text: str, kind: int, rng: object) -> str:
+    """A realistic near-duplicate of `text` (`rng`: a numpy Generator). kind 0: a sentence
+    inserted; 1: ~2% of words deleted; 2: the first two paragraphs swapped; 3: boilerplate
+    appended."""
+    import numpy as np
+
+    assert isinstance(rng, np.random.Generator)
+    words = text.split(" ")
+    if kind == 0:
+        at = int(rng.integers(0, len(words)))
+        return " ".join([*words[:at], "This", "paragraph", "was", "added", "later.", *words[at:]])
+    if kind == 1:
+        drop = set(rng.choice(len(words), size=max(1, len(words) // 50), replace=False).tolist())
+        return " ".join(w for i, w in enumerate(words) if i not in drop)
+    if kind == 2:
+        paras = text.split("\n\n")
+        if len(paras) > 2:
+            paras[0], paras[1] = paras[1], paras[0]
+        return "\n\n".join(paras)
+    return text + "\n\nShare this page. Copyright the authors. All rights reserved."
+
+
+def shingle_jaccard(a: str, b: str, n: int = 5) -> float:
+    """True Jaccard similarity of lower-cased word n-gram shingles (what MinHash estimates)."""
+    import re
+
+    def shingles(t: str) -> set[tuple[str, ...]]:
+        w = re.findall(r"\w+", t.lower())
+        return {tuple(w[i : i + n]) for i in range(max(1, len(w) - n + 1))}
+
+    sa, sb = shingles(a), shingles(b)
+    return len(sa & sb) / max(len(sa | sb), 1)
