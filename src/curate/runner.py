@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from curate import __version__, native
 from curate.budget import Budget, human_count
-from curate.errors import UsageError
+from curate.errors import SchemaError, UsageError
 from curate.executors.local import map_tasks, resolve_workers, threads_per_worker
 from curate.io.inputs import STDIO, Columns, Shard, discover, iter_batches, iter_stdin, read_schema
 from curate.io.outputs import Manifest, StdoutWriter, output_files
@@ -621,3 +622,138 @@ def run_minhash_dedup(
     manifest.finish(summary)
     pass2.drops["near duplicate"] = dropped
     return RunResult(report=pass2, seconds=time.perf_counter() - start, output=dest, extra=summary)
+
+
+# ---------------------------------------------------------------------------------- threshold filter
+def column_values(shard: Shard, ctx: RunContext, column: str, out_path: str) -> ShardReport:
+    """Pass 1 of a threshold filter: the column as float64 (NaN where null), spilled."""
+    from curate.pipeline import peak_rss_mb
+
+    start = time.perf_counter()
+    report = ShardReport(shard=shard.name)
+    values = []
+    for batch in iter_batches(shard, ctx.columns, columns=[column], batch_size=ctx.batch_size):
+        report.rows_in += batch.num_rows
+        col = batch.column(column)
+        if not (
+            pa.types.is_floating(col.type) or pa.types.is_integer(col.type) or pa.types.is_boolean(col.type)
+        ):
+            raise UsageError(
+                f"{shard.path}: column {column!r} has type {col.type}; a threshold needs numbers"
+            )
+        values.append(
+            np.asarray(pc.fill_null(pc.cast(col, pa.float64()), np.nan).to_numpy(zero_copy_only=False))
+        )
+    np.savez(out_path, values=np.concatenate(values) if values else np.zeros(0))
+    report.seconds = time.perf_counter() - start
+    report.peak_rss_mb = peak_rss_mb()
+    return report
+
+
+def run_threshold_filter(
+    source: str,
+    dest: str,
+    *,
+    column: str,
+    columns: Columns,
+    keep_top: float | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    rejected: str | None = None,
+    workers: int | None = None,
+    overwrite: bool = False,
+    batch_size: int = 4096,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Keep rows whose `column` is in range, or in the top `keep_top` fraction of the whole input
+    (a global percentile: every shard's values are ranked together, never per shard). Null and
+    NaN values never pass and are counted; `rejected` receives the other rows."""
+    progress = progress or NoProgress()
+    workers = resolve_workers(workers)
+    start = time.perf_counter()
+    if source == STDIO or dest == STDIO:
+        raise UsageError("a global threshold needs two passes: read and write dataset folders")
+    if keep_top is None and minimum is None and maximum is None:
+        raise UsageError("give --keep-top, --min or --max")
+    if keep_top is not None and not 0 < keep_top <= 1:
+        raise UsageError(f"--keep-top must be a fraction in (0, 1], got {keep_top}")
+    shards = discover(source)
+    for s in shards:
+        schema = canonicalize_schema(read_schema(s), columns, s.path)
+        if column not in schema.names:
+            raise SchemaError(f"{s.path}: no column {column!r}; columns present: {', '.join(schema.names)}")
+    plan = _plan(
+        "filter threshold",
+        None,
+        shards,
+        {"column": column, "keep_top": keep_top, "min": minimum, "max": maximum},
+    )
+    manifest = Manifest(Path(dest), plan, overwrite=overwrite)
+    side = Manifest(Path(rejected), {**plan, "side": "rejected"}, overwrite=overwrite) if rejected else None
+    work = manifest.work_dir()
+    ctx = RunContext(columns=columns, batch_size=batch_size, threads=threads_per_worker(workers), output=dest)
+    paths = [str(work / f"values-{s.index:05d}.npz") for s in shards]
+    progress.start("read", sum(s.size for s in shards))
+    map_tasks(
+        column_values,
+        [(s, ctx, column, paths[s.index]) for s in shards],
+        workers=workers,
+        on_result=lambda i, r: progress.advance("read", shards[i].size),
+    )
+    progress.end("read")
+    values = []
+    for p in paths:
+        with np.load(p, allow_pickle=False) as z:
+            values.append(z["values"])
+    allv = np.concatenate(values) if values else np.zeros(0)
+    finite = allv[np.isfinite(allv)]
+    lo = -np.inf if minimum is None else minimum
+    hi = np.inf if maximum is None else maximum
+    threshold = None
+    if keep_top is not None and len(finite):
+        k = max(1, int(np.ceil(keep_top * len(finite))))
+        threshold = float(np.partition(finite, len(finite) - k)[len(finite) - k])
+        lo = max(lo, threshold)
+    del allv, finite
+    tasks, side_tasks = [], []
+    drops = {f"null or NaN {column}": 0, f"{column} out of range": 0}
+    for s, v in zip(shards, values, strict=True):
+        ok = np.isfinite(v)
+        keep = ok & (v >= lo) & (v <= hi)
+        drops[f"null or NaN {column}"] += int((~ok).sum())
+        drops[f"{column} out of range"] += int((ok & ~keep).sum())
+        tasks.append((Pipeline(stages=()), s, np.flatnonzero(keep).astype(np.int64), ctx))
+        if rejected:
+            side_tasks.append(
+                (
+                    Pipeline(stages=()),
+                    s,
+                    np.flatnonzero(~keep).astype(np.int64),
+                    RunContext(columns=columns, batch_size=batch_size, threads=ctx.threads, output=rejected),
+                )
+            )
+    progress.start("write", sum(s.size for s in shards))
+    reps = map_tasks(
+        write_selected,
+        tasks + side_tasks,
+        workers=workers,
+        on_result=lambda i, r: progress.advance("write", shards[i % len(shards)].size),
+    )
+    progress.end("write")
+    kept = merge_reports(r for r in reps[: len(shards)] if r is not None)
+    summary = {
+        "rows_in": sum(len(v) for v in values),
+        "rows_out": kept.rows_out,
+        "column": column,
+        "threshold": threshold,
+        "min": None if lo == -np.inf else lo,
+        "max": None if hi == np.inf else hi,
+        "keep_top": keep_top,
+        "drops": drops,
+        "global": "percentiles over the whole input, not per shard",
+    }
+    manifest.finish(summary)
+    if side is not None:
+        side.finish({**summary, "side": "rejected rows"})
+    kept.drops.update(drops)
+    return RunResult(report=kept, seconds=time.perf_counter() - start, output=dest, extra=summary)

@@ -37,6 +37,12 @@ score_app = typer.Typer(
     help="Add score columns to a dataset (one output shard per input shard).", no_args_is_help=True
 )
 dedup_app = typer.Typer(help="Remove duplicate documents.", no_args_is_help=True)
+train_app = typer.Typer(help="Train models used by scorers.", no_args_is_help=True)
+filter_app = typer.Typer(
+    help="Keep the rows that pass a rule; count the others by reason.", no_args_is_help=True
+)
+app.add_typer(train_app, name="train")
+app.add_typer(filter_app, name="filter")
 app.add_typer(importance_app, name="importance")
 app.add_typer(dedup_app, name="dedup")
 app.add_typer(score_app, name="score")
@@ -468,6 +474,151 @@ def featurize(
         batch_size,
         "featurize",
     )
+
+
+# ------------------------------------------------------------------------------------ quality
+def _texts(path: str, text_column: str) -> list[str]:
+    from curate.io.inputs import Columns, discover, iter_batches
+
+    out: list[str] = []
+    for shard in discover(path):
+        for batch in iter_batches(shard, Columns(text=text_column), columns=["text"]):
+            out.extend(t for t in batch.column("text").to_pylist() if t)
+    return out
+
+
+@train_app.command("fasttext")
+def train_fasttext_cmd(
+    positive: Annotated[str, typer.Option(help="High-quality examples (dataset), labelled __label__hq.")],
+    negative: Annotated[str, typer.Option(help="Pool examples (dataset), labelled __label__cc.")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Model file to write (.bin, with a .json sidecar).")
+    ],
+    max_per_class: Annotated[
+        int | None, typer.Option(help="Cap on documents per class (DCLM: ~200K).", min=10)
+    ] = None,
+    holdout: Annotated[
+        float, typer.Option(help="Share of each class held out for accuracy and AUC.", min=0.0, max=0.5)
+    ] = 0.1,
+    epoch: Annotated[int, typer.Option(help="Training epochs (DCLM: 5).", min=1)] = 5,
+    lr: Annotated[float, typer.Option(help="Learning rate (DCLM: 0.1).", min=1e-6)] = 0.1,
+    dim: Annotated[int, typer.Option(help="Vector size (DCLM: 100).", min=1)] = 100,
+    word_ngrams: Annotated[int, typer.Option(help="Word n-gram features (DCLM: 2).", min=1)] = 2,
+    threads: Annotated[
+        int, typer.Option(help="Training threads (1 is reproducible; more is faster).", min=1)
+    ] = 1,
+    seed: Seed = 0,
+    text_column: TextColumn = "text",
+) -> None:
+    """Train a DCLM-style fastText quality classifier: balanced classes, held-out accuracy/AUC."""
+    from curate.stages.quality import FastTextSettings, train_fasttext
+
+    pos, neg = _texts(positive, text_column), _texts(negative, text_column)
+    settings = FastTextSettings(
+        lr=lr, dim=dim, epoch=epoch, word_ngrams=word_ngrams, threads=threads, seed=seed
+    )
+    report = train_fasttext(pos, neg, output, settings=settings, holdout=holdout, max_per_class=max_per_class)
+    render.kv_table(
+        f"fastText model {output}",
+        [
+            (
+                "trained on",
+                f"{report.train_docs['hq']:,} hq + {report.train_docs['cc']:,} cc documents (balanced)",
+            ),
+            ("held out", f"{report.holdout_docs['hq']:,} hq + {report.holdout_docs['cc']:,} cc"),
+            ("held-out accuracy", f"{report.holdout_accuracy:.4f} (at p=0.5)"),
+            ("held-out AUC", f"{report.holdout_auc:.4f}"),
+            ("settings", ", ".join(f"{k}={v}" for k, v in report.settings.items())),
+        ],
+    )
+
+
+@score_app.command("fasttext")
+def score_fasttext(
+    model: Annotated[Path, typer.Option(help="fastText model from `curate train fasttext` (or DCLM's).")],
+    src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset, or - for Arrow IPC on stdin.")],
+    dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder, or - for Arrow IPC on stdout.")],
+    workers: Workers = 0,
+    text_column: TextColumn = "text",
+    id_column: IdColumn = None,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+    batch_size: BatchSize = 4096,
+) -> None:
+    """Add fasttext_quality: the probability of __label__hq (null for null or empty text)."""
+    from curate.pipeline import Pipeline
+    from curate.stages.quality import FastTextScorer, load_model
+
+    load_model(model)  # fail here with a clear message, not in a worker
+    pipeline = Pipeline(stages=(FastTextScorer(model_path=str(model)),))
+    _map(
+        pipeline,
+        src,
+        dest,
+        text_column,
+        id_column,
+        workers,
+        overwrite,
+        no_progress,
+        batch_size,
+        "score fasttext",
+    )
+
+
+@filter_app.command("threshold")
+def filter_threshold(
+    src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset (folder, glob or file).")],
+    dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder for the rows kept.")],
+    column: Annotated[str, typer.Option(help="Numeric score column.")],
+    keep_top: Annotated[
+        str | None,
+        typer.Option(help="Keep this share of rows with the highest values, e.g. 10% (a global percentile)."),
+    ] = None,
+    min_value: Annotated[float | None, typer.Option("--min", help="Keep rows with values >= this.")] = None,
+    max_value: Annotated[float | None, typer.Option("--max", help="Keep rows with values <= this.")] = None,
+    rejected: Annotated[str | None, typer.Option(help="Also write the dropped rows to this folder.")] = None,
+    workers: Workers = 0,
+    text_column: TextColumn = "text",
+    stats_json: Annotated[
+        Path | None, typer.Option(help="Also write the summary as JSON to this file.")
+    ] = None,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+    batch_size: BatchSize = 4096,
+) -> None:
+    """Keep rows by a score column: a global top share (percentile over the whole input, never per
+    shard) and/or a range. Null and NaN scores never pass and are counted, never read as zero."""
+    from curate.errors import UsageError
+    from curate.runner import run_threshold_filter
+
+    top = None
+    if keep_top is not None:
+        try:
+            top = float(keep_top[:-1]) / 100 if keep_top.endswith("%") else float(keep_top)
+        except ValueError as exc:
+            raise UsageError(f"--keep-top {keep_top!r} is not a share such as 10% or 0.1") from exc
+    res = _with_progress(
+        no_progress,
+        run_threshold_filter,
+        src,
+        dest,
+        column=column,
+        columns=_columns(text_column, None),
+        keep_top=top,
+        minimum=min_value,
+        maximum=max_value,
+        rejected=rejected,
+        workers=workers,
+        overwrite=overwrite,
+        batch_size=batch_size,
+    )
+    s = res.extra
+    rows = [("rows", f"{s['rows_in']:,} in, {s['rows_out']:,} kept")]
+    if s["threshold"] is not None:
+        rows.append(("threshold", f"{column} >= {s['threshold']:.6g} (top {keep_top}, global)"))
+    rows += [(f"dropped: {k}", f"{v:,}") for k, v in s["drops"].items()]
+    render.kv_table("curate filter threshold", rows)
+    _write_stats(stats_json, s)
 
 
 # ------------------------------------------------------------------------------------ dedup

@@ -1,0 +1,199 @@
+"""fastText quality classifier and global threshold filters, on real text."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from curate.io.inputs import Columns
+from curate.runner import run_threshold_filter
+from curate.stages.quality import (
+    FastTextScorer,
+    FastTextSettings,
+    hq_probabilities,
+    load_model,
+    one_line,
+    train_fasttext,
+)
+from curate.testing import check_stage
+
+PROSE = ("python_docs", "python_docstrings")
+
+
+@pytest.fixture(scope="module")
+def model(corpus, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:  # type: ignore[no-untyped-def]
+    rows = pq.read_table(corpus.pool).to_pylist()
+    pos = [r["text"] for r in rows if r["domain"] in PROSE]
+    neg = [r["text"] for r in rows if r["domain"] not in PROSE]
+    path = tmp_path_factory.mktemp("ft") / "quality.bin"
+    # DCLM's 5 epochs are tuned for ~200K documents a class; this small set needs more passes.
+    report = train_fasttext(pos, neg, path, settings=FastTextSettings(epoch=25), max_per_class=300)
+    return path, report
+
+
+def test_training_is_balanced_and_separates_prose(model) -> None:  # type: ignore[no-untyped-def]
+    path, report = model
+    assert report.train_docs["hq"] == report.train_docs["cc"]
+    assert report.holdout_docs["hq"] == report.holdout_docs["cc"] == 30
+    assert report.holdout_auc > 0.9
+    assert (path.parent / "quality.bin.json").exists()
+
+
+def test_probabilities_are_a_distribution_and_agree_with_top1(model, corpus) -> None:  # type: ignore[no-untyped-def]
+    ft = load_model(model[0])
+    lines = one_line(pq.read_table(corpus.pool).column("text").slice(0, 200))
+    p = hq_probabilities(ft, lines)
+    labels, probs = ft.predict(lines, k=-1)
+    for _lab, pr in zip(labels, probs, strict=True):
+        assert abs(float(np.sum(pr)) - 1.0) < 1e-3
+    top_labels, top_probs = ft.predict(lines, k=1)
+    for i in range(len(lines)):
+        expected = top_probs[i][0] if top_labels[i][0] == "__label__hq" else 1.0 - top_probs[i][0]
+        assert p[i] == pytest.approx(expected, abs=2e-3)
+
+
+def test_scorer_ranks_prose_above_changelogs(model, corpus) -> None:  # type: ignore[no-untyped-def]
+    t = pq.read_table(corpus.pool)
+    batch = t.slice(0, 400).combine_chunks().to_batches()[0]
+    scorer = FastTextScorer(model_path=str(model[0]))
+    q = scorer.annotate(batch)["fasttext_quality"].to_numpy(zero_copy_only=False)
+    dom = np.array(batch.column("domain").to_pylist())
+    assert q[np.isin(dom, PROSE)].mean() > q[dom == "debian_changelog"].mean() + 0.3
+    check_stage(scorer, batch.slice(0, 30))
+
+
+def test_null_and_empty_text_get_null_scores(model) -> None:  # type: ignore[no-untyped-def]
+    batch = pa.RecordBatch.from_pydict({"text": ["Some real sentence about Python.", None, "", "   \n  "]})
+    col = FastTextScorer(model_path=str(model[0])).annotate(batch)["fasttext_quality"]
+    assert col.is_valid().to_pylist() == [True, False, False, False]
+
+
+def test_threshold_is_global_not_per_shard(tmp_path: Path) -> None:
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    rng = np.random.default_rng(0)
+    # shard a holds low scores, shard b high ones: a per-shard 10% would keep rows from both
+    a = rng.uniform(0, 0.5, 500)
+    b = rng.uniform(0.5, 1.0, 500)
+    pq.write_table(pa.table({"text": [f"doc a{i}" for i in range(500)], "s": a}), pool / "a.parquet")
+    scores_b = pa.array([*b[:-2].tolist(), None, float("nan")], pa.float64())
+    pq.write_table(pa.table({"text": [f"doc b{i}" for i in range(500)], "s": scores_b}), pool / "b.parquet")
+    res = run_threshold_filter(
+        str(pool),
+        str(tmp_path / "out"),
+        column="s",
+        columns=Columns(),
+        keep_top=0.1,
+        rejected=str(tmp_path / "rej"),
+        workers=2,
+    )
+    kept = pq.read_table(tmp_path / "out")
+    assert kept.num_rows == int(np.ceil(0.1 * 998))
+    assert all(t.startswith("doc b") for t in kept.column("text").to_pylist())
+    assert (
+        min(kept.column("s").to_pylist())
+        >= max(pq.read_table(tmp_path / "rej").column("s").drop_null().to_pylist())
+        or True
+    )
+    rej = pq.read_table(tmp_path / "rej")
+    assert rej.num_rows + kept.num_rows == 1000
+    assert res.extra["drops"]["null or NaN s"] == 2
+    finite_rej = [x for x in rej.column("s").to_pylist() if x is not None and x == x]
+    assert min(kept.column("s").to_pylist()) > max(finite_rej)
+
+
+def test_cli_train_score_filter(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]
+    t = pq.read_table(corpus.pool)
+    dom = t.column("domain").to_pylist()
+    pq.write_table(t.filter(pa.array([d in PROSE for d in dom])), tmp_path / "hq.parquet")
+    cli = [sys.executable, "-m", "curate.cli.app"]
+    res = subprocess.run(
+        [
+            *cli,
+            "train",
+            "fasttext",
+            "--positive",
+            str(tmp_path / "hq.parquet"),
+            "--negative",
+            str(corpus.pool),
+            "-o",
+            str(tmp_path / "q.bin"),
+            "--max-per-class",
+            "200",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "held-out AUC" in res.stderr
+    res = subprocess.run(
+        [
+            *cli,
+            "score",
+            "fasttext",
+            "--model",
+            str(tmp_path / "q.bin"),
+            str(corpus.pool),
+            str(tmp_path / "scored"),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    res = subprocess.run(
+        [
+            *cli,
+            "filter",
+            "threshold",
+            str(tmp_path / "scored"),
+            str(tmp_path / "top"),
+            "--column",
+            "fasttext_quality",
+            "--keep-top",
+            "10%",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    top = pq.read_table(tmp_path / "top")
+    assert abs(top.num_rows - 0.1 * t.num_rows) <= 2
+    (tmp_path / "bad.bin").write_bytes(b"not a model")
+    res = subprocess.run(
+        [
+            *cli,
+            "score",
+            "fasttext",
+            "--model",
+            str(tmp_path / "bad.bin"),
+            str(corpus.pool),
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 1 and "not a fastText model" in res.stderr and "Traceback" not in res.stderr
+    res = subprocess.run(
+        [
+            *cli,
+            "filter",
+            "threshold",
+            str(corpus.pool),
+            str(tmp_path / "y"),
+            "--column",
+            "nope",
+            "--keep-top",
+            "10%",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 1 and "columns present: id, text, domain, source" in res.stderr
