@@ -6,6 +6,7 @@
 
 #include <mutex>
 
+#include "heuristics.hpp"
 #include "kernel.hpp"
 
 namespace nb = nanobind;
@@ -202,6 +203,28 @@ nb::ndarray<nb::numpy, uint32_t, nb::ndim<2>> minhash(nb::handle schema, nb::han
   return nb::ndarray<nb::numpy, uint32_t, nb::ndim<2>>(out->data(), {static_cast<size_t>(col.length), static_cast<size_t>(num_perm)}, owner);
 }
 
+// Quality signals: a row-major (documents x kNumSignals) float64 matrix (see heuristics.hpp).
+nb::ndarray<nb::numpy, double, nb::ndim<2>> heuristic_signals(nb::handle schema, nb::handle array, int threads) {
+  StringColumn col = column_from_capsules(schema, array);
+  const size_t k = static_cast<size_t>(kNumSignals);
+  auto* out = new std::vector<double>(static_cast<size_t>(col.length) * k);
+  {
+    nb::gil_scoped_release release;
+    const int nt = clamp_threads(threads, col.length);
+    std::vector<HeuristicScratch> scratch(static_cast<size_t>(nt));
+    parallel_blocks(col.length, nt, [&](int64_t b, int64_t e, int t) {
+      for (int64_t i = b; i < e; ++i) {
+        const uint8_t* p;
+        int64_t n;
+        col.get(i, p, n);
+        document_signals(p, n, scratch[static_cast<size_t>(t)], out->data() + static_cast<size_t>(i) * k);
+      }
+    });
+  }
+  nb::capsule owner(out, [](void* q) noexcept { delete static_cast<std::vector<double>*>(q); });
+  return nb::ndarray<nb::numpy, double, nb::ndim<2>>(out->data(), {static_cast<size_t>(col.length), k}, owner);
+}
+
 // Whole-string 64-bit hashes (document ids, text fingerprints); nulls hash like "".
 Array1D<uint64_t> string_hashes(nb::handle schema, nb::handle array, uint64_t seed, int threads) {
   StringColumn col = column_from_capsules(schema, array);
@@ -242,6 +265,8 @@ NB_MODULE(_native, m) {
         nb::arg("order"), nb::arg("lowercase"), nb::arg("seed"), nb::arg("threads"));
   m.def("minhash", &minhash, nb::arg("schema"), nb::arg("array"), nb::arg("num_perm"), nb::arg("ngram"),
         nb::arg("lowercase"), nb::arg("seed"), nb::arg("threads"));
+  m.def("heuristic_signals", &heuristic_signals, nb::arg("schema"), nb::arg("array"), nb::arg("threads"));
+  m.attr("HEURISTIC_SIGNALS") = static_cast<int>(kNumSignals);
   m.def("string_hashes", &string_hashes, nb::arg("schema"), nb::arg("array"), nb::arg("seed"), nb::arg("threads"));
   m.def("hash_token_bytes", &hash_token_bytes, nb::arg("data"), nb::arg("seed"));
   m.attr("KERNEL_VERSION") = 1;  // bump when any hash changes (fitted models record it)
