@@ -159,19 +159,45 @@ def minhash_signatures(
 
 # Column order of heuristic_signals (the Signal enum in src/native/heuristics.hpp).
 HEURISTIC_SIGNALS = (
-    "words", "chars", "mean_word_length", "symbol_word_ratio", "bullet_lines_ratio", "ellipsis_lines_ratio",
-    "alpha_words_ratio", "stop_words", "dup_line_frac", "dup_line_char_frac", "dup_para_frac", "dup_para_char_frac",
-    "top_2gram_char_frac", "top_3gram_char_frac", "top_4gram_char_frac", "dup_5gram_char_frac", "dup_6gram_char_frac",
-    "dup_7gram_char_frac", "dup_8gram_char_frac", "dup_9gram_char_frac", "dup_10gram_char_frac", "lines",
-    "terminal_punct_lines_ratio", "short_lines_ratio", "sentences", "has_lorem_ipsum", "has_curly_bracket",
-    "javascript_lines", "policy_lines", "newline_word_ratio",
+    "words",
+    "chars",
+    "mean_word_length",
+    "symbol_word_ratio",
+    "bullet_lines_ratio",
+    "ellipsis_lines_ratio",
+    "alpha_words_ratio",
+    "stop_words",
+    "dup_line_frac",
+    "dup_line_char_frac",
+    "dup_para_frac",
+    "dup_para_char_frac",
+    "top_2gram_char_frac",
+    "top_3gram_char_frac",
+    "top_4gram_char_frac",
+    "dup_5gram_char_frac",
+    "dup_6gram_char_frac",
+    "dup_7gram_char_frac",
+    "dup_8gram_char_frac",
+    "dup_9gram_char_frac",
+    "dup_10gram_char_frac",
+    "lines",
+    "terminal_punct_lines_ratio",
+    "short_lines_ratio",
+    "sentences",
+    "has_lorem_ipsum",
+    "has_curly_bracket",
+    "javascript_lines",
+    "policy_lines",
+    "newline_word_ratio",
 )
 
 
 def heuristic_signals(texts: Any, *, threads: int | None = None) -> np.ndarray:
     """Per-document quality signals, float64 (documents x len(HEURISTIC_SIGNALS))."""
-    if _native.HEURISTIC_SIGNALS != len(HEURISTIC_SIGNALS):
-        raise NativeBuildError("the compiled kernel's signal list does not match curate.native; reinstall curate")
+    if len(HEURISTIC_SIGNALS) != _native.HEURISTIC_SIGNALS:
+        raise NativeBuildError(
+            "the compiled kernel's signal list does not match curate.native; reinstall curate"
+        )
     parts = [_native.heuristic_signals(*_capsules(c), _threads(threads)) for c in _chunks(texts)]
     return np.concatenate(parts) if parts else np.zeros((0, len(HEURISTIC_SIGNALS)))
 

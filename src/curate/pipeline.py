@@ -24,6 +24,7 @@ from curate.stages.base import Annotator, Filter, Selector, StageContext, with_c
 from curate.types import TEXT
 
 MapStage = Annotator | Filter
+REJECT_REASON = "filter_reason"
 
 
 @dataclass
@@ -145,13 +146,28 @@ class Pipeline:
         for st in self.stages:
             st.setup(ctx)
 
-    def apply(self, batch: pa.RecordBatch, report: ShardReport) -> pa.RecordBatch:
+    def apply(
+        self,
+        batch: pa.RecordBatch,
+        report: ShardReport,
+        rejected: Callable[[pa.RecordBatch], None] | None = None,
+    ) -> pa.RecordBatch:
+        """Run the stages; rows a filter drops go to `rejected` (with a `filter_reason` column)."""
         for st in self.stages:
             if isinstance(st, Filter):
                 res = st.keep(batch)
                 for reason, n in res.drops.items():
                     report.drops[reason] = report.drops.get(reason, 0) + n
-                batch = batch.filter(pa.array(res.keep, type=pa.bool_()))
+                mask = pa.array(res.keep, type=pa.bool_())
+                if rejected is not None:
+                    dropped = batch.filter(pc.invert(mask))
+                    why = (
+                        res.reasons[~res.keep]
+                        if res.reasons is not None
+                        else np.full(dropped.num_rows, st.name, object)
+                    )
+                    rejected(with_columns(dropped, {REJECT_REASON: pa.array(why.tolist(), pa.string())}))
+                batch = batch.filter(mask)
             else:
                 cols = st.annotate(batch)
                 for name, arr in cols.items():
@@ -169,6 +185,7 @@ class RunContext:
     batch_size: int = 4096
     threads: int = 1
     output: str | None = None
+    rejected: str | None = None  # a folder for the rows filters drop
 
 
 def output_name(shard: Shard) -> str:
@@ -184,12 +201,27 @@ def run_shard(pipeline: Pipeline, shard: Shard, ctx: RunContext) -> ShardReport:
     schema = canonicalize_schema(read_schema(shard), ctx.columns, shard.path)
     out_schema = pipeline.validate(schema, shard.path)
     target = Path(ctx.output) / output_name(shard)
-    with ParquetShardWriter(target, out_schema) as writer:
-        for batch in iter_batches(shard, ctx.columns, batch_size=ctx.batch_size):
-            text_stats(batch, report)
-            out = pipeline.apply(batch, report)
-            writer.write(out.cast(out_schema) if out.schema != out_schema else out)
-            report.rows_out += out.num_rows
+    sides: list[ParquetShardWriter] = []  # the rejected rows' shard, opened at the first one
+
+    def reject(rows: pa.RecordBatch) -> None:
+        if not sides:
+            assert ctx.rejected is not None
+            sides.append(ParquetShardWriter(Path(ctx.rejected) / output_name(shard), rows.schema))
+        sides[0].write(rows)
+
+    try:
+        with ParquetShardWriter(target, out_schema) as writer:
+            for batch in iter_batches(shard, ctx.columns, batch_size=ctx.batch_size):
+                text_stats(batch, report)
+                out = pipeline.apply(batch, report, reject if ctx.rejected is not None else None)
+                writer.write(out.cast(out_schema) if out.schema != out_schema else out)
+                report.rows_out += out.num_rows
+        for side in sides:
+            side.close()
+    except BaseException:
+        for side in sides:
+            side.abort()
+        raise
     report.files = [target.name]
     report.seconds = time.perf_counter() - start
     report.peak_rss_mb = peak_rss_mb()

@@ -86,8 +86,10 @@ def run_map(
     overwrite: bool = False,
     batch_size: int = 4096,
     progress: Progress | None = None,
+    rejected: str | None = None,
 ) -> RunResult:
-    """Apply annotators/filters to every shard of `source`, writing one output shard per input."""
+    """Apply annotators/filters to every shard of `source`, writing one output shard per input;
+    rows that filters drop go to `rejected` (a folder), with a `filter_reason` column."""
     progress = progress or NoProgress()
     workers = resolve_workers(workers)
     start = time.perf_counter()
@@ -105,12 +107,12 @@ def run_map(
     shards = discover(source)
     for s in shards:
         pipeline.validate(canonicalize_schema(read_schema(s), columns, s.path), s.path)
-    manifest = Manifest(
-        Path(dest),
-        _plan("map", pipeline, shards, {"batch_size": batch_size, "columns": repr(columns)}),
-        overwrite=overwrite,
+    plan = _plan(
+        "map", pipeline, shards, {"batch_size": batch_size, "columns": repr(columns), "rejected": rejected}
     )
-    ctx = RunContext(columns=columns, batch_size=batch_size, threads=threads, output=dest)
+    manifest = Manifest(Path(dest), plan, overwrite=overwrite)
+    side = Manifest(Path(rejected), {**plan, "side": "rejected"}, overwrite=overwrite) if rejected else None
+    ctx = RunContext(columns=columns, batch_size=batch_size, threads=threads, output=dest, rejected=rejected)
     reports: dict[int, ShardReport] = {}
     todo = []
     for s in shards:
@@ -130,6 +132,8 @@ def run_map(
     progress.end("map")
     total = merge_reports(reports[s.index] for s in shards)
     manifest.finish(total.to_dict())
+    if side is not None:
+        side.finish({**total.to_dict(), "side": "rejected rows"})
     return RunResult(report=total, seconds=time.perf_counter() - start, output=dest)
 
 

@@ -342,6 +342,7 @@ def _map(
     no_progress: bool,
     batch_size: int,
     title: str,
+    rejected: str | None = None,
 ) -> None:
     from curate.runner import run_map
 
@@ -356,6 +357,7 @@ def _map(
         workers=workers,
         overwrite=overwrite,
         batch_size=batch_size,
+        rejected=rejected,
     )
     render.stage_table(title, res.report.to_dict(), res.seconds)
 
@@ -563,6 +565,86 @@ def score_fasttext(
         batch_size,
         "score fasttext",
     )
+
+
+@score_app.command("heuristics")
+def score_heuristics(
+    src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset, or - for Arrow IPC on stdin.")],
+    dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder, or - for Arrow IPC on stdout.")],
+    workers: Workers = 0,
+    text_column: TextColumn = "text",
+    id_column: IdColumn = None,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+    batch_size: BatchSize = 4096,
+) -> None:
+    """Add Gopher (quality, repetition), C4 and FineWeb signals as columns: gopher_*, c4_*, fineweb_*.
+
+    One pass of the compiled kernel per document; threshold them later with `curate filter`."""
+    from curate.pipeline import Pipeline
+    from curate.stages.heuristics import HeuristicSignals
+
+    _map(
+        Pipeline(stages=(HeuristicSignals(),)),
+        src,
+        dest,
+        text_column,
+        id_column,
+        workers,
+        overwrite,
+        no_progress,
+        batch_size,
+        "score heuristics",
+    )
+
+
+def _rules_command(rule_set: str) -> Any:
+    from curate.stages.heuristics import RULE_SETS
+
+    listing = "; ".join(r.describe() for r in RULE_SETS[rule_set])
+
+    def command(
+        src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset, or - for Arrow IPC on stdin.")],
+        dest: Annotated[
+            str, typer.Argument(metavar="OUT", help="Output folder for the documents kept, or -.")
+        ],
+        rejected: Annotated[
+            str | None, typer.Option(help="Also write dropped documents here, with a filter_reason column.")
+        ] = None,
+        workers: Workers = 0,
+        text_column: TextColumn = "text",
+        id_column: IdColumn = None,
+        overwrite: Overwrite = False,
+        no_progress: NoProgress = False,
+        batch_size: BatchSize = 4096,
+    ) -> None:
+        from curate.pipeline import Pipeline
+        from curate.stages.heuristics import RuleFilter
+
+        _map(
+            Pipeline(stages=(RuleFilter(rule_set=rule_set),)),
+            src,
+            dest,
+            text_column,
+            id_column,
+            workers,
+            overwrite,
+            no_progress,
+            batch_size,
+            f"filter {rule_set}",
+            rejected=rejected,
+        )
+
+    command.__doc__ = (
+        f"Keep documents that pass the {rule_set} rules; count drops per rule (first failing rule).\n\n"
+        f"Rules (kept when true): {listing}. Uses the signal columns of `curate score heuristics` when "
+        "present, else computes them."
+    )
+    return command
+
+
+for _rule_set in ("gopher", "c4", "fineweb"):
+    filter_app.command(_rule_set)(_rules_command(_rule_set))
 
 
 @filter_app.command("threshold")

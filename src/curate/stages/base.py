@@ -64,6 +64,7 @@ class Annotator(Stage):
 class FilterResult:
     keep: np.ndarray  # bool per row
     drops: dict[str, int] = field(default_factory=dict)  # reason -> rows dropped
+    reasons: np.ndarray | None = None  # per row: why it was dropped ('' when kept), if known
 
 
 class Filter(Stage):
