@@ -25,6 +25,8 @@ COMMANDS = [
     ["filter", "gopher"],
     ["filter", "c4"],
     ["filter", "fineweb"],
+    ["score", "combine"],
+    ["train", "combine"],
     ["inspect"],
     ["run"],
     ["demo"],

@@ -761,3 +761,48 @@ def run_threshold_filter(
         side.finish({**summary, "side": "rejected rows"})
     kept.drops.update(drops)
     return RunResult(report=kept, seconds=time.perf_counter() - start, output=dest, extra=summary)
+
+
+# ---------------------------------------------------------------------------------- score combination
+def score_columns(shard: Shard, ctx: RunContext, names: list[str], out_path: str) -> ShardReport:
+    """Pass 1 of a combination: the score columns as float64 (NaN where null), spilled."""
+    from curate.pipeline import peak_rss_mb
+    from curate.stages.combine import numeric_column
+
+    start = time.perf_counter()
+    report = ShardReport(shard=shard.name)
+    parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for batch in iter_batches(shard, ctx.columns, columns=names, batch_size=ctx.batch_size):
+        report.rows_in += batch.num_rows
+        for n in names:
+            parts[n].append(numeric_column(batch, n, shard.path))
+    arrays = {f"c{i}": np.concatenate(parts[n]) if parts[n] else np.zeros(0) for i, n in enumerate(names)}
+    np.savez(out_path, **arrays)  # type: ignore[arg-type]
+    report.seconds = time.perf_counter() - start
+    report.peak_rss_mb = peak_rss_mb()
+    return report
+
+
+def read_scores(
+    source: str, names: list[str], *, columns: Columns, workers: int | None = None, work: Path | None = None
+) -> dict[str, np.ndarray]:
+    """All values of some score columns over a dataset (8 bytes per row per column)."""
+    shards = discover(source)
+    for s in shards:
+        schema = canonicalize_schema(read_schema(s), columns, s.path)
+        missing = [n for n in names if n not in schema.names]
+        if missing:
+            raise SchemaError(
+                f"{s.path}: no column(s) {', '.join(missing)}; columns present: {', '.join(schema.names)}"
+            )
+    workers = resolve_workers(workers)
+    with tempfile.TemporaryDirectory(prefix="curate-scores-", dir=work) as tmp:
+        ctx = RunContext(columns=columns, threads=threads_per_worker(workers))
+        paths = [str(Path(tmp) / f"scores-{s.index:05d}.npz") for s in shards]
+        map_tasks(score_columns, [(s, ctx, names, paths[s.index]) for s in shards], workers=workers)
+        out: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        for p in paths:
+            with np.load(p, allow_pickle=False) as z:
+                for i, n in enumerate(names):
+                    out[n].append(z[f"c{i}"])
+    return {n: np.concatenate(v) if v else np.zeros(0) for n, v in out.items()}

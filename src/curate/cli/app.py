@@ -647,6 +647,142 @@ for _rule_set in ("gopher", "c4", "fineweb"):
     filter_app.command(_rule_set)(_rules_command(_rule_set))
 
 
+def _normalisation(value: str) -> Any:
+    _choice("--normalisation", value, ("zscore", "rank"))
+    return value
+
+
+def _names(value: str | None) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+@score_app.command("combine")
+def score_combine(
+    src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset with the score columns.")],
+    dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder.")],
+    columns: Annotated[str | None, typer.Option(help="Score columns to combine, comma-separated.")] = None,
+    weights: Annotated[
+        str | None, typer.Option(help="One weight per column, comma-separated (default: all 1).")
+    ] = None,
+    lower_is_better: Annotated[
+        str | None, typer.Option(help="Columns whose low values are good (their sign is flipped).")
+    ] = None,
+    normalisation: Annotated[
+        str, typer.Option(help="zscore (pool mean and std) or rank (pool percentile in [0, 1]).")
+    ] = "zscore",
+    weights_file: Annotated[
+        Path | None, typer.Option(help="Learned weights from `curate train combine` (columns, signs, stats).")
+    ] = None,
+    output_column: Annotated[str, typer.Option(help="Name of the combined column.")] = "combined_score",
+    workers: Workers = 0,
+    text_column: TextColumn = "text",
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+    batch_size: BatchSize = 4096,
+) -> None:
+    """Add a weighted sum of normalised scores (Meta-rater style). Statistics are global over IN."""
+    from curate.errors import UsageError
+    from curate.pipeline import Pipeline
+    from curate.runner import read_scores
+    from curate.stages.combine import Combination, CombinedScore, column_stats
+
+    cols = _columns(text_column, None)
+    if weights_file is not None:
+        combo = Combination.load(weights_file)
+    else:
+        names = _names(columns)
+        if not names:
+            raise UsageError("name the scores with --columns (or give --weights-file)")
+        try:
+            w = tuple(float(x) for x in _names(weights)) if weights else tuple(1.0 for _ in names)
+        except ValueError as exc:
+            raise UsageError(f"--weights must be numbers, got {weights!r}") from exc
+        values = read_scores(src, names, columns=cols, workers=workers)
+        stats = tuple(column_stats(n, values[n]) for n in names)
+        combo = Combination(
+            columns=tuple(names),
+            weights=w,
+            lower_is_better=tuple(_names(lower_is_better)),
+            normalisation=_normalisation(normalisation),
+            stats=stats,
+        )
+    _map(
+        Pipeline(stages=(CombinedScore(combination=combo, output=output_column),)),
+        src,
+        dest,
+        text_column,
+        None,
+        workers,
+        overwrite,
+        no_progress,
+        batch_size,
+        "score combine",
+    )
+    for st in combo.stats:
+        if st.missing:
+            render.info(
+                f"  {st.missing:,} rows have no {st.column} (null or NaN): their {output_column} is null"
+            )
+    render.info(
+        "weights: "
+        + ", ".join(
+            f"{c}={w:+.4g}{' (lower is better)' if c in combo.lower_is_better else ''}"
+            for c, w in zip(combo.columns, combo.weights, strict=True)
+        )
+        + f"; normalisation {combo.normalisation}"
+    )
+
+
+@train_app.command("combine")
+def train_combine(
+    src: Annotated[
+        str, typer.Argument(metavar="IN", help="Labelled dataset with the score columns and a label column.")
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Weights file to write (JSON).")],
+    columns: Annotated[str, typer.Option(help="Score columns, comma-separated.")],
+    label: Annotated[str, typer.Option(help="Label column: 0/1 (e.g. target vs pool) or any number.")],
+    lower_is_better: Annotated[str | None, typer.Option(help="Columns whose low values are good.")] = None,
+    normalisation: Annotated[str, typer.Option(help="zscore or rank.")] = "zscore",
+    seed: Seed = 0,
+    workers: Workers = 0,
+    text_column: TextColumn = "text",
+) -> None:
+    """Learn combination weights from a labelled set (scikit-learn), saved with their normalisation."""
+    from curate.runner import read_scores
+    from curate.stages.combine import Combination, column_stats, learn_weights
+
+    names = _names(columns)
+    values = read_scores(src, [*names, label], columns=_columns(text_column, None), workers=workers)
+    stats = tuple(column_stats(n, values[n]) for n in names)
+    draft = Combination(
+        columns=tuple(names),
+        weights=tuple(1.0 for _ in names),
+        lower_is_better=tuple(_names(lower_is_better)),
+        normalisation=_normalisation(normalisation),
+        stats=stats,
+    )
+    w, metrics = learn_weights(draft.features(values), values[label], seed=seed)
+    combo = Combination(
+        columns=draft.columns,
+        weights=tuple(float(x) for x in w),
+        lower_is_better=draft.lower_is_better,
+        normalisation=draft.normalisation,
+        stats=stats,
+        provenance={"label": label, "data": src, **metrics},
+    )
+    combo.save(output)
+    render.kv_table(
+        f"weights {output}",
+        [
+            *((c, f"{x:+.4f}") for c, x in zip(combo.columns, combo.weights, strict=True)),
+            (
+                "fit",
+                ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()),
+            ),
+        ],
+    )
+
+
 @filter_app.command("threshold")
 def filter_threshold(
     src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset (folder, glob or file).")],
