@@ -358,6 +358,39 @@ def hash_shard(shard: Shard, ctx: RunContext, out_path: str) -> ShardReport:
     return report
 
 
+def exact_decision(shards: list[Shard], paths: list[str]) -> tuple[list[np.ndarray], list[np.ndarray], Any]:
+    """From hash_shard's spills: per shard, which rows to keep (first occurrences in input order;
+    null/empty texts always) and each row's number of copies. Memory: distinct hashes only."""
+    from curate.stages.dedup import first_occurrences
+
+    parts = []
+    for s, p in zip(shards, paths, strict=True):
+        with np.load(p, allow_pickle=False) as z:
+            h, ok = z["hash"][z["valid"]], z["valid"]
+        pos = (np.int64(s.index) << POSITION_BITS) + np.flatnonzero(ok).astype(np.int64)
+        parts.append(first_occurrences(h, pos, np.ones(len(h), np.int64)))
+    merged = first_occurrences(
+        np.concatenate([np.zeros(0, np.uint64), *(x.hash for x in parts)]),
+        np.concatenate([np.zeros(0, np.int64), *(x.position for x in parts)]),
+        np.concatenate([np.zeros(0, np.int64), *(x.count for x in parts)]),
+    )
+    del parts
+    keeps, copies = [], []
+    for s, p in zip(shards, paths, strict=True):
+        with np.load(p, allow_pickle=False) as z:
+            h, ok = z["hash"], z["valid"]
+        rows = np.arange(len(h), dtype=np.int64)
+        keep = ~ok
+        copies_all = np.ones(len(h), np.int64)
+        if ok.any():
+            first, n_copies = merged.lookup(h[ok])
+            keep[ok] = first == (np.int64(s.index) << POSITION_BITS) + rows[ok]
+            copies_all[ok] = n_copies
+        keeps.append(keep)
+        copies.append(copies_all)
+    return keeps, copies, merged
+
+
 def run_exact_dedup(
     source: str,
     dest: str,
@@ -386,7 +419,7 @@ def _run_exact_dedup(
     batch_size: int,
     progress: Progress | None,
 ) -> RunResult:
-    from curate.stages.dedup import DEDUP_EXACT_COPIES, ExactHash, first_occurrences
+    from curate.stages.dedup import DEDUP_EXACT_COPIES, ExactHash
 
     progress = progress or NoProgress()
     workers = resolve_workers(workers)
@@ -412,32 +445,12 @@ def _run_exact_dedup(
         on_result=lambda i, r: progress.advance("hash", shards[i].size),
     )
     progress.end("hash")
-    # Driver: each shard's first occurrences, then one merge (memory: distinct hashes only).
-    parts = []
-    for s, p in zip(shards, paths, strict=True):
-        with np.load(p, allow_pickle=False) as z:
-            h, ok = z["hash"][z["valid"]], z["valid"]
-        pos = (np.int64(s.index) << POSITION_BITS) + np.flatnonzero(ok).astype(np.int64)
-        parts.append(first_occurrences(h, pos, np.ones(len(h), np.int64)))
-    merged = first_occurrences(
-        np.concatenate([np.zeros(0, np.uint64), *(x.hash for x in parts)]),
-        np.concatenate([np.zeros(0, np.int64), *(x.position for x in parts)]),
-        np.concatenate([np.zeros(0, np.int64), *(x.count for x in parts)]),
-    )
-    del parts
-    tasks = []
-    dropped = 0
-    for s, p in zip(shards, paths, strict=True):
-        with np.load(p, allow_pickle=False) as z:
-            h, ok = z["hash"], z["valid"]
-        rows = np.arange(len(h), dtype=np.int64)
-        first, copies = merged.lookup(h[ok]) if ok.any() else (np.zeros(0, np.int64), np.zeros(0, np.int64))
-        keep = ~ok
-        keep[ok] = first == (np.int64(s.index) << POSITION_BITS) + rows[ok]
-        copies_all = np.ones(len(h), np.int64)
-        copies_all[ok] = copies
-        dropped += int((~keep).sum())
-        tasks.append((pipeline, s, rows[keep], ctx, None, None, None, {DEDUP_EXACT_COPIES: copies_all[keep]}))
+    keeps, copies, merged = exact_decision(shards, paths)
+    dropped = sum(int((~k).sum()) for k in keeps)
+    tasks = [
+        (pipeline, s, np.flatnonzero(k).astype(np.int64), ctx, None, None, None, {DEDUP_EXACT_COPIES: c[k]})
+        for s, k, c in zip(shards, keeps, copies, strict=True)
+    ]
     progress.start("write", sum(s.size for s in shards))
     reps2 = map_tasks(
         write_selected,
@@ -496,6 +509,64 @@ def signature_shard(
     return report
 
 
+def minhash_decision(
+    shards: list[Shard], paths: list[str], *, num_perm: int, bands: int, threshold: float
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], dict[str, int]]:
+    """From signature_shard's spills: per shard, which rows to keep (the first of each near-
+    duplicate cluster in input order; documents in no cluster always), each row's cluster (the
+    kept document's global position) and cluster size."""
+    from curate.stages.dedup import near_duplicate_clusters
+
+    # Driver: band hashes and positions of every document with words (8 bytes x bands each).
+    pos_parts, band_parts = [], []
+    for s, p in zip(shards, paths, strict=True):
+        with np.load(p, allow_pickle=False) as z:
+            ok = z["valid"]
+            pos_parts.append((np.int64(s.index) << POSITION_BITS) + np.flatnonzero(ok).astype(np.int64))
+            band_parts.append(z["bands"][ok])
+    positions = np.concatenate([np.zeros(0, np.int64), *pos_parts])
+    all_bands = np.concatenate([np.zeros((0, bands), np.uint64), *band_parts])
+
+    def signature_of(pos: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(pos), num_perm), np.uint32)
+        shard_ix = pos >> POSITION_BITS
+        for si in np.unique(shard_ix):
+            with np.load(paths[int(si)], allow_pickle=False) as z:
+                sel = shard_ix == si
+                out[sel] = z["sig"][pos[sel] & ((1 << POSITION_BITS) - 1)]
+        return out
+
+    members, roots, member_sizes, verified = near_duplicate_clusters(
+        positions, all_bands, signature_of, threshold
+    )
+    del all_bands, positions
+    keeps, clusters, sizes = [], [], []
+    for s, p in zip(shards, paths, strict=True):
+        with np.load(p, allow_pickle=False) as z:
+            n = len(z["valid"])
+        pos = (np.int64(s.index) << POSITION_BITS) + np.arange(n, dtype=np.int64)
+        # members are sorted: find each row among them without a per-row Python loop
+        at = np.searchsorted(members, pos)
+        found = (
+            (at < len(members)) & (members[np.minimum(at, max(len(members) - 1, 0))] == pos)
+            if len(members)
+            else np.zeros(n, bool)
+        )
+        cl = pos.copy()
+        sz = np.ones(n, np.int64)
+        cl[found] = roots[at[found]]
+        sz[found] = member_sizes[at[found]]
+        keeps.append(cl == pos)
+        clusters.append(cl)
+        sizes.append(sz)
+    stats = {
+        "clusters": len(np.unique(roots)) if len(roots) else 0,
+        "largest_cluster": int(member_sizes.max()) if len(member_sizes) else 1,
+        "verified_pairs": verified,
+    }
+    return keeps, clusters, sizes, stats
+
+
 def run_minhash_dedup(
     source: str,
     dest: str,
@@ -513,7 +584,7 @@ def run_minhash_dedup(
     """Near-duplicate removal: MinHash + LSH banding, candidates verified on full signatures,
     connected components; one document kept per cluster (the first in input order), with
     `minhash_cluster` (the kept document's global position) and `minhash_cluster_size`."""
-    from curate.stages.dedup import lsh_params, near_duplicate_clusters
+    from curate.stages.dedup import lsh_params
 
     progress = progress or NoProgress()
     workers = resolve_workers(workers)
@@ -550,54 +621,23 @@ def run_minhash_dedup(
         on_result=lambda i, r: progress.advance("signatures", shards[i].size),
     )
     progress.end("signatures")
-    # Driver: band hashes and positions of every document with words (8 bytes x bands each).
-    pos_parts, band_parts = [], []
-    for s, p in zip(shards, paths, strict=True):
-        with np.load(p, allow_pickle=False) as z:
-            ok = z["valid"]
-            pos_parts.append((np.int64(s.index) << POSITION_BITS) + np.flatnonzero(ok).astype(np.int64))
-            band_parts.append(z["bands"][ok])
-    positions = np.concatenate([np.zeros(0, np.int64), *pos_parts])
-    all_bands = np.concatenate([np.zeros((0, bands), np.uint64), *band_parts])
-
-    def signature_of(pos: np.ndarray) -> np.ndarray:
-        out = np.zeros((len(pos), num_perm), np.uint32)
-        shard_ix = pos >> POSITION_BITS
-        for si in np.unique(shard_ix):
-            with np.load(paths[int(si)], allow_pickle=False) as z:
-                sel = shard_ix == si
-                out[sel] = z["sig"][pos[sel] & ((1 << POSITION_BITS) - 1)]
-        return out
-
-    members, clusters, sizes, verified = near_duplicate_clusters(
-        positions, all_bands, signature_of, threshold
+    keeps, clusters, sizes, stats = minhash_decision(
+        shards, paths, num_perm=num_perm, bands=bands, threshold=threshold
     )
-    del all_bands, positions
-    cluster_of = dict(zip(members.tolist(), clusters.tolist(), strict=True))
-    size_of = dict(zip(members.tolist(), sizes.tolist(), strict=True))
-    tasks = []
-    dropped = 0
-    for s, p in zip(shards, paths, strict=True):
-        with np.load(p, allow_pickle=False) as z:
-            n = len(z["valid"])
-        pos = (np.int64(s.index) << POSITION_BITS) + np.arange(n, dtype=np.int64)
-        cl = np.array([cluster_of.get(int(x), int(x)) for x in pos], dtype=np.int64)
-        sz = np.array([size_of.get(int(x), 1) for x in pos], dtype=np.int64)
-        keep = cl == pos
-        dropped += int((~keep).sum())
-        rows_kept = np.flatnonzero(keep).astype(np.int64)
-        tasks.append(
-            (
-                Pipeline(stages=()),
-                s,
-                rows_kept,
-                ctx,
-                None,
-                None,
-                None,
-                {"minhash_cluster": cl[keep], "minhash_cluster_size": sz[keep]},
-            )
+    dropped = sum(int((~k).sum()) for k in keeps)
+    tasks = [
+        (
+            Pipeline(stages=()),
+            s,
+            np.flatnonzero(k).astype(np.int64),
+            ctx,
+            None,
+            None,
+            None,
+            {"minhash_cluster": cl[k], "minhash_cluster_size": sz[k]},
         )
+        for s, k, cl, sz in zip(shards, keeps, clusters, sizes, strict=True)
+    ]
     progress.start("write", sum(s.size for s in shards))
     reps2 = map_tasks(
         write_selected,
@@ -612,9 +652,7 @@ def run_minhash_dedup(
         "rows_in": pass1.rows_in,
         "rows_out": pass2.rows_out,
         "near_duplicates_dropped": dropped,
-        "clusters": len(np.unique(clusters)) if len(clusters) else 0,
-        "largest_cluster": int(sizes.max()) if len(sizes) else 1,
-        "verified_pairs": verified,
+        **stats,
         "threshold": threshold,
         "num_perm": num_perm,
         "bands": bands,
