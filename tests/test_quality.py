@@ -197,3 +197,36 @@ def test_cli_train_score_filter(tmp_path: Path, corpus) -> None:  # type: ignore
         text=True,
     )
     assert res.returncode == 1 and "columns present: id, text, domain, source" in res.stderr
+
+
+def test_select_with_dedup_and_quality(tmp_path: Path, corpus, model) -> None:  # type: ignore[no-untyped-def]
+    """`select --dedup exact --quality M --quality-keep 50%`: one plan; copies and low-quality
+    documents are never selected, and the selection carries its quality scores."""
+    from curate.select import SelectConfig, select
+
+    t = pq.read_table(corpus.pool)
+    rows = t.to_pylist()
+    copies = [{**r, "id": f"copy-{i}", "text": r["text"].upper()} for i, r in enumerate(rows[:200])]
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    pq.write_table(pa.Table.from_pylist(rows, schema=t.schema), pool / "a.parquet")
+    pq.write_table(pa.Table.from_pylist(copies, schema=t.schema), pool / "b.parquet")
+    res = select(
+        SelectConfig(
+            pool=str(pool),
+            output=str(tmp_path / "out"),
+            target=str(corpus.target),
+            budget="40%",
+            dedup="exact",
+            quality=str(model[0]),
+            quality_keep="50%",
+        ),
+        workers=2,
+    )
+    s = res.summary
+    assert s["prefilter"]["dedup_dropped"] >= 200  # the planted copies, plus the pool's own (licence texts)
+    threshold = s["prefilter"]["quality_threshold"]
+    out = pq.read_table(tmp_path / "out")
+    assert not any(i.startswith("copy-") for i in out.column("id").to_pylist())
+    assert min(out.column("fasttext_quality").to_pylist()) >= threshold
+    assert s["selectable_docs"] <= (len(rows) + 1) // 2 + 1

@@ -286,6 +286,7 @@ def collect_keys(
     group_by: str | None = None,
     exact_sample: Any = None,
     exact_sample_every: int = 64,
+    mask_path: str | None = None,
 ) -> ShardReport:
     """Pass 1: annotate, compute selection keys and costs for every row, spill them to .npz.
 
@@ -342,6 +343,8 @@ def collect_keys(
         return np.concatenate(xs) if xs else np.zeros(0, dt)
 
     key = cat(keys, np.float64)
+    if mask_path is not None:  # rows a prefilter (dedup, quality) removed are never selected
+        key = np.where(np.load(mask_path, allow_pickle=False), key, -np.inf)
     np.savez(
         keys_path,
         key=key,

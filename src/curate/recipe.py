@@ -29,7 +29,7 @@ from typing import Any
 
 from curate.errors import RecipeError, did_you_mean
 
-_PATH_KEYS = {"pool", "output", "target", "raw", "model", "input", "stats_json", "tokenizer"}
+_PATH_KEYS = {"pool", "output", "target", "raw", "model", "input", "stats_json", "tokenizer", "quality"}
 
 
 def _select_keys() -> dict[str, type]:
@@ -115,6 +115,9 @@ SELECT_TYPES: dict[str, tuple[type, ...]] = {
     "policy": (str,),
     "batch_size": (int,),
     "stats_json": (str,),
+    "dedup": (str,),
+    "quality": (str,),
+    "quality_keep": (str,),
 }
 
 

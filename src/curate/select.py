@@ -75,6 +75,9 @@ class SelectConfig(FitConfig):
     output: str
     budget: str
     group_by: str | None = None
+    dedup: str | None = None  # "exact" or "minhash": applied before selection
+    quality: str | None = None  # a fastText model: keep the top `quality_keep` of the pool by it
+    quality_keep: str = "50%"
     top_k: bool = False
     temperature: float = 1.0
     policy: Policy = "cover"
@@ -331,6 +334,116 @@ def decide(keys_paths: list[str], budget: Budget, policy: Policy) -> tuple[list[
     }
 
 
+# ---------------------------------------------------------------------------------- prefilter
+def quality_shard(shard: Shard, cols: Columns, model_path: str, batch_size: int, out_path: str) -> int:
+    """fastText quality of every row of a shard (NaN for null/empty text), spilled."""
+    from curate.stages.quality import FASTTEXT_QUALITY, FastTextScorer
+
+    scorer = FastTextScorer(model_path=model_path)
+    values = []
+    for batch in iter_batches(shard, cols, columns=[TEXT], batch_size=batch_size):
+        col = scorer.annotate(batch)[FASTTEXT_QUALITY]
+        values.append(np.asarray(col.fill_null(np.nan).to_numpy(zero_copy_only=False), dtype=np.float64))
+    v = np.concatenate(values) if values else np.zeros(0)
+    np.savez(out_path, values=v)
+    return len(v)
+
+
+def parse_share(text: str, option: str) -> float:
+    try:
+        share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError as exc:
+        raise UsageError(f"{option} {text!r} is not a share such as 50% or 0.5") from exc
+    if not 0 < share <= 1:
+        raise UsageError(f"{option} must be in (0, 100%], got {text!r}")
+    return share
+
+
+def prefilter(
+    config: SelectConfig,
+    pool: list[Shard],
+    work: Path,
+    *,
+    workers: int,
+    pool_: WorkerPool,
+    progress: Progress,
+) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """Rows of each shard that may be selected after dedup and the quality filter (DESIGN: filters
+    run before selection, identically on every shard; METHODS §10.5 condition 4)."""
+    from curate.runner import exact_decision, hash_shard, minhash_decision, signature_shard
+    from curate.stages.dedup import lsh_params
+
+    pcols = Columns(text=config.text_column, id=config.id_column)
+    ctx = RunContext(columns=pcols, batch_size=config.batch_size, threads=threads_per_worker(workers))
+    keeps: list[np.ndarray] | None = None
+    stats: dict[str, Any] = {}
+    if config.dedup is not None:
+        if config.dedup not in ("exact", "minhash"):
+            raise UsageError(f"--dedup must be exact or minhash, got {config.dedup!r}")
+        paths = [str(work / f"dedup-{s.index:05d}.npz") for s in pool]
+        progress.start("dedup", sum(s.size for s in pool))
+        if config.dedup == "exact":
+            map_tasks(
+                hash_shard,
+                [(s, ctx, paths[s.index]) for s in pool],
+                workers=workers,
+                pool=pool_,
+                on_result=lambda i, r: progress.advance("dedup", pool[i].size),
+            )
+            keeps, _, _ = exact_decision(pool, paths)
+        else:
+            bands, rows = lsh_params(0.8, 128)
+            map_tasks(
+                signature_shard,
+                [(s, ctx, paths[s.index], 128, 5, config.seed, bands, rows) for s in pool],
+                workers=workers,
+                pool=pool_,
+                on_result=lambda i, r: progress.advance("dedup", pool[i].size),
+            )
+            keeps, _, _, _ = minhash_decision(pool, paths, num_perm=128, bands=bands, threshold=0.8)
+        progress.end("dedup")
+        stats["dedup"] = config.dedup
+        stats["dedup_dropped"] = sum(int((~k).sum()) for k in keeps)
+    if config.quality is not None:
+        from curate.stages.quality import load_model
+
+        load_model(config.quality)  # a clear error before any work
+        share = parse_share(config.quality_keep, "--quality-keep")
+        paths = [str(work / f"quality-{s.index:05d}.npz") for s in pool]
+        progress.start("quality", sum(s.size for s in pool))
+        map_tasks(
+            quality_shard,
+            [(s, pcols, config.quality, config.batch_size, paths[s.index]) for s in pool],
+            workers=workers,
+            pool=pool_,
+            on_result=lambda i, r: progress.advance("quality", pool[i].size),
+        )
+        progress.end("quality")
+        values = []
+        for p in paths:
+            with np.load(p, allow_pickle=False) as z:
+                values.append(z["values"])
+        if keeps is None:
+            keeps = [np.ones(len(v), bool) for v in values]
+        # The percentile is global, over the documents that survived dedup (never per shard).
+        candidates = np.concatenate([v[k] for v, k in zip(values, keeps, strict=True)] + [np.zeros(0)])
+        candidates = candidates[np.isfinite(candidates)]
+        if len(candidates) == 0:
+            raise UsageError("no document has a quality score (all texts null or empty)")
+        k = max(1, int(np.ceil(share * len(candidates))))
+        threshold = float(np.partition(candidates, len(candidates) - k)[len(candidates) - k])
+        before = sum(int(x.sum()) for x in keeps)
+        keeps = [keep & np.isfinite(v) & (v >= threshold) for keep, v in zip(keeps, values, strict=True)]
+        stats.update(
+            quality_model=config.quality,
+            quality_keep=share,
+            quality_threshold=threshold,
+            quality_dropped=before - sum(int(x.sum()) for x in keeps),
+        )
+    assert keeps is not None
+    return keeps, stats
+
+
 # ---------------------------------------------------------------------------------- run
 def select(
     config: SelectConfig,
@@ -391,7 +504,32 @@ def _select(
         manifest.set_phase("fit", {"model": model_path.name})
     counter = counter_from_model(model, config.tokenizer)
     scorer = ImportanceScorer(model=model, counter=counter)
+    stages: tuple[Any, ...] = (scorer,)
+    if config.quality is not None:
+        from curate.stages.quality import FastTextScorer
+
+        stages = (scorer, FastTextScorer(model_path=config.quality))
     pipeline = Pipeline(stages=(scorer,))
+    write_pipeline = Pipeline(stages=stages)  # selected rows also carry their quality score
+
+    # ---- prefilter: dedup and quality, before any selection
+    mask_paths: list[str | None] = [None] * len(pool)
+    prefilter_stats: dict[str, Any] = {}
+    if config.dedup is not None or config.quality is not None:
+        mask_paths = [str(work / f"mask-{s.index:05d}.npy") for s in pool]
+        if manifest.phase("prefilter") is not None and all(Path(p).exists() for p in mask_paths if p):
+            prefilter_stats = manifest.phase("prefilter")
+            resumed.append("prefilter")
+        else:
+            t0 = time.perf_counter()
+            keeps, prefilter_stats = prefilter(
+                config, pool, work, workers=workers, pool_=pool_, progress=progress
+            )
+            for path, keep in zip(mask_paths, keeps, strict=True):
+                assert path is not None
+                np.save(path, keep)
+            manifest.set_phase("prefilter", prefilter_stats)
+            timings["prefilter"] = PhaseTiming(time.perf_counter() - t0, 0)
     selector = GumbelTopK(
         by=DSIR_LOG_WEIGHT,
         budget=budget,
@@ -527,7 +665,7 @@ def _select(
 
     map_tasks(
         write_selected,
-        [(pipeline, s, per_shard[s.index], ctx, finalize, summarize, config.group_by) for s in todo2],
+        [(write_pipeline, s, per_shard[s.index], ctx, finalize, summarize, config.group_by) for s in todo2],
         workers=workers,
         on_result=_write_done,
         pool=pool_,
@@ -567,6 +705,7 @@ def _select(
         workers=workers,
         resumed=resumed,
         shards=len(pool),
+        prefilter=prefilter_stats,
     )
     manifest.finish(summary)  # also removes the keys and the selection from the work dir
     return SelectResult(summary=summary, output=out, manifest=manifest.path, resumed=resumed)
@@ -735,6 +874,7 @@ def build_summary(**kw: Any) -> dict[str, Any]:
         },
         "shards": kw["shards"],
         "resumed": kw["resumed"],
+        "prefilter": kw.get("prefilter") or None,
     }
     json.dumps(summary)  # fail here, not in the manifest writer, if something is not JSON-safe
     return summary

@@ -160,6 +160,17 @@ def select(
     policy: Annotated[
         str, typer.Option(help="cover: stop once the budget is reached (>= budget); under: stay within it.")
     ] = "cover",
+    dedup: Annotated[
+        str | None, typer.Option(help="Drop duplicates before selecting: exact, or minhash (Jaccard 0.8).")
+    ] = None,
+    quality: Annotated[
+        Path | None,
+        typer.Option(help="A fastText quality model: select only from the pool's best --quality-keep."),
+    ] = None,
+    quality_keep: Annotated[
+        str,
+        typer.Option(help="Share of the (deduplicated) pool the quality filter keeps (a global percentile)."),
+    ] = "50%",
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
     batch_size: BatchSize = 4096,
@@ -195,7 +206,12 @@ def select(
         top_k=top_k,
         policy=policy,  # type: ignore[arg-type]
         batch_size=batch_size,
+        dedup=dedup,
+        quality=str(quality) if quality is not None else None,
+        quality_keep=quality_keep,
     )
+    if dedup is not None:
+        _choice("--dedup", dedup, ("exact", "minhash"))
     result = _with_progress(no_progress, run_select, config, workers=workers, overwrite=overwrite)
     render.select_report(result.summary)
     render.info(f"wrote {out} ({result.summary['selected_docs']:,} documents)")

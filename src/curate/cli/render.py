@@ -139,6 +139,15 @@ def select_report(s: dict[str, Any]) -> None:
         "log-weights",
         f"length treatment {s['length_norm']}; hash {s['hash']['buckets']} buckets, order {s['hash']['order']}",
     )
+    pre = s.get("prefilter") or {}
+    if pre.get("dedup"):
+        t.add_row("dedup", f"{pre['dedup']}: {pre['dedup_dropped']:,} duplicates not selectable")
+    if pre.get("quality_model"):
+        t.add_row(
+            "quality",
+            f"top {pre['quality_keep'] * 100:g}% by fastText (p >= {pre['quality_threshold']:.4g}): "
+            f"{pre['quality_dropped']:,} documents not selectable",
+        )
     if s.get("peak_rss_mb"):
         t.add_row(
             "peak memory",
