@@ -569,7 +569,17 @@ def _select(
     map_tasks(
         collect_keys,
         [
-            (pipeline, selector, s, ctx, keys_paths[s.index], config.group_by, sample_counter, every)
+            (
+                pipeline,
+                selector,
+                s,
+                ctx,
+                keys_paths[s.index],
+                config.group_by,
+                sample_counter,
+                every,
+                mask_paths[s.index],
+            )
             for s in todo
         ],
         workers=workers,
