@@ -5,7 +5,6 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "kernel.hpp"
@@ -93,22 +92,54 @@ inline Span trim(const uint8_t* p, Span s) {
   return s;
 }
 
+// An open-addressing counter keyed by 64-bit hashes, reused across documents: several times
+// faster than std::unordered_map for the n-gram counts (the hot part of the repetition rules).
+struct FlatCounter {
+  std::vector<uint64_t> keys;
+  std::vector<int64_t> vals;
+  uint64_t mask = 0;
+
+  void reset(size_t expected) {
+    size_t cap = 16;
+    while (cap < 2 * expected + 1) cap <<= 1;
+    if (keys.size() < cap || keys.size() > 8 * cap) {  // grow, or shrink after a huge document
+      keys.assign(cap, 0);
+      vals.assign(cap, 0);
+    } else {
+      cap = keys.size();
+      std::fill(keys.begin(), keys.end(), 0);
+    }
+    mask = cap - 1;
+  }
+  // Increments the count of `key` and returns the new count.
+  int64_t add(uint64_t key) {
+    if (key == 0) key = 1;  // 0 marks an empty slot
+    uint64_t i = (key * 0x9E3779B97F4A7C15ULL) >> 7 & mask;
+    while (keys[i] != 0 && keys[i] != key) i = (i + 1) & mask;
+    if (keys[i] == 0) {
+      keys[i] = key;
+      vals[i] = 0;
+    }
+    return ++vals[i];
+  }
+};
+
 struct HeuristicScratch {
   std::vector<Span> words, lines, paras;
   std::vector<uint64_t> word_hash, hashes;
   std::vector<int64_t> word_chars;
   std::vector<uint8_t> covered;
-  std::unordered_map<uint64_t, int64_t> counts;
+  FlatCounter counts;
 };
 
 // Fraction of items (and of their characters) that repeat an earlier item.
 inline void duplicate_fraction(const uint8_t* p, const std::vector<Span>& items, HeuristicScratch& s, int64_t total_chars,
                                double& frac, double& char_frac) {
-  s.counts.clear();
+  s.counts.reset(items.size());
   int64_t dup = 0, dup_chars = 0;
   for (const Span& it : items) {
     const uint64_t h = hash_bytes(p + it.begin, it.end - it.begin, false);
-    if (s.counts[h]++ > 0) {
+    if (s.counts.add(h) > 1) {
       ++dup;
       dup_chars += count_chars(p + it.begin, it.end - it.begin);
     }
@@ -272,11 +303,11 @@ inline void document_signals(const uint8_t* p, int64_t n, HeuristicScratch& s, d
   const size_t nw = s.words.size();
   for (int ng = 2; ng <= 4; ++ng) {
     if (nw < static_cast<size_t>(ng) || word_chars == 0) continue;
-    s.counts.clear();
+    s.counts.reset(nw);
     int64_t best = 0;
     size_t best_at = 0;
     for (size_t i = 0; i + static_cast<size_t>(ng) <= nw; ++i) {
-      const int64_t c = ++s.counts[words_ngram_hash(s.word_hash, i, ng)];
+      const int64_t c = s.counts.add(words_ngram_hash(s.word_hash, i, ng));
       if (c > best) {
         best = c;
         best_at = i;
@@ -291,10 +322,10 @@ inline void document_signals(const uint8_t* p, int64_t n, HeuristicScratch& s, d
   // repetition: characters of words inside n-grams that repeat an earlier n-gram (n = 5..10)
   for (int ng = 5; ng <= 10; ++ng) {
     if (nw < static_cast<size_t>(ng) || word_chars == 0) continue;
-    s.counts.clear();
+    s.counts.reset(nw);
     s.covered.assign(nw, 0);
     for (size_t i = 0; i + static_cast<size_t>(ng) <= nw; ++i) {
-      if (s.counts[words_ngram_hash(s.word_hash, i, ng)]++ > 0)
+      if (s.counts.add(words_ngram_hash(s.word_hash, i, ng)) > 1)
         for (int j = 0; j < ng; ++j) s.covered[i + static_cast<size_t>(j)] = 1;
     }
     int64_t dup_chars = 0;
