@@ -470,7 +470,7 @@ def _run_exact_dedup(
         "empty_text": pass1.empty_text,
         "largest_group": int(merged.count.max()) if len(merged.count) else 0,
         "groups_with_copies": int((merged.count > 1).sum()),
-        "normalisation": "lower-case, whitespace runs collapsed, trimmed",
+        "normalisation": "NFKC, lower-case, whitespace runs collapsed, trimmed",
         "kept": "first occurrence in input order (shard order, then row order)",
     }
     manifest.finish(summary)

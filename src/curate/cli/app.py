@@ -870,7 +870,7 @@ def dedup_exact(
     no_progress: NoProgress = False,
     batch_size: BatchSize = 4096,
 ) -> None:
-    """Drop exact duplicates: texts equal after lower-casing and collapsing whitespace.
+    """Drop exact duplicates: texts equal after NFKC, lower-casing and collapsing whitespace.
 
     Keeps the first occurrence in input order (shards in sorted order, then rows), and adds
     dedup_exact_hash and dedup_exact_copies (how many times the text occurs in the input, so

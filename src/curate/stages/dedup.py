@@ -1,7 +1,8 @@
 """Exact deduplication: normalised-text hashing, first occurrence kept.
 
-Normalisation: Unicode lower-casing, whitespace runs collapsed to one space, leading and
-trailing whitespace trimmed, so copies that differ only in case or spacing are duplicates.
+Normalisation: Unicode NFKC (full-width and compatibility forms folded), lower-casing,
+whitespace runs collapsed to one space, leading and trailing whitespace trimmed, so copies that
+differ only in case, spacing or character forms are duplicates.
 The hash is the kernel's seeded 64-bit string hash of the normalised text (collisions: about
 N^2 / 2^65, i.e. ~3e-4 expected for 100M documents).
 
@@ -30,8 +31,8 @@ _HASH_SEED = 0xDED0_0001
 
 
 def normalize_text(texts: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """Lower-case, collapse whitespace runs to one space, trim."""
-    lowered = pc.utf8_lower(texts)
+    """NFKC, lower-case, collapse whitespace runs to one space, trim."""
+    lowered = pc.utf8_lower(pc.utf8_normalize(texts, form="NFKC"))
     collapsed = pc.replace_substring_regex(lowered, pattern=r"\s+", replacement=" ")
     return pc.utf8_trim_whitespace(collapsed)
 
