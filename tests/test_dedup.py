@@ -223,3 +223,30 @@ def test_minhash_cli(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped
     out = pq.read_table(tmp_path / "out")
     # exact copies are near-duplicates too: none of the planted copies survives
     assert not any(i.startswith("copy-") for i in out.column("id").to_pylist())
+
+
+def test_minhash_index_and_filter_as_stages(corpus) -> None:  # type: ignore[no-untyped-def]
+    from curate.stages.dedup import POSITION, MinHashIndex, MinHashSignature, NearDuplicateFilter
+
+    t = pq.read_table(corpus.pool).slice(0, 60).combine_chunks()
+    texts = t.column("text").to_pylist()
+    # plant copies of the first 10 documents at the end
+    batch = pa.RecordBatch.from_pydict({"text": texts + texts[:10], POSITION: np.arange(70, dtype=np.int64)})
+    batch = batch.append_column("minhash_signature", MinHashSignature().annotate(batch)["minhash_signature"])
+    index = MinHashIndex()
+    a, b, c = (index.summarize(batch.slice(i, n)) for i, n in ((0, 25), (25, 25), (50, 20)))
+    left, right = index.merge(index.merge(a, b), c), index.merge(a, index.merge(c, b))
+    assert np.array_equal(left.positions, right.positions) and np.array_equal(left.bands, right.bands)
+    sig = {
+        int(p): s
+        for p, s in zip(
+            batch.column(POSITION).to_pylist(), batch.column("minhash_signature").to_pylist(), strict=True
+        )
+    }
+    clusters = index.clusters(left, lambda pos: np.array([sig[int(p)] for p in pos], dtype=np.uint32))
+    flt = NearDuplicateFilter(clusters=clusters)
+    res = flt.keep(batch)
+    assert not res.keep[60:].any() and res.drops["near duplicate"] >= 10
+    cluster, size = clusters.lookup(np.arange(70))
+    assert all(cluster[60 + i] == i and size[i] >= 2 for i in range(10))
+    check_stage(flt, batch)

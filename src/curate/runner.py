@@ -514,18 +514,24 @@ def minhash_decision(
 ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], dict[str, int]]:
     """From signature_shard's spills: per shard, which rows to keep (the first of each near-
     duplicate cluster in input order; documents in no cluster always), each row's cluster (the
-    kept document's global position) and cluster size."""
-    from curate.stages.dedup import near_duplicate_clusters
+    kept document's global position) and cluster size. Built from MinHashIndex (merge of band
+    summaries, clustering) and NearDuplicateFilter."""
+    from curate.stages.dedup import POSITION, BandSummary, MinHashIndex, NearDuplicateFilter
 
-    # Driver: band hashes and positions of every document with words (8 bytes x bands each).
-    pos_parts, band_parts = [], []
+    index = MinHashIndex(threshold=threshold, num_perm=num_perm)
+    assert index.shape[0] == bands
+    parts = [index.empty()]
     for s, p in zip(shards, paths, strict=True):
         with np.load(p, allow_pickle=False) as z:
             ok = z["valid"]
-            pos_parts.append((np.int64(s.index) << POSITION_BITS) + np.flatnonzero(ok).astype(np.int64))
-            band_parts.append(z["bands"][ok])
-    positions = np.concatenate([np.zeros(0, np.int64), *pos_parts])
-    all_bands = np.concatenate([np.zeros((0, bands), np.uint64), *band_parts])
+            pos = (np.int64(s.index) << POSITION_BITS) + np.flatnonzero(ok).astype(np.int64)
+            parts.append(BandSummary(positions=pos, bands=z["bands"][ok]))
+    while len(parts) > 1:  # a balanced tree of merges: O(N log shards)
+        parts = [
+            index.merge(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i]
+            for i in range(0, len(parts), 2)
+        ]
+    summary = parts[0]
 
     def signature_of(pos: np.ndarray) -> np.ndarray:
         out = np.zeros((len(pos), num_perm), np.uint32)
@@ -536,35 +542,24 @@ def minhash_decision(
                 out[sel] = z["sig"][pos[sel] & ((1 << POSITION_BITS) - 1)]
         return out
 
-    members, roots, member_sizes, verified = near_duplicate_clusters(
-        positions, all_bands, signature_of, threshold
-    )
-    del all_bands, positions
-    keeps, clusters, sizes = [], [], []
+    clusters = index.clusters(summary, signature_of)
+    del summary
+    near_dup = NearDuplicateFilter(clusters=clusters)
+    keeps, cluster_ids, sizes = [], [], []
     for s, p in zip(shards, paths, strict=True):
         with np.load(p, allow_pickle=False) as z:
             n = len(z["valid"])
         pos = (np.int64(s.index) << POSITION_BITS) + np.arange(n, dtype=np.int64)
-        # members are sorted: find each row among them without a per-row Python loop
-        at = np.searchsorted(members, pos)
-        found = (
-            (at < len(members)) & (members[np.minimum(at, max(len(members) - 1, 0))] == pos)
-            if len(members)
-            else np.zeros(n, bool)
-        )
-        cl = pos.copy()
-        sz = np.ones(n, np.int64)
-        cl[found] = roots[at[found]]
-        sz[found] = member_sizes[at[found]]
-        keeps.append(cl == pos)
-        clusters.append(cl)
+        keeps.append(near_dup.keep(pa.RecordBatch.from_pydict({POSITION: pos})).keep)
+        cl, sz = clusters.lookup(pos)
+        cluster_ids.append(cl)
         sizes.append(sz)
     stats = {
-        "clusters": len(np.unique(roots)) if len(roots) else 0,
-        "largest_cluster": int(member_sizes.max()) if len(member_sizes) else 1,
-        "verified_pairs": verified,
+        "clusters": len(np.unique(clusters.roots)) if len(clusters.roots) else 0,
+        "largest_cluster": int(clusters.sizes.max()) if len(clusters.sizes) else 1,
+        "verified_pairs": clusters.verified_pairs,
     }
-    return keeps, clusters, sizes, stats
+    return keeps, cluster_ids, sizes, stats
 
 
 def run_minhash_dedup(

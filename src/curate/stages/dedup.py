@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate import native
-from curate.stages.base import Annotator, Fittable
+from curate.stages.base import Annotator, Filter, FilterResult, Fittable
 from curate.types import TEXT
 
 DEDUP_EXACT_HASH = "dedup_exact_hash"
@@ -234,3 +234,104 @@ def near_duplicate_clusters(
     roots = np.array([find(int(m)) for m in members], dtype=np.int64)
     _, inverse, counts = np.unique(roots, return_inverse=True, return_counts=True)
     return members, roots, counts[inverse], len(pairs)
+
+
+# ------------------------------------------------------------------------------------ MinHash index
+POSITION = "_position"  # a row's global position: shard index << 40 | row (input order)
+
+
+@dataclass
+class BandSummary:
+    """Mergeable LSH state: positions (sorted) and band hashes of documents with words."""
+
+    positions: np.ndarray  # int64 [n]
+    bands: np.ndarray  # uint64 [n, bands]
+
+
+@dataclass
+class ClusterMap:
+    """Near-duplicate clusters: members (sorted positions), their cluster (the smallest member
+    position) and cluster size. Documents outside every cluster are their own cluster of one."""
+
+    members: np.ndarray
+    roots: np.ndarray
+    sizes: np.ndarray
+    verified_pairs: int = 0
+
+    def lookup(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(cluster, size) of each position."""
+        positions = np.asarray(positions, dtype=np.int64)
+        cluster = positions.copy()
+        size = np.ones(len(positions), np.int64)
+        if len(self.members):
+            at = np.searchsorted(self.members, positions)
+            found = self.members[np.minimum(at, len(self.members) - 1)] == positions
+            cluster[found] = self.roots[at[found]]
+            size[found] = self.sizes[at[found]]
+        return cluster, size
+
+
+@dataclass(frozen=True, kw_only=True)
+class MinHashIndex(Fittable[BandSummary]):
+    """Fittable: LSH band hashes per document (summaries merge by concatenation, kept in position
+    order so merging is associative and commutative); finalised with the signatures of candidate
+    pairs into a ClusterMap. Memory: 8 bytes per band per document, never text."""
+
+    name: ClassVar[str] = "minhash_index"
+    threshold: float = 0.8
+    num_perm: int = 128
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return lsh_params(self.threshold, self.num_perm)
+
+    def requires(self) -> tuple[str, ...]:
+        return (MINHASH_SIGNATURE, POSITION)
+
+    def summarize(self, batch: pa.RecordBatch) -> BandSummary:
+        sig = signatures_of(batch)
+        valid = ~(sig == np.uint32(0xFFFFFFFF)).all(axis=1)
+        pos = np.asarray(batch.column(POSITION).to_numpy(zero_copy_only=False), dtype=np.int64)
+        bands, rows = self.shape
+        return BandSummary(positions=pos[valid], bands=band_hashes(sig[valid], bands, rows))
+
+    def merge(self, a: BandSummary, b: BandSummary) -> BandSummary:
+        pos = np.concatenate([a.positions, b.positions])
+        order = np.argsort(pos, kind="stable")
+        return BandSummary(positions=pos[order], bands=np.concatenate([a.bands, b.bands])[order])
+
+    def empty(self) -> BandSummary:
+        return BandSummary(positions=np.zeros(0, np.int64), bands=np.zeros((0, self.shape[0]), np.uint64))
+
+    def finalize(self, summary: BandSummary) -> BandSummary:
+        return summary  # clustering needs signatures: see clusters()
+
+    def clusters(self, summary: BandSummary, signature_of: Callable[[np.ndarray], np.ndarray]) -> ClusterMap:
+        members, roots, sizes, verified = near_duplicate_clusters(
+            summary.positions, summary.bands, signature_of, self.threshold
+        )
+        return ClusterMap(members=members, roots=roots, sizes=sizes, verified_pairs=verified)
+
+
+def signatures_of(batch: pa.RecordBatch) -> np.ndarray:
+    col = batch.column(MINHASH_SIGNATURE)
+    width = col.type.list_size
+    flat = np.asarray(col.flatten().to_numpy(zero_copy_only=False), dtype=np.uint32)
+    return flat.reshape(len(col), width)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NearDuplicateFilter(Filter):
+    """Filter: keep the first document (smallest position) of each near-duplicate cluster."""
+
+    name: ClassVar[str] = "minhash_filter"
+    clusters: ClusterMap
+
+    def requires(self) -> tuple[str, ...]:
+        return (POSITION,)
+
+    def keep(self, batch: pa.RecordBatch) -> FilterResult:
+        pos = np.asarray(batch.column(POSITION).to_numpy(zero_copy_only=False), dtype=np.int64)
+        cluster, _ = self.clusters.lookup(pos)
+        keep = cluster == pos
+        return FilterResult(keep=keep, drops={"near duplicate": int((~keep).sum())} if (~keep).any() else {})
