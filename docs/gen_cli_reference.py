@@ -27,6 +27,7 @@ COMMANDS = [
     ["filter", "fineweb"],
     ["score", "combine"],
     ["train", "combine"],
+    ["reweight"],
     ["inspect"],
     ["run"],
     ["demo"],

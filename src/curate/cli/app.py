@@ -799,6 +799,71 @@ def train_combine(
     )
 
 
+@app.command()
+def reweight(
+    src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset with a per-document loss column.")],
+    dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder.")],
+    by: Annotated[str, typer.Option(help="Loss column (length-normalised, e.g. lm_loss).")],
+    strategy: Annotated[
+        str, typer.Option(help="linupper (recommended), quadratic, extremes, upper or uniform.")
+    ] = "linupper",
+    temperature: Annotated[
+        float,
+        typer.Option(
+            help="Softmax temperature r (1.0 for small models; 0.4 in the paper's larger runs).", min=1e-9
+        ),
+    ] = 1.0,
+    delta: Annotated[float, typer.Option(help="Losses are mapped onto [-delta, delta].", min=1e-9)] = 1.0,
+    workers: Workers = 0,
+    text_column: TextColumn = "text",
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+    batch_size: BatchSize = 4096,
+) -> None:
+    """Add reweight_log_weight: loss-based sampling log weights (Sow et al. 2025) for offline use.
+
+    Losses are scaled with the whole input's min and max, so the weights are on one global
+    scale; sample with `curate resample OUT SEL --by reweight_log_weight --budget ...`."""
+    import numpy as np
+
+    from curate.pipeline import Pipeline
+    from curate.reweight import ReweightAnnotatorSpec, _check
+    from curate.runner import read_scores
+    from curate.stages.reweight import ReweightLogWeight
+
+    _check(strategy, temperature, delta)
+    values = read_scores(src, [by], columns=_columns(text_column, None), workers=workers)[by]
+    finite = values[np.isfinite(values)]
+    if len(finite) == 0:
+        from curate.errors import UsageError
+
+        raise UsageError(f"column {by!r} has no finite values")
+    spec = ReweightAnnotatorSpec(
+        column=by,
+        strategy=strategy,
+        temperature=temperature,
+        delta=delta,
+        lo=float(finite.min()),
+        hi=float(finite.max()),
+    )
+    _map(
+        Pipeline(stages=(ReweightLogWeight(spec=spec),)),
+        src,
+        dest,
+        text_column,
+        None,
+        workers,
+        overwrite,
+        no_progress,
+        batch_size,
+        "reweight",
+    )
+    render.info(
+        f"{by}: min {spec.lo:.4g}, max {spec.hi:.4g} over {len(finite):,} rows; "
+        f"{len(values) - len(finite):,} rows without a loss get a null weight"
+    )
+
+
 @filter_app.command("threshold")
 def filter_threshold(
     src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset (folder, glob or file).")],
