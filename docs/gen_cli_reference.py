@@ -28,6 +28,7 @@ COMMANDS = [
     ["score", "combine"],
     ["train", "combine"],
     ["reweight"],
+    ["score", "lm"],
     ["inspect"],
     ["run"],
     ["demo"],

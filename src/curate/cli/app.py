@@ -799,6 +799,48 @@ def train_combine(
     )
 
 
+@score_app.command("lm")
+def score_lm(
+    model: Annotated[Path, typer.Option(help="A local Hugging Face causal-LM folder (loaded offline).")],
+    src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset, or - for Arrow IPC on stdin.")],
+    dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder, or - for Arrow IPC on stdout.")],
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
+    max_batch_tokens: Annotated[int, typer.Option(help="Padded tokens per forward pass.", min=16)] = 16_384,
+    window: Annotated[
+        int | None, typer.Option(help="Window for long documents (default: the model's context).", min=2)
+    ] = None,
+    el2n: Annotated[bool, typer.Option("--el2n", help="Also add lm_el2n (mean per-token EL2N).")] = False,
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", help="Worker processes (each loads the model).", min=1)
+    ] = 1,
+    text_column: TextColumn = "text",
+    id_column: IdColumn = None,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+    batch_size: BatchSize = 1024,
+) -> None:
+    """Add lm_loss (mean token cross-entropy), lm_perplexity, lm_tokens (and lm_el2n) per document."""
+    from curate.pipeline import Pipeline
+    from curate.stages.lm import LMScorer, load_causal_lm, resolve_device
+
+    load_causal_lm(str(model), "cpu") if resolve_device(device) == "cpu" else None  # fail early, clearly
+    scorer = LMScorer(
+        model_path=str(model), device=device, max_batch_tokens=max_batch_tokens, window=window, el2n=el2n
+    )
+    _map(
+        Pipeline(stages=(scorer,)),
+        src,
+        dest,
+        text_column,
+        id_column,
+        workers,
+        overwrite,
+        no_progress,
+        batch_size,
+        "score lm",
+    )
+
+
 @app.command()
 def reweight(
     src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset with a per-document loss column.")],

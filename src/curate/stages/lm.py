@@ -1,0 +1,262 @@
+"""Language-model scores: per-document mean token cross-entropy, perplexity, EL2N (METHODS §7).
+
+A local Hugging Face causal-LM folder is loaded once per worker (offline, `local_files_only`).
+Documents are tokenised without special tokens; the first token of a document has no
+prediction, so a document of n tokens scores n − 1. Long documents are scored in strided
+windows of the model's context: each window scores only the tokens that the previous windows
+did not, with the overlap as context, so no token is counted twice. Windows are sorted by length
+and packed into batches of at most `max_batch_tokens` (padded length x rows); padding is masked,
+so a document's loss does not depend on its batch. fp32 on CPU, bf16 autocast on CUDA; a CUDA
+out-of-memory error splits the batch in two and retries.
+
+EL2N per token is ||softmax(z) − e_y||₂ with ||p − e_y||² = Σp² − 2p_y + 1 and
+Σp² = exp(LSE(2z) − 2·LSE(z)), so no vocabulary-sized probability buffer is kept per token;
+the document score is the mean over its scored tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from curate.errors import MissingDependencyError, StageError
+from curate.stages.base import Annotator, StageContext
+from curate.types import TEXT
+
+LM_LOSS, LM_PERPLEXITY, LM_TOKENS, LM_EL2N = "lm_loss", "lm_perplexity", "lm_tokens", "lm_el2n"
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError as exc:
+        raise MissingDependencyError("LM scoring needs torch", hint="pip install 'curate[lm]'") from exc
+    return torch
+
+
+def resolve_device(device: str) -> str:
+    torch = _torch()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise StageError(
+            f"--device {device}: CUDA is not available on this machine",
+            hint="use --device cpu, or --device auto to fall back to the CPU",
+        )
+    if device != "cpu" and not device.startswith("cuda"):
+        raise StageError(f"unknown device {device!r}; allowed: auto, cpu, cuda, cuda:N")
+    return device
+
+
+def load_causal_lm(path: str, device: str) -> tuple[Any, Any]:
+    """(tokenizer, model) from a local folder, with errors that say what was found."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise StageError(f"{path}: no such model folder", hint="pass a local Hugging Face causal-LM folder")
+    try:
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "LM scoring needs transformers", hint="pip install 'curate[lm]'"
+        ) from exc
+    try:
+        config = AutoConfig.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise StageError(f"{path}: not a model folder ({exc})") from exc
+    arch = ", ".join(getattr(config, "architectures", None) or [config.model_type])
+    try:
+        loaded: Any = AutoModelForCausalLM.from_pretrained(
+            folder, local_files_only=True, output_loading_info=True
+        )
+        model, info = loaded
+    except (OSError, ValueError) as exc:
+        raise StageError(
+            f"{path}: not a causal language model (found {arch})",
+            hint="pass a causal LM such as GPT-2 or Llama",
+        ) from exc
+    missing = list(info.get("missing_keys", []))
+    if missing:
+        # e.g. an encoder checkpoint whose LM head would be freshly initialised: its scores would be noise
+        raise StageError(
+            f"{path}: not a causal language model checkpoint (found {arch}; {len(missing)} weights of the LM "
+            f"are missing, e.g. {missing[0]})",
+            hint="pass a causal LM folder saved with its language-modelling head",
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, TypeError) as exc:
+        raise StageError(f"{path}: no usable tokenizer in the model folder ({exc})") from exc
+    model.eval()
+    model.to(device)
+    return tokenizer, model
+
+
+def context_length(model: Any) -> int:
+    cfg = model.config
+    for name in ("n_positions", "max_position_embeddings", "n_ctx", "seq_length"):
+        v = getattr(cfg, name, None)
+        if isinstance(v, int) and v > 1:
+            return v
+    return 1024
+
+
+@dataclass
+class Segment:
+    doc: int
+    ids: list[int]
+    first_scored: int  # positions < first_scored are context only
+
+
+def windows(doc: int, ids: list[int], window: int, stride: int) -> list[Segment]:
+    """Strided windows scoring every token from position 1 exactly once."""
+    if len(ids) <= window:
+        return [Segment(doc, ids, 1)]
+    out = []
+    scored_to = 1  # next position that still needs a prediction
+    start = 0
+    while scored_to < len(ids):
+        end = min(start + window, len(ids))
+        out.append(Segment(doc, ids[start:end], scored_to - start))
+        scored_to = end
+        if end == len(ids):
+            break
+        start = end - (window - stride)
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class LMScorer(Annotator):
+    """Annotator: lm_loss, lm_perplexity, lm_tokens (and lm_el2n) per document."""
+
+    name: ClassVar[str] = "lm"
+    model_path: str
+    device: str = "auto"
+    max_batch_tokens: int = 16_384
+    window: int | None = None
+    stride: int | None = None
+    el2n: bool = False
+
+    def requires(self) -> tuple[str, ...]:
+        return (TEXT,)
+
+    def adds(self) -> dict[str, pa.DataType]:
+        cols = {LM_LOSS: pa.float64(), LM_PERPLEXITY: pa.float64(), LM_TOKENS: pa.int64()}
+        if self.el2n:
+            cols[LM_EL2N] = pa.float64()
+        return cols
+
+    def __getstate__(self) -> dict[str, Any]:  # the loaded model stays in its worker
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    def setup(self, ctx: StageContext) -> None:
+        if getattr(self, "_model", None) is not None:
+            return
+        device = resolve_device(self.device)
+        tokenizer, model = load_causal_lm(self.model_path, device)
+        object.__setattr__(self, "_device", device)
+        object.__setattr__(self, "_tokenizer", tokenizer)
+        object.__setattr__(self, "_model", model)
+        object.__setattr__(self, "oom_splits", 0)
+
+    def annotate(self, batch: pa.RecordBatch) -> dict[str, pa.Array]:
+        self.setup(StageContext())
+        texts = batch.column(TEXT).to_pylist()
+        n = len(texts)
+        tok = self._tokenizer  # type: ignore[attr-defined]
+        present = [i for i, t in enumerate(texts) if t]
+        encoded = tok([texts[i] for i in present], add_special_tokens=False)["input_ids"] if present else []
+        window = self.window or context_length(self._model)  # type: ignore[attr-defined]
+        stride = self.stride or max(1, window // 2)
+        segments = [
+            s for i, ids in zip(present, encoded, strict=True) for s in windows(i, ids, window, stride)
+        ]
+        nll = np.zeros(n)
+        count = np.zeros(n, np.int64)
+        el2n = np.zeros(n)
+        for chunk in self._batches(segments):
+            self._score(chunk, nll, count, el2n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            loss = nll / count
+            el2n_mean = el2n / count
+        missing = count == 0
+        out = {
+            LM_LOSS: pa.array(loss, pa.float64(), mask=missing),
+            LM_PERPLEXITY: pa.array(np.exp(np.minimum(loss, 700)), pa.float64(), mask=missing),
+            LM_TOKENS: pa.array(count, pa.int64()),
+        }
+        if self.el2n:
+            out[LM_EL2N] = pa.array(el2n_mean, pa.float64(), mask=missing)
+        return out
+
+    def _batches(self, segments: list[Segment]) -> list[list[Segment]]:
+        """Length-sorted batches whose padded size stays within max_batch_tokens."""
+        order = sorted(segments, key=lambda s: len(s.ids))
+        out: list[list[Segment]] = []
+        cur: list[Segment] = []
+        for seg in order:
+            if len(seg.ids) < 2 and seg.first_scored >= len(seg.ids):
+                continue  # a one-token document: nothing to predict
+            if cur and len(seg.ids) * (len(cur) + 1) > self.max_batch_tokens:
+                out.append(cur)
+                cur = []
+            cur.append(seg)
+        if cur:
+            out.append(cur)
+        return out
+
+    def _score(self, chunk: list[Segment], nll: np.ndarray, count: np.ndarray, el2n: np.ndarray) -> None:
+        torch = _torch()
+        try:
+            self._forward(chunk, nll, count, el2n)
+        except torch.cuda.OutOfMemoryError:
+            if len(chunk) == 1:
+                raise StageError(
+                    "CUDA out of memory on a single window", hint="lower --max-batch-tokens or the window"
+                ) from None
+            torch.cuda.empty_cache()
+            object.__setattr__(self, "oom_splits", self.oom_splits + 1)  # type: ignore[attr-defined]
+            half = len(chunk) // 2
+            self._score(chunk[:half], nll, count, el2n)
+            self._score(chunk[half:], nll, count, el2n)
+
+    def _forward(self, chunk: list[Segment], nll: np.ndarray, count: np.ndarray, el2n: np.ndarray) -> None:
+        torch = _torch()
+        device = self._device  # type: ignore[attr-defined]
+        width = max(len(s.ids) for s in chunk)
+        ids = torch.zeros((len(chunk), width), dtype=torch.long)
+        attention = torch.zeros((len(chunk), width), dtype=torch.long)
+        scored = torch.zeros((len(chunk), width), dtype=torch.bool)
+        for r, s in enumerate(chunk):
+            ids[r, : len(s.ids)] = torch.tensor(s.ids)
+            attention[r, : len(s.ids)] = 1
+            scored[r, s.first_scored : len(s.ids)] = True
+        ids, attention, scored = ids.to(device), attention.to(device), scored.to(device)
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if device.startswith("cuda")
+            else torch.autocast("cpu", enabled=False)
+        )
+        with torch.inference_mode(), autocast:
+            logits = self._model(input_ids=ids, attention_mask=attention).logits  # type: ignore[attr-defined]
+        z = logits[:, :-1].float()
+        target = ids[:, 1:]
+        mask = scored[:, 1:]
+        lse = torch.logsumexp(z, dim=-1)
+        z_y = z.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+        token_nll = (lse - z_y) * mask
+        per_row_nll = token_nll.sum(1).double().cpu().numpy()
+        per_row_count = mask.sum(1).cpu().numpy()
+        if self.el2n:
+            sum_p2 = torch.exp(torch.logsumexp(2 * z, dim=-1) - 2 * lse)
+            p_y = torch.exp(z_y - lse)
+            e = torch.sqrt(torch.clamp(sum_p2 - 2 * p_y + 1, min=0.0)) * mask
+            per_row_el2n = e.sum(1).double().cpu().numpy()
+        for r, s in enumerate(chunk):
+            nll[s.doc] += per_row_nll[r]
+            count[s.doc] += int(per_row_count[r])
+            if self.el2n:
+                el2n[s.doc] += per_row_el2n[r]
