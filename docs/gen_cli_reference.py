@@ -27,6 +27,7 @@ COMMANDS = [
     ["filter", "fineweb"],
     ["score", "combine"],
     ["train", "combine"],
+    ["train", "lm"],
     ["reweight"],
     ["score", "lm"],
     ["inspect"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -194,3 +195,205 @@ def test_cli_score_lm(tmp_path: Path, tiny_gpt2: Path) -> None:
         text=True,
     )
     assert res.returncode == 1 and "no such model folder" in res.stderr and "Traceback" not in res.stderr
+
+
+# --- the proxy LM trained here (curate train lm) -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def proxy_lm(tmp_path_factory: pytest.TempPathFactory, python_source_texts: list[str]) -> Path:
+    from curate.proxy_lm import ProxyLMConfig, TrainSettings, train_proxy_lm
+
+    folder = tmp_path_factory.mktemp("proxy")
+    report = train_proxy_lm(
+        python_source_texts,
+        folder,
+        ProxyLMConfig(context=64, dim=32, layers=2, heads=2),
+        TrainSettings(steps=60, batch_size=8, warmup=5, threads=1),
+    )
+    assert report.holdout_loss_after < report.holdout_loss_before - 1.0  # it learned Python
+    return folder
+
+
+def test_proxy_lm_scores_through_the_real_loader_and_matches_a_single_pass(proxy_lm: Path) -> None:
+    from curate.proxy_lm import load_proxy_lm
+
+    _, model = load_proxy_lm(proxy_lm)
+    texts = [*TEXTS, "Ελληνικά κείμενα και 中文"]
+    out = LMScorer(model_path=str(proxy_lm), device="cpu", max_batch_tokens=128).annotate(
+        pa.RecordBatch.from_pydict({"text": texts})
+    )
+    for t, got, n in zip(texts, out["lm_loss"].to_pylist(), out["lm_tokens"].to_pylist(), strict=True):
+        ids = torch.tensor([list(t.encode("utf-8"))])
+        assert ids.shape[1] <= 64 and n == ids.shape[1] - 1
+        with torch.no_grad():
+            logits = model(ids).logits[0, :-1]
+        ref = float(torch.nn.functional.cross_entropy(logits, ids[0, 1:]))
+        assert got == pytest.approx(ref, abs=1e-5)
+    # Python reads as more likely than prose to a model trained on Python
+    assert out["lm_loss"][2].as_py() < out["lm_loss"][1].as_py()
+
+
+def test_proxy_lm_long_documents_are_windowed(proxy_lm: Path, python_source_texts: list[str]) -> None:
+    doc = python_source_texts[0][:3000]
+    out = LMScorer(model_path=str(proxy_lm), device="cpu").annotate(
+        pa.RecordBatch.from_pydict({"text": [doc]})
+    )
+    assert out["lm_tokens"][0].as_py() == len(doc.encode()) - 1
+    assert math.isfinite(out["lm_loss"][0].as_py())
+
+
+def test_proxy_lm_training_is_reproducible(tmp_path: Path, python_source_texts: list[str]) -> None:
+    from safetensors.torch import load_file
+
+    from curate.proxy_lm import ProxyLMConfig, TrainSettings, train_proxy_lm
+
+    cfg = ProxyLMConfig(context=32, dim=16, layers=1, heads=2)
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        train_proxy_lm(
+            python_source_texts[:5],
+            tmp_path / name,
+            cfg,
+            TrainSettings(steps=5, batch_size=4, seed=seed, threads=1),
+        )
+    a, b, c = (load_file(str(tmp_path / n / "model.safetensors")) for n in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_proxy_lm_bad_folders(tmp_path: Path, proxy_lm: Path) -> None:
+    import json
+    import shutil
+
+    from curate.proxy_lm import ProxyLMConfig, TrainSettings, train_proxy_lm
+
+    def broken(name: str) -> Path:
+        folder = tmp_path / name
+        shutil.copytree(proxy_lm, folder)
+        return folder
+
+    f = broken("noweights")
+    (f / "model.safetensors").unlink()
+    with pytest.raises(StageError, match=r"model\.safetensors is missing"):
+        LMScorer(model_path=str(f), device="cpu").setup(None)  # type: ignore[arg-type]
+    f = broken("mismatch")
+    meta = json.loads((f / "curate_lm.json").read_text())
+    meta["architecture"]["dim"] = 48
+    meta["architecture"]["heads"] = 3
+    (f / "curate_lm.json").write_text(json.dumps(meta))
+    with pytest.raises(StageError, match=r"do not match curate_lm\.json"):
+        LMScorer(model_path=str(f), device="cpu").setup(None)  # type: ignore[arg-type]
+    f = broken("version")
+    meta = json.loads((f / "curate_lm.json").read_text())
+    meta["format_version"] = 99
+    (f / "curate_lm.json").write_text(json.dumps(meta))
+    with pytest.raises(StageError, match="format version 99"):
+        LMScorer(model_path=str(f), device="cpu").setup(None)  # type: ignore[arg-type]
+    f = broken("garbage")
+    (f / "model.safetensors").write_bytes(b"\x80\x04not safetensors")
+    with pytest.raises(StageError, match="unreadable weights"):
+        LMScorer(model_path=str(f), device="cpu").setup(None)  # type: ignore[arg-type]
+    with pytest.raises(StageError, match="fewer than one window"):
+        train_proxy_lm(["tiny"], tmp_path / "t", ProxyLMConfig(context=64), TrainSettings(steps=1))
+    with pytest.raises(StageError, match="not a multiple of heads"):
+        ProxyLMConfig(dim=10, heads=3)
+
+
+def test_prefetch_keeps_order_propagates_errors_and_stops_early() -> None:
+    import threading
+
+    from curate.stages.lm import prefetch
+
+    assert list(prefetch(iter(range(100)), depth=3)) == list(range(100))
+
+    def failing() -> Iterator[int]:
+        yield 1
+        raise ValueError("boom in the producer")
+
+    with pytest.raises(ValueError, match="boom"):
+        list(prefetch(failing()))
+    produced: list[int] = []
+
+    def endless() -> Iterator[int]:
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    for x in prefetch(endless(), depth=2):
+        if x == 5:
+            break
+    assert len(produced) <= 10
+    assert not any(t.name == "curate-prefetch" for t in threading.enumerate())
+
+
+def test_cli_train_lm_then_score(tmp_path: Path, python_source_texts: list[str]) -> None:
+    pq.write_table(pa.table({"text": python_source_texts[:10]}), tmp_path / "t.parquet")
+    cmd = [sys.executable, "-m", "curate.cli.app"]
+    res = subprocess.run(
+        [
+            *cmd,
+            "train",
+            "lm",
+            "--data",
+            str(tmp_path / "t.parquet"),
+            "-o",
+            str(tmp_path / "lm"),
+            "--steps",
+            "20",
+            "--dim",
+            "16",
+            "--layers",
+            "1",
+            "--heads",
+            "2",
+            "--context",
+            "32",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "held-out loss" in res.stderr
+    assert sorted(p.name for p in (tmp_path / "lm").iterdir()) == ["curate_lm.json", "model.safetensors"]
+    res = subprocess.run(
+        [
+            *cmd,
+            "score",
+            "lm",
+            "--model",
+            str(tmp_path / "lm"),
+            str(tmp_path / "t.parquet"),
+            str(tmp_path / "s"),
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    t = pq.read_table(tmp_path / "s")
+    assert t.column("lm_tokens").to_pylist() == [len(x.encode()) - 1 for x in python_source_texts[:10]]
+    res = subprocess.run(
+        [
+            *cmd,
+            "train",
+            "lm",
+            "--data",
+            str(tmp_path / "t.parquet"),
+            "-o",
+            str(tmp_path / "lm2"),
+            "--dim",
+            "10",
+            "--heads",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 1 and "not a multiple of heads" in res.stderr and "Traceback" not in res.stderr

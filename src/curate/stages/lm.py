@@ -16,9 +16,12 @@ the document score is the mean over its scored tokens.
 
 from __future__ import annotations
 
+import queue
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -56,7 +59,14 @@ def load_causal_lm(path: str, device: str) -> tuple[Any, Any]:
     """(tokenizer, model) from a local folder, with errors that say what was found."""
     folder = Path(path)
     if not folder.is_dir():
-        raise StageError(f"{path}: no such model folder", hint="pass a local Hugging Face causal-LM folder")
+        raise StageError(
+            f"{path}: no such model folder",
+            hint="pass a local Hugging Face causal-LM folder or one written by `curate train lm`",
+        )
+    from curate.proxy_lm import is_proxy_lm, load_proxy_lm
+
+    if is_proxy_lm(folder):
+        return load_proxy_lm(folder, device)
     try:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:
@@ -104,6 +114,49 @@ def context_length(model: Any) -> int:
     return 1024
 
 
+T = TypeVar("T")
+Collated = tuple[Any, Any, Any]  # (input ids, attention mask, scored-position mask), CPU tensors
+
+
+def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Yield `items` computed ahead on a background thread (at most `depth` waiting)."""
+    q: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(entry: tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+            put((True, done))
+        except BaseException as exc:  # handed to the consumer, raised there
+            put((False, exc))
+
+    thread = threading.Thread(target=produce, name="curate-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = q.get()
+            if not ok:
+                raise item
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
 @dataclass
 class Segment:
     doc: int
@@ -128,6 +181,22 @@ def windows(doc: int, ids: list[int], window: int, stride: int) -> list[Segment]
     return out
 
 
+def collate(chunk: list[Segment], pin: bool) -> Collated:
+    """Right-padded id, attention and scored-position tensors for one batch of windows."""
+    torch = _torch()
+    width = max(len(s.ids) for s in chunk)
+    ids = np.zeros((len(chunk), width), np.int64)
+    lengths = np.fromiter((len(s.ids) for s in chunk), np.int64, len(chunk))
+    first = np.fromiter((s.first_scored for s in chunk), np.int64, len(chunk))
+    for r, s in enumerate(chunk):
+        ids[r, : len(s.ids)] = s.ids
+    pos = np.arange(width)
+    attention = pos[None, :] < lengths[:, None]
+    scored = attention & (pos[None, :] >= first[:, None])
+    out = (torch.from_numpy(ids), torch.from_numpy(attention.astype(np.int64)), torch.from_numpy(scored))
+    return tuple(t.pin_memory() for t in out) if pin else out
+
+
 @dataclass(frozen=True, kw_only=True)
 class LMScorer(Annotator):
     """Annotator: lm_loss, lm_perplexity, lm_tokens (and lm_el2n) per document."""
@@ -139,6 +208,7 @@ class LMScorer(Annotator):
     window: int | None = None
     stride: int | None = None
     el2n: bool = False
+    sort_group: int = 512  # documents tokenised, length-sorted and batched together
 
     def requires(self) -> tuple[str, ...]:
         return (TEXT,)
@@ -168,17 +238,27 @@ class LMScorer(Annotator):
         n = len(texts)
         tok = self._tokenizer  # type: ignore[attr-defined]
         present = [i for i, t in enumerate(texts) if t]
-        encoded = tok([texts[i] for i in present], add_special_tokens=False)["input_ids"] if present else []
         window = self.window or context_length(self._model)  # type: ignore[attr-defined]
         stride = self.stride or max(1, window // 2)
-        segments = [
-            s for i, ids in zip(present, encoded, strict=True) for s in windows(i, ids, window, stride)
-        ]
+
+        pin = self._device.startswith("cuda")  # type: ignore[attr-defined]
+
+        def prepared(group: list[int]) -> list[tuple[list[Segment], Collated]]:
+            encoded = tok([texts[i] for i in group], add_special_tokens=False)["input_ids"]
+            segments = [
+                s for i, ids in zip(group, encoded, strict=True) for s in windows(i, ids, window, stride)
+            ]
+            return [(chunk, collate(chunk, pin)) for chunk in self._batches(segments)]
+
+        groups = [present[i : i + self.sort_group] for i in range(0, len(present), self.sort_group)]
         nll = np.zeros(n)
         count = np.zeros(n, np.int64)
         el2n = np.zeros(n)
-        for chunk in self._batches(segments):
-            self._score(chunk, nll, count, el2n)
+        # The next group is tokenised, sorted and padded on a thread while this one runs on the
+        # model; the tokenizers and torch both release the GIL, so the two overlap.
+        for ready in prefetch(map(prepared, groups)):
+            for chunk, tensors in ready:
+                self._score(chunk, tensors, nll, count, el2n)
         with np.errstate(invalid="ignore", divide="ignore"):
             loss = nll / count
             el2n_mean = el2n / count
@@ -208,10 +288,17 @@ class LMScorer(Annotator):
             out.append(cur)
         return out
 
-    def _score(self, chunk: list[Segment], nll: np.ndarray, count: np.ndarray, el2n: np.ndarray) -> None:
+    def _score(
+        self,
+        chunk: list[Segment],
+        tensors: Collated | None,
+        nll: np.ndarray,
+        count: np.ndarray,
+        el2n: np.ndarray,
+    ) -> None:
         torch = _torch()
         try:
-            self._forward(chunk, nll, count, el2n)
+            self._forward(chunk, tensors or collate(chunk, False), nll, count, el2n)
         except torch.cuda.OutOfMemoryError:
             if len(chunk) == 1:
                 raise StageError(
@@ -220,21 +307,15 @@ class LMScorer(Annotator):
             torch.cuda.empty_cache()
             object.__setattr__(self, "oom_splits", self.oom_splits + 1)  # type: ignore[attr-defined]
             half = len(chunk) // 2
-            self._score(chunk[:half], nll, count, el2n)
-            self._score(chunk[half:], nll, count, el2n)
+            self._score(chunk[:half], None, nll, count, el2n)
+            self._score(chunk[half:], None, nll, count, el2n)
 
-    def _forward(self, chunk: list[Segment], nll: np.ndarray, count: np.ndarray, el2n: np.ndarray) -> None:
+    def _forward(
+        self, chunk: list[Segment], tensors: Collated, nll: np.ndarray, count: np.ndarray, el2n: np.ndarray
+    ) -> None:
         torch = _torch()
         device = self._device  # type: ignore[attr-defined]
-        width = max(len(s.ids) for s in chunk)
-        ids = torch.zeros((len(chunk), width), dtype=torch.long)
-        attention = torch.zeros((len(chunk), width), dtype=torch.long)
-        scored = torch.zeros((len(chunk), width), dtype=torch.bool)
-        for r, s in enumerate(chunk):
-            ids[r, : len(s.ids)] = torch.tensor(s.ids)
-            attention[r, : len(s.ids)] = 1
-            scored[r, s.first_scored : len(s.ids)] = True
-        ids, attention, scored = ids.to(device), attention.to(device), scored.to(device)
+        ids, attention, scored = (t.to(device, non_blocking=True) for t in tensors)
         autocast = (
             torch.autocast("cuda", dtype=torch.bfloat16)
             if device.startswith("cuda")
@@ -242,21 +323,27 @@ class LMScorer(Annotator):
         )
         with torch.inference_mode(), autocast:
             logits = self._model(input_ids=ids, attention_mask=attention).logits  # type: ignore[attr-defined]
-        z = logits[:, :-1].float()
-        target = ids[:, 1:]
-        mask = scored[:, 1:]
-        lse = torch.logsumexp(z, dim=-1)
-        z_y = z.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-        token_nll = (lse - z_y) * mask
-        per_row_nll = token_nll.sum(1).double().cpu().numpy()
-        per_row_count = mask.sum(1).cpu().numpy()
-        if self.el2n:
-            sum_p2 = torch.exp(torch.logsumexp(2 * z, dim=-1) - 2 * lse)
-            p_y = torch.exp(z_y - lse)
-            e = torch.sqrt(torch.clamp(sum_p2 - 2 * p_y + 1, min=0.0)) * mask
-            per_row_el2n = e.sum(1).double().cpu().numpy()
+        rows = len(chunk)
+        per_row_nll = np.zeros(rows)
+        per_row_count = np.zeros(rows, np.int64)
+        per_row_el2n = np.zeros(rows)
+        # fp32 log-softmax statistics in row slices of ~64M logits, not one batch-sized fp32 copy
+        step = max(1, (1 << 26) // max(1, logits.shape[1] * logits.shape[2]))
+        with torch.inference_mode():
+            for r0 in range(0, rows, step):
+                z = logits[r0 : r0 + step, :-1].float()
+                target = ids[r0 : r0 + step, 1:]
+                mask = scored[r0 : r0 + step, 1:]
+                lse = torch.logsumexp(z, dim=-1)
+                z_y = z.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+                per_row_nll[r0 : r0 + step] = ((lse - z_y) * mask).sum(1).double().cpu().numpy()
+                per_row_count[r0 : r0 + step] = mask.sum(1).cpu().numpy()
+                if self.el2n:
+                    sum_p2 = torch.exp(torch.logsumexp(2 * z, dim=-1) - 2 * lse)
+                    p_y = torch.exp(z_y - lse)
+                    e = torch.sqrt(torch.clamp(sum_p2 - 2 * p_y + 1, min=0.0)) * mask
+                    per_row_el2n[r0 : r0 + step] = e.sum(1).double().cpu().numpy()
         for r, s in enumerate(chunk):
             nll[s.doc] += per_row_nll[r]
             count[s.doc] += int(per_row_count[r])
-            if self.el2n:
-                el2n[s.doc] += per_row_el2n[r]
+            el2n[s.doc] += per_row_el2n[r]
