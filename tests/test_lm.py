@@ -397,3 +397,23 @@ def test_cli_train_lm_then_score(tmp_path: Path, python_source_texts: list[str])
         text=True,
     )
     assert res.returncode == 1 and "not a multiple of heads" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_head_split_is_verified_and_refused_for_soft_capped_logits(tiny_gpt2: Path) -> None:
+    from transformers import AutoModelForCausalLM, Gemma2Config, Gemma2ForCausalLM
+
+    from curate.stages.lm import split_head
+
+    assert split_head(AutoModelForCausalLM.from_pretrained(tiny_gpt2).eval()) is not None
+    cfg = Gemma2Config(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        final_logit_softcapping=0.5,  # logits = 0.5 * tanh(h W / 0.5): not the head alone
+    )
+    torch.manual_seed(0)
+    assert split_head(Gemma2ForCausalLM(cfg).eval()) is None

@@ -116,7 +116,7 @@ def build_model(config: ProxyLMConfig) -> Any:
                 nn.init.normal_(block.proj.weight, std=0.02 / math.sqrt(2 * config.layers))
                 nn.init.normal_(block.down.weight, std=0.02 / math.sqrt(2 * config.layers))
 
-        def forward(self, input_ids: Any, attention_mask: Any = None) -> Any:
+        def hidden(self, input_ids: Any, attention_mask: Any = None) -> Any:
             # Causal attention with right padding: real positions never see the pads after them,
             # so attention_mask is accepted for the scorer's call shape and not needed.
             t = input_ids.shape[1]
@@ -125,7 +125,16 @@ def build_model(config: ProxyLMConfig) -> Any:
             x = self.embed(input_ids) + self.pos(torch.arange(t, device=input_ids.device))
             for block in self.blocks:
                 x = block(x)
-            return SimpleNamespace(logits=F.linear(self.ln_f(x), self.embed.weight))  # tied head
+            return self.ln_f(x)
+
+        def head(self, hidden: Any) -> Any:
+            return F.linear(hidden, self.embed.weight)  # tied to the input embedding
+
+        def curate_split(self) -> tuple[Any, Any]:  # lets the scorer project only scored positions
+            return self.hidden, self.head
+
+        def forward(self, input_ids: Any, attention_mask: Any = None) -> Any:
+            return SimpleNamespace(logits=self.head(self.hidden(input_ids)))
 
     return ProxyLM()
 

@@ -883,11 +883,25 @@ def score_lm(
     src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset, or - for Arrow IPC on stdin.")],
     dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder, or - for Arrow IPC on stdout.")],
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
-    max_batch_tokens: Annotated[int, typer.Option(help="Padded tokens per forward pass.", min=16)] = 16_384,
+    max_batch_tokens: Annotated[
+        int | None,
+        typer.Option(help="Padded tokens per forward pass (default: 2,048 on CPU, 16,384 on CUDA).", min=16),
+    ] = None,
+    stride: Annotated[
+        int | None,
+        typer.Option(
+            help="Tokens a window advances for long documents (default: half the window; the rest is "
+            "context only, never scored twice).",
+            min=1,
+        ),
+    ] = None,
     window: Annotated[
         int | None, typer.Option(help="Window for long documents (default: the model's context).", min=2)
     ] = None,
     el2n: Annotated[bool, typer.Option("--el2n", help="Also add lm_el2n (mean per-token EL2N).")] = False,
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16 or fp16.")
+    ] = "auto",
     workers: Annotated[
         int, typer.Option("--workers", "-w", help="Worker processes (each loads the model).", min=1)
     ] = 1,
@@ -903,7 +917,13 @@ def score_lm(
 
     load_causal_lm(str(model), "cpu") if resolve_device(device) == "cpu" else None  # fail early, clearly
     scorer = LMScorer(
-        model_path=str(model), device=device, max_batch_tokens=max_batch_tokens, window=window, el2n=el2n
+        model_path=str(model),
+        device=device,
+        max_batch_tokens=max_batch_tokens,
+        window=window,
+        stride=stride,
+        el2n=el2n,
+        precision=precision,
     )
     _map(
         Pipeline(stages=(scorer,)),

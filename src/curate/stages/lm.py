@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -181,6 +181,38 @@ def windows(doc: int, ids: list[int], window: int, stride: int) -> list[Segment]
     return out
 
 
+def split_head(model: Any) -> tuple[Callable[[Any, Any], Any], Callable[[Any], Any]] | None:
+    """(backbone, head) with head(backbone(ids, mask)) == model(ids, mask).logits, checked on a probe.
+
+    Scoring then applies the vocabulary projection only where a loss is needed. Models whose
+    forward does more than that projection (logit soft-capping, scaling) fail the probe and are
+    scored through their plain forward."""
+    torch = _torch()
+    if hasattr(model, "curate_split"):
+        return model.curate_split()
+    base = getattr(model, "base_model", None)
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if base is None or base is model or head is None:
+        return None
+
+    def backbone(ids: Any, attention: Any) -> Any:
+        return base(input_ids=ids, attention_mask=attention).last_hidden_state
+
+    device = next(model.parameters()).device
+    vocab = int(getattr(model.config, "vocab_size", 2) or 2)
+    probe = (torch.arange(8, device=device) * 7919 % vocab)[None]
+    ones = torch.ones_like(probe)
+    try:
+        with torch.inference_mode():
+            full = model(input_ids=probe, attention_mask=ones).logits.float()
+            parts = head(backbone(probe, ones)).float()
+    except (AttributeError, TypeError, RuntimeError):
+        return None
+    if full.shape != parts.shape or not torch.allclose(full, parts, atol=1e-4, rtol=1e-4):
+        return None
+    return backbone, head
+
+
 def collate(chunk: list[Segment], pin: bool) -> Collated:
     """Right-padded id, attention and scored-position tensors for one batch of windows."""
     torch = _torch()
@@ -204,14 +236,26 @@ class LMScorer(Annotator):
     name: ClassVar[str] = "lm"
     model_path: str
     device: str = "auto"
-    max_batch_tokens: int = 16_384
+    max_batch_tokens: int | None = None  # None: 2,048 on CPU (cache-sized), 16,384 on CUDA
     window: int | None = None
     stride: int | None = None
     el2n: bool = False
     sort_group: int = 512  # documents tokenised, length-sorted and batched together
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16, fp16
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise StageError(f"unknown precision {self.precision!r}; allowed: auto, fp32, bf16, fp16")
 
     def requires(self) -> tuple[str, ...]:
         return (TEXT,)
+
+    def batch_tokens(self) -> int:
+        """Padded tokens per forward pass: on CPU throughput peaks at a couple of thousand (larger
+        batches leave the cache; see docs/lm.md), GPUs want many more to stay busy."""
+        if self.max_batch_tokens:
+            return self.max_batch_tokens
+        return 16_384 if getattr(self, "_device", "cpu").startswith("cuda") else 2_048
 
     def adds(self) -> dict[str, pa.DataType]:
         cols = {LM_LOSS: pa.float64(), LM_PERPLEXITY: pa.float64(), LM_TOKENS: pa.int64()}
@@ -230,6 +274,7 @@ class LMScorer(Annotator):
         object.__setattr__(self, "_device", device)
         object.__setattr__(self, "_tokenizer", tokenizer)
         object.__setattr__(self, "_model", model)
+        object.__setattr__(self, "_split", split_head(model))
         object.__setattr__(self, "oom_splits", 0)
 
     def annotate(self, batch: pa.RecordBatch) -> dict[str, pa.Array]:
@@ -240,6 +285,8 @@ class LMScorer(Annotator):
         present = [i for i, t in enumerate(texts) if t]
         window = self.window or context_length(self._model)  # type: ignore[attr-defined]
         stride = self.stride or max(1, window // 2)
+        if stride > window:
+            raise StageError(f"stride {stride} is longer than the window {window}: tokens would go unscored")
 
         pin = self._device.startswith("cuda")  # type: ignore[attr-defined]
 
@@ -274,13 +321,14 @@ class LMScorer(Annotator):
 
     def _batches(self, segments: list[Segment]) -> list[list[Segment]]:
         """Length-sorted batches whose padded size stays within max_batch_tokens."""
+        budget = self.batch_tokens()
         order = sorted(segments, key=lambda s: len(s.ids))
         out: list[list[Segment]] = []
         cur: list[Segment] = []
         for seg in order:
             if len(seg.ids) < 2 and seg.first_scored >= len(seg.ids):
                 continue  # a one-token document: nothing to predict
-            if cur and len(seg.ids) * (len(cur) + 1) > self.max_batch_tokens:
+            if cur and len(seg.ids) * (len(cur) + 1) > budget:
                 out.append(cur)
                 cur = []
             cur.append(seg)
@@ -316,33 +364,52 @@ class LMScorer(Annotator):
         torch = _torch()
         device = self._device  # type: ignore[attr-defined]
         ids, attention, scored = (t.to(device, non_blocking=True) for t in tensors)
-        autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16)
-            if device.startswith("cuda")
-            else torch.autocast("cpu", enabled=False)
+        precision = (
+            self.precision if self.precision != "auto" else ("bf16" if device.startswith("cuda") else "fp32")
         )
+        autocast = (
+            torch.autocast(
+                device.split(":")[0], dtype=torch.bfloat16 if precision == "bf16" else torch.float16
+            )
+            if precision in ("bf16", "fp16")
+            else torch.autocast(device.split(":")[0], enabled=False)
+        )
+        model = self._model  # type: ignore[attr-defined]
+        split = self._split  # type: ignore[attr-defined]
         with torch.inference_mode(), autocast:
-            logits = self._model(input_ids=ids, attention_mask=attention).logits  # type: ignore[attr-defined]
-        rows = len(chunk)
-        per_row_nll = np.zeros(rows)
-        per_row_count = np.zeros(rows, np.int64)
-        per_row_el2n = np.zeros(rows)
-        # fp32 log-softmax statistics in row slices of ~64M logits, not one batch-sized fp32 copy
-        step = max(1, (1 << 26) // max(1, logits.shape[1] * logits.shape[2]))
+            if split:
+                hidden = split[0](ids, attention)
+            else:
+                logits = model(input_ids=ids, attention_mask=attention).logits
         with torch.inference_mode():
-            for r0 in range(0, rows, step):
-                z = logits[r0 : r0 + step, :-1].float()
-                target = ids[r0 : r0 + step, 1:]
-                mask = scored[r0 : r0 + step, 1:]
+            mask = scored[:, 1:]
+            rows, cols = mask.nonzero(as_tuple=True)
+            targets = ids[:, 1:][rows, cols]
+            row_nll = torch.zeros(len(chunk), dtype=torch.float64, device=device)
+            row_el2n = torch.zeros(len(chunk), dtype=torch.float64, device=device)
+            # Logits only at scored positions (not pads, not window overlaps), in slices: the LM head
+            # and its log-sum-exp are most of a small model's work; on CPU a slice of ~1M fp32
+            # logits stays in cache (measured 1.3x faster than 32M-logit slices), GPUs take 64M.
+            vocab = int(getattr(model.config, "vocab_size", 0) or 65_536)
+            step = max(1, (1 << (26 if device.startswith("cuda") else 20)) // vocab)
+            for t0 in range(0, len(rows), step):
+                r, c, y = rows[t0 : t0 + step], cols[t0 : t0 + step], targets[t0 : t0 + step]
+                if split:
+                    with autocast:
+                        z = split[1](hidden[r, c])
+                    z = z.float()
+                else:
+                    z = logits[r, c].float()
                 lse = torch.logsumexp(z, dim=-1)
-                z_y = z.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-                per_row_nll[r0 : r0 + step] = ((lse - z_y) * mask).sum(1).double().cpu().numpy()
-                per_row_count[r0 : r0 + step] = mask.sum(1).cpu().numpy()
+                z_y = z.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+                row_nll.index_add_(0, r, (lse - z_y).double())
                 if self.el2n:
                     sum_p2 = torch.exp(torch.logsumexp(2 * z, dim=-1) - 2 * lse)
                     p_y = torch.exp(z_y - lse)
-                    e = torch.sqrt(torch.clamp(sum_p2 - 2 * p_y + 1, min=0.0)) * mask
-                    per_row_el2n[r0 : r0 + step] = e.sum(1).double().cpu().numpy()
+                    row_el2n.index_add_(0, r, torch.sqrt(torch.clamp(sum_p2 - 2 * p_y + 1, min=0.0)).double())
+            per_row_nll = row_nll.cpu().numpy()
+            per_row_el2n = row_el2n.cpu().numpy()
+            per_row_count = mask.sum(1).cpu().numpy()
         for r, s in enumerate(chunk):
             nll[s.doc] += per_row_nll[r]
             count[s.doc] += int(per_row_count[r])
