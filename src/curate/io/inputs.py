@@ -315,6 +315,32 @@ def source_columns(wanted: Sequence[str] | None, cols: Columns) -> list[str] | N
     return out
 
 
+def iter_unit_batches(
+    shard: Shard,
+    row_group: int | None,
+    cols: Columns,
+    *,
+    columns: Sequence[str] | None = None,
+    batch_size: int = 4096,
+) -> Iterator[pa.RecordBatch]:
+    """Batches of one fit unit: a Parquet row group, or a whole JSONL/IPC shard (row_group None)."""
+    if row_group is None:
+        yield from iter_batches(shard, cols, columns=columns, batch_size=batch_size)
+        return
+    pf = _open_parquet(shard.path)
+    wanted = source_columns(list(columns) if columns is not None else [TEXT], cols)
+    try:
+        table = pf.read_row_group(row_group, columns=wanted, use_threads=False)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputDataError(f"{shard.path}: row group {row_group} cannot be read ({exc})") from exc
+    row = sum(pf.metadata.row_group(i).num_rows for i in range(row_group))
+    for b in table.to_batches(max_chunksize=batch_size):
+        if cols.text in b.schema.names:
+            check_utf8(b, cols.text, f"{shard.path}: row group {row_group}", row)
+        row += b.num_rows
+        yield canonicalize(b, cols)
+
+
 def iter_batches(
     shard: Shard, cols: Columns, *, columns: Sequence[str] | None = None, batch_size: int = 4096
 ) -> Iterator[pa.RecordBatch]:

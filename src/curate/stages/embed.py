@@ -1,0 +1,246 @@
+"""Document embeddings for clustering: hashed TF-IDF n-grams projected to a few hundred dimensions.
+
+`HashedEmbedder` needs no model. The native kernel gives each document its hashed n-gram buckets
+and counts; a term weighs (1 + log count) x idf(bucket), with idf fitted on the pool by
+`DocumentFrequency` (a Fittable: bucket document counts merge by addition) as
+log((1 + N) / (1 + df)) + 1; a sparse random projection (each bucket adds ±1/√s to s seeded
+coordinates, s = 8: a sparse Johnson-Lindenstrauss map, so no buckets x dim matrix is stored)
+brings it to `dim`, and the result is L2-normalised, so squared distance = 2 − 2·cosine. Empty
+documents (no words) get a null embedding.
+
+`ModelEmbedder` mean-pools the last hidden states of a local sentence-embedding or LM folder
+(transformers, offline) over real tokens, batched by length on the GPU when present.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from curate import native
+from curate.errors import MissingDependencyError, StageError
+from curate.native import HashSpec
+from curate.stages.base import Annotator, Fittable, StageContext
+from curate.types import TEXT
+
+EMBEDDING = "embedding"
+PROJECTION_NONZEROS = 8
+
+
+def embedding_type(dim: int) -> pa.DataType:
+    return pa.list_(pa.float32(), dim)
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.uint64, copy=True)
+    with np.errstate(over="ignore"):
+        x += np.uint64(0x9E3779B97F4A7C15)
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return x
+
+
+def projection(buckets: np.ndarray, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each bucket, its PROJECTION_NONZEROS target coordinates and ±1 signs (seeded hashes)."""
+    s = PROJECTION_NONZEROS
+    base = buckets.astype(np.uint64)[:, None] * np.uint64(s) + np.arange(s, dtype=np.uint64)[None, :]
+    h = _splitmix(base ^ _splitmix(np.array([seed], np.uint64))[0])
+    coords = (h % np.uint64(dim)).astype(np.int64)
+    signs = np.where((h >> np.uint64(63)) == 1, 1.0, -1.0)
+    return coords, signs
+
+
+def embeddings_array(vectors: np.ndarray, valid: np.ndarray) -> pa.Array:
+    """A fixed-size-list<float32> column; rows where `valid` is False are null."""
+    dim = vectors.shape[1]
+    values = pa.array(np.ascontiguousarray(vectors, np.float32).reshape(-1), pa.float32())
+    arr = pa.FixedSizeListArray.from_arrays(values, dim)
+    if valid.all():
+        return arr
+    return pa.FixedSizeListArray.from_arrays(values, dim, mask=pa.array(~valid))
+
+
+@dataclass
+class DocFrequency:
+    df: np.ndarray  # int64[buckets]: documents containing each bucket
+    docs: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class DocumentFrequency(Fittable[DocFrequency]):
+    """Fittable: per-bucket document frequencies, for the embedder's idf."""
+
+    name: ClassVar[str] = "idf"
+    spec: HashSpec
+    threads: int = 1
+
+    def requires(self) -> tuple[str, ...]:
+        return (TEXT,)
+
+    def summarize(self, batch: pa.RecordBatch) -> DocFrequency:
+        indptr, indices, _ = native.ngram_features(batch.column(TEXT), self.spec, threads=self.threads)
+        df = np.bincount(indices.astype(np.int64), minlength=self.spec.buckets).astype(np.int64)
+        return DocFrequency(df=df, docs=int((np.diff(indptr) > 0).sum()))
+
+    def merge(self, a: DocFrequency, b: DocFrequency) -> DocFrequency:
+        return DocFrequency(df=a.df + b.df, docs=a.docs + b.docs)
+
+    def empty(self) -> DocFrequency:
+        return DocFrequency(df=np.zeros(self.spec.buckets, np.int64), docs=0)
+
+    def finalize(self, summary: DocFrequency) -> np.ndarray:
+        return np.log((1.0 + summary.docs) / (1.0 + summary.df)) + 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class HashedEmbedder(Annotator):
+    """Annotator: `embedding`, an L2-normalised TF-IDF n-gram vector projected to `dim`."""
+
+    name: ClassVar[str] = "embed"
+    spec: HashSpec
+    idf: np.ndarray = field(repr=False)
+    dim: int = 256
+    seed: int = 0
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.dim < 2:
+            raise StageError(f"embedding dim must be at least 2, got {self.dim}")
+        if self.idf.shape != (self.spec.buckets,):
+            raise StageError(f"idf has {self.idf.shape} entries; the spec has {self.spec.buckets} buckets")
+
+    def requires(self) -> tuple[str, ...]:
+        return (TEXT,)
+
+    def adds(self) -> dict[str, pa.DataType]:
+        return {EMBEDDING: embedding_type(self.dim)}
+
+    def setup(self, ctx: StageContext) -> None:
+        object.__setattr__(self, "threads", max(1, ctx.threads))
+
+    def vectors(self, texts: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(float32[n, dim] L2-normalised, valid[n]) for an Arrow string array."""
+        indptr, indices, counts = native.ngram_features(texts, self.spec, threads=self.threads)
+        n = len(indptr) - 1
+        rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
+        weight = (1.0 + np.log(counts.astype(np.float64))) * self.idf[indices]
+        coords, signs = projection(indices, self.dim, self.seed)
+        flat = (rows[:, None] * self.dim + coords).reshape(-1)
+        out = np.bincount(flat, weights=(weight[:, None] * signs).reshape(-1), minlength=n * self.dim)
+        out = out.reshape(n, self.dim)
+        norm = np.linalg.norm(out, axis=1)
+        valid = norm > 0
+        out[valid] /= norm[valid, None]
+        return out.astype(np.float32), valid
+
+    def annotate(self, batch: pa.RecordBatch) -> dict[str, pa.Array]:
+        vec, valid = self.vectors(batch.column(TEXT))
+        return {EMBEDDING: embeddings_array(vec, valid)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": "hashed", "dim": self.dim, "seed": self.seed, "spec": self.spec.__dict__}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelEmbedder(Annotator):
+    """Annotator: `embedding`, mean-pooled last hidden states of a local transformers model."""
+
+    name: ClassVar[str] = "embed-model"
+    model_path: str
+    device: str = "auto"
+    max_length: int = 256
+    batch_tokens: int = 16_384
+    normalize: bool = True
+
+    def requires(self) -> tuple[str, ...]:
+        return (TEXT,)
+
+    def adds(self) -> dict[str, pa.DataType]:
+        return {EMBEDDING: embedding_type(self.dimension())}
+
+    def __getstate__(self) -> dict[str, Any]:  # the loaded model stays in its worker
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    def dimension(self) -> int:
+        try:
+            from transformers import AutoConfig
+        except ImportError as exc:
+            raise MissingDependencyError(
+                "model embeddings need transformers", hint="pip install 'curate[lm]'"
+            ) from exc
+        try:
+            cfg = AutoConfig.from_pretrained(self.model_path, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise StageError(f"{self.model_path}: not a model folder ({exc})") from exc
+        dim = (
+            getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd", None) or getattr(cfg, "d_model", None)
+        )
+        if not isinstance(dim, int):
+            raise StageError(f"{self.model_path}: cannot tell the hidden size from config.json")
+        return dim
+
+    def setup(self, ctx: StageContext) -> None:
+        if getattr(self, "_model", None) is not None:
+            return
+        from pathlib import Path
+
+        from transformers import AutoModel, AutoTokenizer
+
+        from curate.stages.lm import resolve_device
+
+        if not Path(self.model_path).is_dir():
+            raise StageError(f"{self.model_path}: no such model folder")
+        device = resolve_device(self.device)
+        try:
+            tok = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
+            model = AutoModel.from_pretrained(self.model_path, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise StageError(f"{self.model_path}: cannot load an embedding model ({exc})") from exc
+        model.eval().to(device)
+        object.__setattr__(self, "_tok", tok)
+        object.__setattr__(self, "_model", model)
+        object.__setattr__(self, "_device", device)
+
+    def annotate(self, batch: pa.RecordBatch) -> dict[str, pa.Array]:
+        import torch
+
+        self.setup(StageContext())
+        texts = batch.column(TEXT).to_pylist()
+        n = len(texts)
+        dim = self.dimension()
+        out = np.zeros((n, dim), np.float32)
+        valid = np.array([bool(t and t.strip()) for t in texts])
+        present = np.flatnonzero(valid)
+        tok, model, device = self._tok, self._model, self._device  # type: ignore[attr-defined]
+        enc = tok([texts[i] for i in present], truncation=True, max_length=self.max_length)["input_ids"]
+        order = sorted(range(len(present)), key=lambda j: len(enc[j]))
+        start = 0
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        while start < len(order):
+            width = len(enc[order[min(len(order) - 1, start)]])
+            stop = start + 1
+            while stop < len(order) and len(enc[order[stop]]) * (stop - start + 1) <= self.batch_tokens:
+                stop += 1
+            group = order[start:stop]
+            width = max(len(enc[j]) for j in group)
+            ids = torch.full((len(group), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(group), width), dtype=torch.long)
+            for r, j in enumerate(group):
+                ids[r, : len(enc[j])] = torch.tensor(enc[j])
+                mask[r, : len(enc[j])] = 1
+            ids, mask = ids.to(device), mask.to(device)
+            with torch.inference_mode():
+                hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+                m = mask.unsqueeze(-1).float()
+                pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+                if self.normalize:
+                    pooled = torch.nn.functional.normalize(pooled, dim=-1)
+            out[present[group]] = pooled.cpu().numpy()
+            start = stop
+        return {EMBEDDING: embeddings_array(out, valid)}
