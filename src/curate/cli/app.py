@@ -1014,7 +1014,7 @@ def cluster(
         float, typer.Option(help="Stop when a pass lowers the inertia by less than this share.", min=0.0)
     ] = 1e-4,
     sample_rows: Annotated[
-        int | None, typer.Option(help="Rows k-means++ seeds from (default: max(50K, 100 x k)).", min=1)
+        int | None, typer.Option(help="Rows k-means++ seeds from (default: max(10K, 10 x k)).", min=1)
     ] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
     seed: Seed = 0,
