@@ -63,7 +63,9 @@ def main() -> None:
         run_embed(str(sel_all), str(t / "emb"), seed=args.seed, workers=2)
         run_cluster(str(t / "emb"), str(t / "cl"), k=args.k, seed=args.seed, workers=2)
         cl = pq.read_table(t / "cl", columns=["id", "kmeans_cluster"])
-        cluster_of = dict(zip(cl.column("id").to_pylist(), cl.column("kmeans_cluster").to_pylist(), strict=True))
+        cluster_of = dict(
+            zip(cl.column("id").to_pylist(), cl.column("kmeans_cluster").to_pylist(), strict=True)
+        )
         pool_cov = coverage(corpus.pool, cluster_of)
         rows = []
         for pct in ("0.5%", "1%", "2%", "5%"):

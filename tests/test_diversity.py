@@ -324,3 +324,68 @@ def test_cli_bad_input(tmp_path: Path) -> None:
         from curate.diversity import run_embed
 
         run_embed(str(tmp_path / "e.parquet"), str(tmp_path / "o6"), method="magic")
+
+
+# ---------------------------------------------------------------------------------- refinement
+def test_refinement_weights_and_counts() -> None:
+    from curate.stages.diversity import refinement_counts, refinement_weights
+
+    w, unseen = refinement_weights({0: 1.0, 1: 0.0, 3: -1.0}, 4)
+    assert unseen == 1 and w.sum() == pytest.approx(1.0)
+    assert w[0] / w[1] == pytest.approx(np.e) and w[2] == pytest.approx(w[1])  # cluster 2: the mean, 0.0
+    hot, _ = refinement_weights({0: 1.0, 1: 0.0}, 2, temperature=0.1)
+    assert hot[0] > 0.9999
+    counts = refinement_counts(w, 1000, seed=3)
+    assert counts.sum() == 1000 and np.array_equal(counts, refinement_counts(w, 1000, seed=3))
+    assert counts[0] > counts[1] > 0
+
+
+def test_excluded_rows_are_never_reselected() -> None:
+    rng = np.random.default_rng(0)
+    cluster = rng.integers(0, 3, 600)
+    tie = rng.integers(0, 2**63, 600, dtype=np.uint64)
+    cost = np.ones(600, np.int64)
+    first = balanced_selection(cluster=cluster, cost=cost, tie=tie, budget=90)
+    second = balanced_selection(
+        cluster=cluster, cost=cost, tie=tie, budget=60, exclude=first.selected, weights=np.array([50, 10, 0])
+    )
+    assert not (second.selected & first.selected).any() and int(second.selected.sum()) == 60
+    assert int((second.selected & (cluster == 0)).sum()) == 50
+
+
+def test_cli_refinement_round(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]
+    emb, cl = tmp_path / "emb", tmp_path / "cl"
+    assert cli("embed", str(corpus.pool), str(emb), "--dim", "64", "--no-progress").returncode == 0
+    assert cli("cluster", str(emb), str(cl), "--k", "8", "--no-progress").returncode == 0
+    r0 = tmp_path / "r0"
+    assert cli("diversify", str(cl), str(r0), "--budget", "docs:80", "--no-progress").returncode == 0
+    scores = tmp_path / "scores.json"
+    scores.write_text(json.dumps({"3": 4.0, "5": 0.0}))
+    r1 = tmp_path / "r1"
+    r = cli(
+        "diversify", str(cl), str(r1), "--budget", "docs:40", "--previous", str(r0),
+        "--cluster-scores", str(scores), "--no-progress", "--stats-json", str(tmp_path / "s.json"),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    before = set(pq.read_table(r0).column("id").to_pylist())
+    after = pq.read_table(r1)
+    ids = after.column("id").to_pylist()
+    assert len(ids) == len(set(ids)) == 120 and before <= set(ids)
+    new = [c for i, c in zip(ids, after.column("kmeans_cluster").to_pylist(), strict=True) if i not in before]
+    assert new.count(3) > len(new) / 2  # e^4 over the others' e^(mean score)
+    s = json.loads((tmp_path / "s.json").read_text())["refinement"]
+    assert s["previous_docs"] == 80 and s["new_docs"] == 40 and s["clusters_given_the_prior"] == 6
+    r = cli(
+        "diversify",
+        str(cl),
+        str(tmp_path / "r2"),
+        "--budget",
+        "5%",
+        "--previous",
+        str(r0),
+        "--cluster-scores",
+        str(scores),
+    )
+    assert r.returncode == 1 and "document budget" in r.stderr
+    r = cli("diversify", str(cl), str(tmp_path / "r3"), "--budget", "docs:5", "--cluster-scores", str(scores))
+    assert r.returncode == 1 and "need --previous" in r.stderr

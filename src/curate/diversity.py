@@ -25,7 +25,13 @@ from curate.native import HashSpec
 from curate.pipeline import Pipeline, RunContext, merge_reports, write_selected
 from curate.progress import NoProgress, Progress
 from curate.runner import RunResult, run_map
-from curate.stages.diversity import KMEANS_CLUSTER, KMeansAssign, balanced_selection
+from curate.stages.diversity import (
+    KMEANS_CLUSTER,
+    KMeansAssign,
+    balanced_selection,
+    refinement_counts,
+    refinement_weights,
+)
 from curate.stages.embed import EMBEDDING, DocFrequency, DocumentFrequency, HashedEmbedder, ModelEmbedder
 from curate.types import ID, TEXT
 
@@ -488,6 +494,10 @@ def run_diversify(
     temperature: float = 1.0,
     tokens_column: str = "n_tokens",
     group_by: str | None = None,
+    previous: str | None = None,
+    cluster_scores: str | None = None,
+    score_column: str | None = None,
+    score_temperature: float = 1.0,
     seed: int = 0,
     columns: Columns = Columns(),
     workers: int | None = None,
@@ -495,7 +505,11 @@ def run_diversify(
     batch_size: int = 4096,
     progress: Progress | None = None,
 ) -> RunResult:
-    """Cluster-balanced selection to a budget (METHODS §5.1): allocate, then Gumbel top-k inside."""
+    """Cluster-balanced selection to a budget (METHODS §5.1): allocate, then Gumbel top-k inside.
+
+    With `previous` (an earlier selection from this pool) this is a refinement round (§5.2): the
+    budget (documents) is spread by softmax weights of per-cluster scores, drawn from the rows
+    not selected yet, and the output holds the previous selection plus the new rows."""
     progress = progress or NoProgress()
     nworkers = resolve_workers(workers)
     start = time.perf_counter()
@@ -503,6 +517,15 @@ def run_diversify(
         raise UsageError(f"unknown allocation {allocation!r}; allowed: proportional, equal")
     if temperature <= 0:
         raise UsageError(f"--temperature must be positive, got {temperature}")
+    if previous is not None:
+        if budget.unit != "docs":
+            raise UsageError("a refinement round (--previous) takes a document budget, e.g. docs:10000")
+        if (cluster_scores is None) == (score_column is None):
+            raise UsageError(
+                "a refinement round needs exactly one of --cluster-scores FILE or --score-column C"
+            )
+    elif cluster_scores is not None or score_column is not None:
+        raise UsageError("--cluster-scores and --score-column need --previous (the earlier selection)")
     shards = discover(source)
     unit = "tokens" if budget.unit == "fraction" else budget.unit
     plan = {
@@ -512,6 +535,10 @@ def run_diversify(
         "quality": quality_column,
         "temperature": temperature,
         "seed": seed,
+        "previous": previous,
+        "cluster_scores": cluster_scores,
+        "score_column": score_column,
+        "score_temperature": score_temperature,
         "inputs": [[s.name, s.size] for s in shards],
     }
     manifest = Manifest(Path(dest), plan, overwrite=overwrite)
@@ -546,6 +573,32 @@ def run_diversify(
             f"budget {budget} is larger than the selectable pool ({pool_cost:,} {unit})",
             hint="lower the budget or use a percentage",
         )
+    refine: dict[str, Any] = {}
+    weights = in_prev = None
+    if previous is not None:
+        k = int(cat["cluster"].max()) + 1 if len(cat["cluster"]) else 0
+        prev_ties, scores = previous_selection(previous, columns, score_column, batch_size)
+        if cluster_scores is not None:
+            scores = read_cluster_scores(cluster_scores)
+        in_prev = np.isin(cat["tie"], prev_ties)
+        if not in_prev.any():
+            raise UsageError(f"--previous {previous}: none of its rows are in {source}")
+        weights, unseen = refinement_weights(scores, k, temperature=score_temperature)
+        counts = refinement_counts(weights, int(resolved.amount), seed)
+        left = int((selectable & ~in_prev).sum())
+        if resolved.amount > left:
+            raise UsageError(
+                f"budget {budget}: only {left:,} selectable rows are not in the previous selection"
+            )
+        weights = counts.astype(np.float64)
+        refine = {
+            "previous_docs": int(in_prev.sum()),
+            "clusters_scored": k - unseen,
+            "clusters_given_the_prior": unseen,
+            "weights_top10": [
+                {"cluster": int(c), "draws": int(counts[c])} for c in np.argsort(-counts)[:10] if counts[c]
+            ],
+        }
     sel = balanced_selection(
         cluster=cat["cluster"],
         cost=cat["cost"],
@@ -555,8 +608,10 @@ def run_diversify(
         temperature=temperature,
         allocation=allocation,
         seed=seed,
+        weights=weights,
+        exclude=in_prev,
     )
-    keep = sel.selected
+    keep = sel.selected if in_prev is None else (sel.selected | in_prev)
     per_shard = [np.sort(row_of[keep & (shard_of == i)]) for i in range(len(shards))]
     ctx = RunContext(
         columns=columns, batch_size=batch_size, threads=threads_per_worker(nworkers), output=dest
@@ -593,11 +648,65 @@ def run_diversify(
         "temperature": temperature,
         "seed": seed,
     }
+    if refine:
+        summary["refinement"] = {**refine, "new_docs": int(sel.selected.sum())}
     if group_by:
         groups = np.array([g for r in found if r for g in r["groups"]], dtype=object)
         summary["groups"] = group_shares(groups, cat["cost"], selectable, keep)
     manifest.finish(summary)
     return RunResult(report=report, seconds=time.perf_counter() - start, output=dest, extra=summary)
+
+
+def previous_selection(
+    folder: str, cols: Columns, score_column: str | None, batch_size: int
+) -> tuple[np.ndarray, dict[int, float]]:
+    """Id hashes of an earlier selection and, with `score_column`, its mean score per cluster."""
+    from curate.stages.resample import document_ids
+
+    ties, clusters, values = [], [], []
+    for shard in discover(folder):
+        names = read_schema(shard).names
+        if score_column is not None and (score_column not in names or KMEANS_CLUSTER not in names):
+            raise SchemaError(
+                f"{shard.path}: --score-column needs columns {score_column!r} and {KMEANS_CLUSTER!r}"
+            )
+        want = [c for c in (ID, TEXT, KMEANS_CLUSTER, score_column) if c and (c in names or c == TEXT)]
+        for b in iter_batches(shard, cols, columns=want, batch_size=batch_size):
+            ties.append(document_ids(b))
+            if score_column is not None:
+                clusters.append(
+                    np.asarray(pc.fill_null(b.column(KMEANS_CLUSTER), -1).to_numpy(zero_copy_only=False))
+                )
+                values.append(
+                    np.asarray(
+                        pc.fill_null(pc.cast(b.column(score_column), pa.float64()), np.nan).to_numpy(
+                            zero_copy_only=False
+                        )
+                    )
+                )
+    scores: dict[int, float] = {}
+    if score_column is not None and clusters:
+        c, v = np.concatenate(clusters), np.concatenate(values)
+        ok = (c >= 0) & np.isfinite(v)
+        for cl in np.unique(c[ok]):
+            scores[int(cl)] = float(v[ok & (c == cl)].mean())
+    return (np.concatenate(ties) if ties else np.zeros(0, np.uint64)), scores
+
+
+def read_cluster_scores(path: str) -> dict[int, float]:
+    """A JSON object {"cluster id": score} (or a list of scores indexed by cluster)."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"--cluster-scores {path}: not a readable JSON file ({exc})") from exc
+    try:
+        if isinstance(raw, list):
+            return {i: float(v) for i, v in enumerate(raw) if v is not None}
+        return {int(k): float(v) for k, v in raw.items()}
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise UsageError(
+            f'--cluster-scores {path}: expected {{"cluster": score, ...}} or a list of scores ({exc})'
+        ) from exc
 
 
 def _has(shards: list[Shard], column: str) -> bool:

@@ -1098,6 +1098,23 @@ def diversify(
     group_by: Annotated[
         str | None, typer.Option(help="Report each group's share of the pool and of the selection.")
     ] = None,
+    previous: Annotated[
+        str | None,
+        typer.Option(
+            help="Refinement round: the earlier selection from this pool. OUT gets it plus --budget "
+            "(docs:N) new rows, spread over clusters by softmax of their scores."
+        ),
+    ] = None,
+    cluster_scores: Annotated[
+        str | None, typer.Option(help='Refinement: JSON {"cluster": score} (higher: more budget).')
+    ] = None,
+    score_column: Annotated[
+        str | None,
+        typer.Option(help="Refinement: a per-row score in --previous; a cluster's score is its mean."),
+    ] = None,
+    score_temperature: Annotated[
+        float, typer.Option(help="Refinement: softmax temperature of the cluster scores.", min=1e-9)
+    ] = 1.0,
     seed: Seed = 0,
     workers: Workers = 0,
     text_column: TextColumn = "text",
@@ -1111,7 +1128,11 @@ def diversify(
 
     Each cluster gets a share of the budget, then documents are drawn inside it without
     replacement (Gumbel top-k, reproducible by --seed), by quality when --quality-column is given.
-    Run `curate embed` and `curate cluster` first."""
+    Run `curate embed` and `curate cluster` first.
+
+    Iterative refinement: score the clusters of a selection (e.g. the reward gap of a model
+    trained on it), then `curate diversify IN OUT2 --previous OUT --score-column gap --budget
+    docs:N` draws N more rows, more from the clusters that scored higher."""
     from curate.budget import parse_budget
     from curate.diversity import run_diversify
 
@@ -1126,6 +1147,10 @@ def diversify(
         temperature=temperature,
         tokens_column=tokens_column,
         group_by=group_by,
+        previous=previous,
+        cluster_scores=cluster_scores,
+        score_column=score_column,
+        score_temperature=score_temperature,
         seed=seed,
         columns=_columns(text_column, id_column),
         workers=workers,

@@ -276,6 +276,16 @@ def diversify_report(s: dict[str, Any], seconds: float) -> None:
         ("inside clusters", f"by {s['quality']} / {s['temperature']:g}" if s["quality"] else "uniform"),
         ("seconds", f"{seconds:.2f}"),
     ]
+    if "refinement" in s:
+        r = s["refinement"]
+        draws = ", ".join(f"{d['cluster']}: {d['draws']}" for d in r["weights_top10"][:5])
+        rows.append(
+            (
+                "refinement",
+                f"{r['previous_docs']:,} previous + {r['new_docs']:,} new docs; {r['clusters_scored']} clusters "
+                f"scored, {r['clusters_given_the_prior']} given the mean score; most draws {draws}",
+            )
+        )
     if "groups" in s:
         g = s["groups"]
         rows.append(("groups", f"{g['groups_selected']:,} of {g['groups_in_pool']:,} in the selection"))

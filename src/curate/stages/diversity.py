@@ -141,13 +141,18 @@ def balanced_selection(
     temperature: float = 1.0,
     allocation: str = "proportional",
     seed: int = 0,
+    weights: np.ndarray | None = None,
+    exclude: np.ndarray | None = None,
 ) -> BalancedSelection:
     """Rows to keep: per-cluster shares of `budget`, Gumbel top-k inside each cluster.
 
-    Rows with cluster < 0 (no embedding) or a non-finite quality are never selected."""
+    Rows with cluster < 0 (no embedding), a non-finite quality or `exclude` set are never
+    selected. `weights` (one per cluster) replaces the allocation rule: shares ∝ weights."""
     cluster = np.asarray(cluster, np.int64)
     cost = np.asarray(cost, np.int64)
     ok = cluster >= 0
+    if exclude is not None:
+        ok &= ~exclude
     key = gumbel_noise(tie, seed)
     if quality is not None:
         key = key + quality / temperature
@@ -157,7 +162,13 @@ def balanced_selection(
     c = np.where(ok, cluster, 0)
     size = np.bincount(c[ok], minlength=k)
     capacity = np.bincount(c[ok], weights=cost[ok], minlength=k)
-    weight = size.astype(np.float64) if allocation == "proportional" else (size > 0).astype(np.float64)
+    if weights is not None:
+        weight = np.zeros(k)
+        weight[: min(k, len(weights))] = np.asarray(weights, np.float64)[:k]
+    elif allocation == "proportional":
+        weight = size.astype(np.float64)
+    else:
+        weight = (size > 0).astype(np.float64)
     alloc = allocate(capacity, weight, budget)
 
     rows = np.flatnonzero(ok)
@@ -187,3 +198,29 @@ def balanced_selection(
     return BalancedSelection(
         selected=selected, cluster=c, allocation=alloc, size=size, budget=budget, filled=filled
     )
+
+
+def refinement_weights(
+    scores: dict[int, float], k: int, *, temperature: float = 1.0
+) -> tuple[np.ndarray, int]:
+    """Softmax cluster weights from per-cluster scores (METHODS §5.2 step 3) over all k clusters.
+
+    A cluster without a score gets the mean of the others (a neutral prior: no evidence either
+    way), so it can still be drawn; the released code's weight vector skipped such clusters and
+    broke. Returns (weights, clusters that got the prior)."""
+    s = np.full(k, np.nan)
+    for c, v in scores.items():
+        if 0 <= c < k and np.isfinite(v):
+            s[c] = v
+    seen = np.isfinite(s)
+    prior = float(s[seen].mean()) if seen.any() else 0.0
+    s[~seen] = prior
+    z = (s - s.max()) / temperature
+    w = np.exp(z)
+    return w / w.sum(), int((~seen).sum())
+
+
+def refinement_counts(weights: np.ndarray, n_new: int, seed: int) -> np.ndarray:
+    """Step 4: n_new cluster labels drawn with replacement from Categorical(weights), as counts."""
+    rng = np.random.default_rng([seed, 0x5EED])
+    return rng.multinomial(n_new, weights / weights.sum()).astype(np.int64)
