@@ -25,12 +25,13 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).parent))
 
 
-def coverage(folder: Path) -> dict[str, int]:
-    t = pq.read_table(folder, columns=["source", "domain"])
+def coverage(folder: Path, cluster_of: dict[str, int]) -> dict[str, int]:
+    t = pq.read_table(folder, columns=["id", "domain"])
+    clusters = {cluster_of.get(i, -1) for i in t.column("id").to_pylist()} - {-1}
     return {
         "docs": t.num_rows,
-        "sources": len(set(t.column("source").to_pylist())),
         "domains": len(set(t.column("domain").to_pylist())),
+        "clusters": len(clusters),
     }
 
 
@@ -97,9 +98,9 @@ def main() -> None:
             rows.append(
                 {
                     "budget": pct,
-                    "importance": coverage(imp),
-                    "diversify": coverage(div),
-                    "diversify+importance": coverage(both),
+                    "importance": coverage(imp, cluster_of),
+                    "diversify": coverage(div, cluster_of),
+                    "diversify+importance": coverage(both, cluster_of),
                 }
             )
     print(json.dumps({"bench": "diversity_coverage", "k": args.k, "pool": pool_cov, "rows": rows}))
