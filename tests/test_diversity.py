@@ -389,3 +389,30 @@ def test_cli_refinement_round(tmp_path: Path, corpus) -> None:  # type: ignore[n
     assert r.returncode == 1 and "document budget" in r.stderr
     r = cli("diversify", str(cl), str(tmp_path / "r3"), "--budget", "docs:5", "--cluster-scores", str(scores))
     assert r.returncode == 1 and "need --previous" in r.stderr
+
+
+# ---------------------------------------------------------------------------------- select --diversity
+def test_select_with_diversity_spreads_the_budget(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]
+    def run(out: Path, *extra: str) -> dict:  # type: ignore[type-arg]
+        stats = out.with_suffix(".json")
+        r = cli(
+            "select", str(corpus.pool), str(out), "--target", str(corpus.target), "--budget", "3%",
+            "--no-progress", "--stats-json", str(stats), *extra,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        return json.loads(stats.read_text())  # type: ignore[no-any-return]
+
+    plain = run(tmp_path / "plain")
+    div = run(tmp_path / "div", "--diversity", "8", "-w", "2")
+    t = pq.read_table(tmp_path / "div")
+    assert "kmeans_cluster" in t.column_names and "embedding" not in t.column_names
+    assert div["diversity"]["clusters_covered"] == 8 and div["diversity"]["kmeans"]["passes"] >= 2
+    domains_plain = set(pq.read_table(tmp_path / "plain").column("domain").to_pylist())
+    domains_div = set(t.column("domain").to_pylist())
+    assert len(domains_div) > len(domains_plain)
+    assert abs(div["budget_error"]) < 0.2 and plain["selected_docs"] > 0
+    one = run(tmp_path / "div1", "--diversity", "8", "-w", "1")
+    assert one["selected_docs"] == div["selected_docs"]
+    assert pq.read_table(tmp_path / "div1").column("id").equals(t.column("id"))
+    again = run(tmp_path / "div", "--diversity", "8", "-w", "2")  # a rerun of a finished run
+    assert again["selected_docs"] == div["selected_docs"]

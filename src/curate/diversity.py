@@ -60,6 +60,7 @@ def fit_idf(
     workers: int,
     batch_size: int,
     progress: Progress,
+    pool: WorkerPool | None = None,
 ) -> DocFrequency:
     """Document frequencies over a seeded random order of the pool's row groups, up to max_docs."""
     from curate.select import fit_units
@@ -81,6 +82,7 @@ def fit_idf(
         workers=workers,
         on_result=lambda i, r: progress.advance("fit idf", 1),
         until=take,
+        pool=pool,
     )
     progress.end("fit idf")
     if total.docs == 0:
@@ -188,7 +190,16 @@ def embedding_matrix(
     return x, valid
 
 
-def _iter_embeddings(shard: Shard, cols: Columns, column: str, batch_size: int) -> Any:
+EmbeddingSource = str | HashedEmbedder  # a column of embeddings, or an embedder of the text
+
+
+def _iter_embeddings(shard: Shard, cols: Columns, column: EmbeddingSource, batch_size: int) -> Any:
+    """(valid rows' embeddings, valid mask) per batch, read from a column or computed from text."""
+    if isinstance(column, HashedEmbedder):
+        for b in iter_batches(shard, cols, columns=[TEXT], batch_size=batch_size):
+            vec, valid = column.vectors(b.column(TEXT))
+            yield vec[valid], valid
+        return
     schema = read_schema(shard)
     if column not in schema.names:
         raise SchemaError(f"{shard.path}: no embedding column {column!r}", hint="run `curate embed` first")
@@ -200,7 +211,7 @@ def _iter_embeddings(shard: Shard, cols: Columns, column: str, batch_size: int) 
 
 
 def sample_unit(
-    shard: Shard, cols: Columns, column: str, p: float, seed: int, batch_size: int
+    shard: Shard, cols: Columns, column: EmbeddingSource, p: float, seed: int, batch_size: int
 ) -> dict[str, Any]:
     """Valid rows, a seeded share p of them, and the embedding dimension of one shard."""
     rng = np.random.default_rng([seed, shard.index])
@@ -218,7 +229,7 @@ def sample_unit(
 
 
 def pass_unit(
-    shard: Shard, cols: Columns, column: str, centroids: np.ndarray, device: str, batch_size: int
+    shard: Shard, cols: Columns, column: EmbeddingSource, centroids: np.ndarray, device: str, batch_size: int
 ) -> KMeansSummary:
     k, d = centroids.shape
     total = KMeansSummary.empty(k, d)
@@ -313,7 +324,7 @@ def _fit_kmeans(
     shards: list[Shard],
     source: str,
     k: int,
-    column: str,
+    column: EmbeddingSource,
     seed: int,
     max_iter: int,
     tol: float,
@@ -382,13 +393,78 @@ def _fit_kmeans(
     )
     progress.end("k-means")
     model.info = {
-        "column": column,
+        "column": column if isinstance(column, str) else "hashed embeddings of the text",
         "source": source,
         "sample_rows": len(sample),
         "tol": tol,
         "max_iter": max_iter,
     }
     return model, len(sample), rows, valid
+
+
+def fit_pool_clusters(
+    shards: list[Shard],
+    columns: Columns,
+    *,
+    k: int,
+    seed: int,
+    workers: int,
+    batch_size: int,
+    progress: Progress,
+    pool: WorkerPool | None,
+    dim: int = 256,
+    idf_docs: int = 200_000,
+    device: str = "auto",
+    max_iter: int = 20,
+    tol: float = 1e-4,
+) -> tuple[HashedEmbedder, KMeansModel]:
+    """Hashed embeddings computed from the text on the fly (never stored) and k-means on them:
+    what `curate select --diversity K` needs to assign every row a cluster."""
+    from curate.stages.lm import resolve_device
+
+    dev = resolve_device(device)
+    spec = HashSpec(buckets=1 << 18, order=2, seed=seed)
+    df = fit_idf(
+        shards,
+        spec,
+        max_docs=idf_docs,
+        seed=seed,
+        columns=columns,
+        workers=workers,
+        batch_size=batch_size,
+        progress=progress,
+        pool=pool,
+    )
+    embedder = HashedEmbedder(spec=spec, idf=DocumentFrequency(spec=spec).finalize(df), dim=dim, seed=seed)
+    import pyarrow.parquet as pq
+
+    total_rows = sum(pq.ParquetFile(s.path).metadata.num_rows if s.format == "parquet" else 0 for s in shards)
+    want = default_sample_rows(k)
+    p = 1.0 if not total_rows else min(1.0, 1.5 * want / total_rows)
+    owned = pool is None
+    pool = pool or WorkerPool(min(workers, len(shards)))
+    try:
+        model, _, _, _ = _fit_kmeans(
+            shards,
+            "pool",
+            k,
+            embedder,
+            seed,
+            max_iter,
+            tol,
+            want,
+            p,
+            dev,
+            columns,
+            workers,
+            batch_size,
+            progress,
+            pool,
+        )
+    finally:
+        if owned:
+            pool.close()
+    return embedder, model
 
 
 def _cluster_column(shard: Shard, cols: Columns) -> np.ndarray:

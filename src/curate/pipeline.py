@@ -287,8 +287,12 @@ def collect_keys(
     exact_sample: Any = None,
     exact_sample_every: int = 64,
     mask_path: str | None = None,
+    row_column: str | None = None,
 ) -> ShardReport:
     """Pass 1: annotate, compute selection keys and costs for every row, spill them to .npz.
+
+    With `row_column` (an integer column the pipeline adds, e.g. a cluster id), its values are
+    spilled too (null as -1), for a decision that needs them per row.
 
     Only the columns the pipeline, the selector and the report need are read. With
     `exact_sample` (a TokenCounter), about one row in `exact_sample_every` (chosen by id hash)
@@ -308,7 +312,7 @@ def collect_keys(
             f"{shard.path}: no group-by column {group_by!r}; columns present: {', '.join(schema.names)}"
         )
     pipeline.validate(schema, shard.path)
-    keys, ties, costs, tokens, nbytes, exact = [], [], [], [], [], []
+    keys, ties, costs, tokens, nbytes, exact, row_values = [], [], [], [], [], [], []
     groups: dict[str, list[int]] = {}
     token_col = getattr(selector, "tokens_column", None)
     for batch in iter_batches(shard, ctx.columns, columns=columns, batch_size=ctx.batch_size):
@@ -335,6 +339,14 @@ def collect_keys(
             if len(pick):
                 ex[pick] = exact_sample.count(out.column(TEXT).take(pa.array(pick)))
         exact.append(ex)
+        if row_column is not None:
+            row_values.append(
+                np.asarray(
+                    pc.fill_null(pc.cast(out.column(row_column), pa.int64()), -1).to_numpy(
+                        zero_copy_only=False
+                    )
+                )
+            )
         vals = _group_values(out, group_by)
         if vals is not None:
             _add_groups(groups, vals, t)
@@ -353,6 +365,7 @@ def collect_keys(
         tokens=cat(tokens, np.int64),
         bytes=cat(nbytes, np.int64),
         exact=cat(exact, np.int64),
+        row_col=cat(row_values, np.int64),
     )
     report.extra = {
         "groups": groups,

@@ -118,6 +118,8 @@ SELECT_TYPES: dict[str, tuple[type, ...]] = {
     "dedup": (str,),
     "quality": (str,),
     "quality_keep": (str,),
+    "diversity": (int,),
+    "diversity_allocation": (str,),
 }
 
 

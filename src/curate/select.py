@@ -78,6 +78,8 @@ class SelectConfig(FitConfig):
     dedup: str | None = None  # "exact" or "minhash": applied before selection
     quality: str | None = None  # a fastText model: keep the top `quality_keep` of the pool by it
     quality_keep: str = "50%"
+    diversity: int | None = None  # k: cluster the pool and spread the budget across clusters
+    diversity_allocation: str = "proportional"
     top_k: bool = False
     temperature: float = 1.0
     policy: Policy = "cover"
@@ -439,6 +441,10 @@ def _select(
     config: SelectConfig, workers: int, overwrite: bool, progress: Progress, pool_: WorkerPool
 ) -> SelectResult:
     budget = parse_budget(config.budget)
+    if config.diversity is not None and config.diversity_allocation not in ("proportional", "equal"):
+        raise UsageError(
+            f"unknown diversity allocation {config.diversity_allocation!r}; allowed: proportional, equal"
+        )
     pool = discover(config.pool)
     target = discover(config.target)
     pcols = Columns(text=config.text_column, id=config.id_column)
@@ -507,6 +513,17 @@ def _select(
                 np.save(path, keep)
             manifest.set_phase("prefilter", prefilter_stats)
             timings["prefilter"] = PhaseTiming(time.perf_counter() - t0, 0)
+    # ---- diversity: clusters of hashed embeddings; the budget is then spread across clusters
+    row_column = None
+    kmeans_stats: dict[str, Any] = {}
+    if config.diversity is not None:
+        from curate.stages.diversity import KMEANS_CLUSTER, KMeansAssign
+
+        embedder, centroids, kmeans_stats = _diversity_phase(
+            config, pool, pcols, out, manifest, workers, pool_, progress, timings, resumed
+        )
+        pipeline = Pipeline(stages=(scorer, embedder, KMeansAssign(centroids=centroids)))
+        row_column = KMEANS_CLUSTER
     selector = GumbelTopK(
         by=DSIR_LOG_WEIGHT,
         budget=budget,
@@ -556,6 +573,7 @@ def _select(
                 sample_counter,
                 every,
                 mask_paths[s.index],
+                row_column,
             )
             for s in todo
         ],
@@ -598,7 +616,13 @@ def _select(
         decision = manifest.phase("decide")
         resumed.append("decide")
     else:
-        per_shard, decision = decide(keys_paths, resolved, config.policy)
+
+        def cut(b: Budget) -> tuple[list[np.ndarray], dict[str, Any]]:
+            if config.diversity is None:
+                return decide(keys_paths, b, config.policy)
+            return decide_balanced(keys_paths, b, config.diversity_allocation)
+
+        per_shard, decision = cut(resolved)
         # A fraction is a share in the estimate's own units; only absolute token budgets are corrected.
         if budget.unit == "tokens" and not counter.exact:
             ratio, n_sampled = _exact_ratio(keys_paths, per_shard)
@@ -608,9 +632,7 @@ def _select(
             # in kind to the selected ones.
             while n_sampled < MIN_CORRECTION_SAMPLE and resolved.amount * band < eligible_tokens:
                 band *= 2
-                wider, _ = decide(
-                    keys_paths, Budget(unit="tokens", amount=resolved.amount * band), config.policy
-                )
+                wider, _ = cut(Budget(unit="tokens", amount=resolved.amount * band))
                 ratio, n_sampled = _exact_ratio(keys_paths, wider)
             decision["exact_sample_docs"] = n_sampled
             decision["exact_over_estimate"] = ratio
@@ -618,7 +640,7 @@ def _select(
             if n_sampled >= MIN_CORRECTION_SAMPLE:
                 # Re-cut the prefix so that the selection's exact tokens, not its estimate, meet the budget.
                 corrected = Budget(unit="tokens", amount=min(resolved.amount / ratio, float(eligible_tokens)))
-                per_shard, d2 = decide(keys_paths, corrected, config.policy)
+                per_shard, d2 = cut(corrected)
                 decision.update(d2, corrected_budget=corrected.amount)
         np.savez(sel_path, **{f"s{i}": r for i, r in enumerate(per_shard)})  # type: ignore[arg-type]
         manifest.set_phase("decide", decision)
@@ -650,9 +672,26 @@ def _select(
         )
         progress.advance("write", s.size)
 
+    cluster_of: dict[int, dict[str, np.ndarray]] = {}
+    if config.diversity is not None:  # selected rows carry their cluster (the embedding is not kept)
+        for s in todo2:
+            with np.load(keys_paths[s.index], allow_pickle=False) as z:
+                cluster_of[s.index] = {"kmeans_cluster": z["row_col"][per_shard[s.index]].astype(np.int32)}
     map_tasks(
         write_selected,
-        [(write_pipeline, s, per_shard[s.index], ctx, finalize, summarize, config.group_by) for s in todo2],
+        [
+            (
+                write_pipeline,
+                s,
+                per_shard[s.index],
+                ctx,
+                finalize,
+                summarize,
+                config.group_by,
+                cluster_of.get(s.index),
+            )
+            for s in todo2
+        ],
         workers=workers,
         on_result=_write_done,
         pool=pool_,
@@ -694,8 +733,100 @@ def _select(
         shards=len(pool),
         prefilter=prefilter_stats,
     )
+    if config.diversity is not None:
+        summary["diversity"] = {
+            "k": config.diversity,
+            "allocation": config.diversity_allocation,
+            **decision.get("diversity", {}),
+            "kmeans": kmeans_stats,
+        }
     manifest.finish(summary)  # also removes the keys and the selection from the work dir
     return SelectResult(summary=summary, output=out, manifest=manifest.path, resumed=resumed)
+
+
+def decide_balanced(
+    keys_paths: list[str], budget: Budget, allocation: str
+) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """`--diversity`: each cluster gets a share of the budget and takes its rows in key order
+    (DSIR log weight / T + Gumbel noise), i.e. importance resampling inside each cluster's share.
+    Memory: 32 bytes per pool row in the driver (keys, ties, costs, clusters)."""
+    from curate.stages.diversity import balanced_selection
+
+    parts = []
+    for path in keys_paths:
+        with np.load(path, allow_pickle=False) as z:
+            parts.append((z["key"], z["tie"], z["cost"], z["row_col"]))
+    key = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0)
+    tie = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.uint64)
+    cost = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.int64)
+    cluster = np.concatenate([p[3] for p in parts]) if parts else np.zeros(0, np.int64)
+    shard_of = np.concatenate([np.full(len(p[0]), i, np.int64) for i, p in enumerate(parts)])
+    row_of = np.concatenate([np.arange(len(p[0]), dtype=np.int64) for p in parts])
+    sel = balanced_selection(
+        cluster=cluster, cost=cost, tie=tie, budget=budget.amount, key=key, allocation=allocation
+    )
+    keep = sel.selected
+    selectable = np.isfinite(key) & (cluster >= 0)
+    per_shard = [np.sort(row_of[keep & (shard_of == i)]) for i in range(len(parts))]
+    return per_shard, {
+        "selected_cost": int(cost[keep].sum()),
+        "selected_docs": int(keep.sum()),
+        "key_threshold": float(key[keep].min()) if keep.any() else float("nan"),
+        "diversity": sel.report(cost, selectable, int(cost[selectable].sum())),
+    }
+
+
+def _diversity_phase(
+    config: SelectConfig,
+    pool: list[Shard],
+    cols: Columns,
+    out: Path,
+    manifest: Manifest,
+    workers: int,
+    pool_: WorkerPool,
+    progress: Progress,
+    timings: dict[str, PhaseTiming],
+    resumed: list[str],
+) -> tuple[Any, np.ndarray, dict[str, Any]]:
+    """Fit (or, on a rerun, load) the embedder's idf and the k-means centroids for --diversity."""
+    from curate.diversity import EMBED_ARTIFACT, KMEANS_ARTIFACT, fit_pool_clusters
+    from curate.kmeans import KMeansModel
+    from curate.stages.embed import HashedEmbedder
+
+    embed_path, kmeans_path = out / f"{EMBED_ARTIFACT}.npz", out / KMEANS_ARTIFACT
+    done = manifest.phase("diversity")
+    if done and embed_path.exists() and kmeans_path.with_suffix(".npz").exists():
+        with np.load(embed_path, allow_pickle=False) as z:
+            idf = z["idf"]
+        embedder = HashedEmbedder(
+            spec=HashSpec(buckets=len(idf), order=2, seed=config.seed), idf=idf, dim=256, seed=config.seed
+        )
+        resumed.append("diversity")
+        return embedder, KMeansModel.load(kmeans_path).centroids, done
+    assert config.diversity is not None
+    t0 = time.perf_counter()
+    embedder, model = fit_pool_clusters(
+        pool,
+        cols,
+        k=config.diversity,
+        seed=config.seed,
+        workers=workers,
+        batch_size=config.batch_size,
+        progress=progress,
+        pool=pool_,
+    )
+    np.savez(embed_path, idf=embedder.idf)
+    model.save(kmeans_path)
+    stats = {
+        "passes": model.iterations,
+        "converged": model.converged,
+        "inertia_per_pass": model.inertia,
+        "reseeded_empty_clusters": model.reseeded,
+        "rows": model.rows,
+    }
+    manifest.set_phase("diversity", stats)
+    timings["diversity"] = PhaseTiming(time.perf_counter() - t0, 0)
+    return embedder, model.centroids, stats
 
 
 MIN_CORRECTION_SAMPLE = 20

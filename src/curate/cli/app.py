@@ -173,6 +173,17 @@ def select(
         str,
         typer.Option(help="Share of the (deduplicated) pool the quality filter keeps (a global percentile)."),
     ] = "50%",
+    diversity: Annotated[
+        int | None,
+        typer.Option(
+            help="Cluster the pool into this many k-means clusters (hashed embeddings) and spread the "
+            "budget across them; importance resampling runs inside each cluster's share.",
+            min=1,
+        ),
+    ] = None,
+    diversity_allocation: Annotated[
+        str, typer.Option(help="With --diversity: proportional (to cluster size) or equal shares.")
+    ] = "proportional",
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
     batch_size: BatchSize = 4096,
@@ -211,7 +222,10 @@ def select(
         dedup=dedup,
         quality=str(quality) if quality is not None else None,
         quality_keep=quality_keep,
+        diversity=diversity,
+        diversity_allocation=diversity_allocation,
     )
+    _choice("--diversity-allocation", diversity_allocation, ("proportional", "equal"))
     if dedup is not None:
         _choice("--dedup", dedup, ("exact", "minhash"))
     result = _with_progress(no_progress, run_select, config, workers=workers, overwrite=overwrite)

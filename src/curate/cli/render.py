@@ -116,6 +116,14 @@ def select_report(s: dict[str, Any]) -> None:
                 f"(exact/estimate {corr['exact_over_estimate']:.3f})"
             )
         t.add_row("", f"reported: {s['reported_token_counter']}{note}")
+    if "diversity" in s:
+        d = s["diversity"]
+        t.add_row(
+            "diversity",
+            f"k={d['k']} ({d['allocation']}): {d.get('clusters_covered', 0):,} of {d.get('clusters_nonempty', 0):,} "
+            f"clusters covered; largest cluster {d.get('budget_share_per_cluster', {}).get('max', 0) * 100:.1f}% "
+            f"of the selection; k-means {d.get('kmeans', {}).get('passes', '?')} passes",
+        )
     t.add_row(f"vs budget ({unit})", _pct(s["budget_error"]))
     t.add_row(
         "pool",

@@ -143,20 +143,23 @@ def balanced_selection(
     seed: int = 0,
     weights: np.ndarray | None = None,
     exclude: np.ndarray | None = None,
+    key: np.ndarray | None = None,
 ) -> BalancedSelection:
     """Rows to keep: per-cluster shares of `budget`, Gumbel top-k inside each cluster.
 
     Rows with cluster < 0 (no embedding), a non-finite quality or `exclude` set are never
-    selected. `weights` (one per cluster) replaces the allocation rule: shares ∝ weights."""
+    selected. `weights` (one per cluster) replaces the allocation rule: shares ∝ weights.
+    `key` gives the ranking keys directly (larger is better; -inf never selected)."""
     cluster = np.asarray(cluster, np.int64)
     cost = np.asarray(cost, np.int64)
     ok = cluster >= 0
     if exclude is not None:
         ok &= ~exclude
-    key = gumbel_noise(tie, seed)
-    if quality is not None:
-        key = key + quality / temperature
-        ok &= np.isfinite(quality)
+    if key is None:  # else precomputed keys (e.g. DSIR log weight / T + Gumbel noise)
+        key = gumbel_noise(tie, seed)
+        if quality is not None:
+            key = key + quality / temperature
+    ok &= np.isfinite(key)
     key = np.where(ok, key, -np.inf)
     k = int(cluster.max()) + 1 if ok.any() else 0
     c = np.where(ok, cluster, 0)
