@@ -226,6 +226,16 @@ def test_assign_stage_rejects_wrong_dimension_and_nans() -> None:
     emb = pa.array([[1.0, 0.0, 0.0], None, [0.0, 0.1, 0.9]], pa.list_(pa.float32(), 3))
     out = stage.annotate(pa.RecordBatch.from_pydict({"embedding": emb}))
     assert out["kmeans_cluster"].to_pylist() == [0, None, 2]
+    ragged_ok = pa.array([[0.0, 1.0, 0.0], [], None], pa.list_(pa.float64()))  # empty = no embedding
+    out = stage.annotate(pa.RecordBatch.from_pydict({"embedding": ragged_ok}))
+    assert out["kmeans_cluster"].to_pylist() == [1, None, None]
+    from curate.stages.diversity import KMeansStep
+
+    step = KMeansStep(centroids=centroids)
+    batch = pa.RecordBatch.from_pydict({"embedding": emb})
+    summary = step.merge(step.empty(), step.summarize(batch))
+    assert summary.rows == 2 and summary.counts.tolist() == [1, 0, 1]
+    assert step.finalize(summary).shape == (3, 3)
     bad = pa.array([[1.0, 0.0]], pa.list_(pa.float32(), 2))
     with pytest.raises(SchemaError, match="2 dimensions"):
         stage.annotate(pa.RecordBatch.from_pydict({"embedding": bad}))

@@ -20,7 +20,7 @@ from curate.errors import SchemaError, UsageError
 from curate.executors.local import WorkerPool, map_tasks, resolve_workers, threads_per_worker
 from curate.io.inputs import Columns, Shard, discover, iter_batches, iter_unit_batches, read_schema
 from curate.io.outputs import Manifest
-from curate.kmeans import KMeansModel, KMeansSummary, default_sample_rows, fit, lloyd_summary, merge_summaries
+from curate.kmeans import KMeansModel, KMeansSummary, default_sample_rows, fit, merge_summaries
 from curate.native import HashSpec
 from curate.pipeline import Pipeline, RunContext, merge_reports, write_selected
 from curate.progress import NoProgress, Progress
@@ -28,11 +28,19 @@ from curate.runner import RunResult, run_map
 from curate.stages.diversity import (
     KMEANS_CLUSTER,
     KMeansAssign,
+    KMeansStep,
     balanced_selection,
     refinement_counts,
     refinement_weights,
 )
-from curate.stages.embed import EMBEDDING, DocFrequency, DocumentFrequency, HashedEmbedder, ModelEmbedder
+from curate.stages.embed import (
+    EMBEDDING,
+    DocFrequency,
+    DocumentFrequency,
+    HashedEmbedder,
+    ModelEmbedder,
+    embedding_matrix,
+)
 from curate.types import ID, TEXT
 
 EMBED_ARTIFACT = "_embed"
@@ -155,41 +163,6 @@ def run_embed(
 
 
 # ---------------------------------------------------------------------------------- cluster
-def embedding_matrix(
-    batch: pa.RecordBatch, column: str, where: str, first_row: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(float32[n, d] of the valid rows, valid mask[n]); null rows are invalid, NaNs are errors."""
-    col = batch.column(column)
-    t = col.type
-    if pa.types.is_fixed_size_list(t):
-        dim = t.list_size
-    elif pa.types.is_list(t) or pa.types.is_large_list(t):
-        lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
-        ok = ~np.isnan(lengths.astype(float))
-        dims = np.unique(lengths[ok]) if ok.any() else np.array([0])
-        if len(dims) > 1:
-            bad = int(np.flatnonzero(ok & (lengths != dims[0]))[0])
-            raise SchemaError(
-                f"{where}: row {first_row + bad}: embedding has {int(lengths[bad])} values, "
-                f"earlier rows have {int(dims[0])}"
-            )
-        dim = int(dims[0])
-    else:
-        raise SchemaError(f"{where}: column {column!r} has type {t}; expected a list of floats")
-    if not pa.types.is_floating(t.value_type):
-        raise SchemaError(f"{where}: column {column!r} holds {t.value_type}, not floats")
-    valid = col.is_valid().to_numpy(zero_copy_only=False)
-    if dim == 0:
-        valid[:] = False
-    flat = col.filter(pa.array(valid)).flatten() if valid.any() else pa.array([], pa.float32())
-    x = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, max(dim, 1))
-    if not np.isfinite(x).all():
-        bad_valid = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
-        bad = int(np.flatnonzero(valid)[bad_valid])
-        raise SchemaError(f"{where}: row {first_row + bad}: embedding contains NaN or infinity")
-    return x, valid
-
-
 EmbeddingSource = str | HashedEmbedder  # a column of embeddings, or an embedder of the text
 
 
@@ -231,12 +204,14 @@ def sample_unit(
 def pass_unit(
     shard: Shard, cols: Columns, column: EmbeddingSource, centroids: np.ndarray, device: str, batch_size: int
 ) -> KMeansSummary:
-    k, d = centroids.shape
-    total = KMeansSummary.empty(k, d)
+    """One shard's share of a Lloyd pass (the KMeansStep Fittable over its batches)."""
+    step = KMeansStep(centroids=centroids, device=device)
+    total = step.empty()
     for x, _ in _iter_embeddings(shard, cols, column, batch_size):
-        if len(x) and x.shape[1] != d:
-            raise SchemaError(f"{shard.path}: embeddings have {x.shape[1]} dimensions, the centroids {d}")
-        total = merge_summaries(total, lloyd_summary(x, centroids, device))
+        try:
+            total = step.merge(total, step.summarize_matrix(x))
+        except SchemaError as exc:
+            raise SchemaError(f"{shard.path}: {exc.message}") from None
     return total
 
 

@@ -21,8 +21,9 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
-from curate.stages.base import Annotator
-from curate.stages.embed import EMBEDDING
+from curate.kmeans import KMeansSummary, lloyd_summary, merge_summaries, update_centroids
+from curate.stages.base import Annotator, Fittable
+from curate.stages.embed import EMBEDDING, embedding_matrix
 from curate.stages.resample import gumbel_noise, prefix_mask
 
 KMEANS_CLUSTER, KMEANS_DISTANCE = "kmeans_cluster", "kmeans_distance"
@@ -44,7 +45,6 @@ class KMeansAssign(Annotator):
         return {KMEANS_CLUSTER: pa.int32(), KMEANS_DISTANCE: pa.float32()}
 
     def annotate(self, batch: pa.RecordBatch) -> dict[str, pa.Array]:
-        from curate.diversity import embedding_matrix
         from curate.kmeans import as_tensor, assign
 
         x, valid = embedding_matrix(batch, self.column, "batch", 0)
@@ -65,6 +65,43 @@ class KMeansAssign(Annotator):
             KMEANS_CLUSTER: pa.array(cluster, pa.int32(), mask=mask),
             KMEANS_DISTANCE: pa.array(dist, pa.float32(), mask=mask),
         }
+
+
+@dataclass(frozen=True, kw_only=True)
+class KMeansStep(Fittable[KMeansSummary]):
+    """Fittable: one Lloyd pass under `centroids`. Summaries (per-cluster sums and counts, inertia,
+    farthest rows) merge by addition; `finalize` gives the next centroids. The driver runs it for
+    several passes (curate.kmeans.fit); the stage never loops over data itself."""
+
+    name: ClassVar[str] = "kmeans-step"
+    centroids: np.ndarray = field(repr=False)
+    column: str = EMBEDDING
+    device: str = "cpu"
+
+    def requires(self) -> tuple[str, ...]:
+        return (self.column,)
+
+    def summarize(self, batch: pa.RecordBatch) -> KMeansSummary:
+        x, _ = embedding_matrix(batch, self.column, "batch", 0)
+        return self.summarize_matrix(x)
+
+    def summarize_matrix(self, x: np.ndarray) -> KMeansSummary:
+        from curate.errors import SchemaError
+
+        if len(x) and x.shape[1] != self.centroids.shape[1]:
+            raise SchemaError(
+                f"embeddings have {x.shape[1]} dimensions, the centroids {self.centroids.shape[1]}"
+            )
+        return lloyd_summary(x, self.centroids, self.device)
+
+    def merge(self, a: KMeansSummary, b: KMeansSummary) -> KMeansSummary:
+        return merge_summaries(a, b)
+
+    def empty(self) -> KMeansSummary:
+        return KMeansSummary.empty(*self.centroids.shape)
+
+    def finalize(self, summary: KMeansSummary) -> np.ndarray:
+        return update_centroids(summary, self.centroids)[0]
 
 
 def allocate(capacity: np.ndarray, weight: np.ndarray, budget: float) -> np.ndarray:

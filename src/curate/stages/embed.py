@@ -19,9 +19,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from curate import native
-from curate.errors import MissingDependencyError, StageError
+from curate.errors import MissingDependencyError, SchemaError, StageError
 from curate.native import HashSpec
 from curate.stages.base import Annotator, Fittable, StageContext
 from curate.types import TEXT
@@ -64,6 +65,46 @@ def embeddings_array(vectors: np.ndarray, valid: np.ndarray) -> pa.Array:
     if valid.all():
         return arr
     return pa.FixedSizeListArray.from_arrays(values, dim, mask=pa.array(~valid))
+
+
+def embedding_matrix(
+    batch: pa.RecordBatch, column: str, where: str, first_row: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(float32[n, d] of the valid rows, valid mask[n]) of an embedding column in `batch`.
+
+    Null and empty embeddings are invalid rows (no cluster); rows of another length than the
+    rest, non-float values and NaN/infinity are errors naming `where` and the row."""
+    col = batch.column(column)
+    t = col.type
+    if pa.types.is_fixed_size_list(t):
+        dim = t.list_size
+    elif pa.types.is_list(t) or pa.types.is_large_list(t):
+        lengths = pc.fill_null(pc.list_value_length(col), 0).to_numpy(zero_copy_only=False)
+        ok = lengths > 0
+        dims = np.unique(lengths[ok]) if ok.any() else np.array([0])
+        if len(dims) > 1:
+            bad = int(np.flatnonzero(ok & (lengths != dims[0]))[0])
+            raise SchemaError(
+                f"{where}: row {first_row + bad}: embedding has {int(lengths[bad])} values, "
+                f"earlier rows have {int(dims[0])}"
+            )
+        dim = int(dims[0])
+    else:
+        raise SchemaError(f"{where}: column {column!r} has type {t}; expected a list of floats")
+    if not pa.types.is_floating(t.value_type):
+        raise SchemaError(f"{where}: column {column!r} holds {t.value_type}, not floats")
+    valid = col.is_valid().to_numpy(zero_copy_only=False).copy()
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        valid &= ok
+    if dim == 0:
+        valid[:] = False
+    flat = col.filter(pa.array(valid)).flatten() if valid.any() else pa.array([], pa.float32())
+    x = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, max(dim, 1))
+    if not np.isfinite(x).all():
+        bad_valid = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
+        bad = int(np.flatnonzero(valid)[bad_valid])
+        raise SchemaError(f"{where}: row {first_row + bad}: embedding contains NaN or infinity")
+    return x, valid
 
 
 @dataclass
@@ -223,7 +264,6 @@ class ModelEmbedder(Annotator):
         start = 0
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
         while start < len(order):
-            width = len(enc[order[min(len(order) - 1, start)]])
             stop = start + 1
             while stop < len(order) and len(enc[order[stop]]) * (stop - start + 1) <= self.batch_tokens:
                 stop += 1
