@@ -44,6 +44,56 @@ def embedder(texts: list[str], dim: int = 64) -> HashedEmbedder:
 
 
 # ---------------------------------------------------------------------------------- embeddings
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.uint64, copy=True)
+    with np.errstate(over="ignore"):
+        x += np.uint64(0x9E3779B97F4A7C15)
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return x
+
+
+def reference_vectors(texts: list[str | None], emb: HashedEmbedder) -> np.ndarray:
+    """The embedding written out in numpy from the kernel's n-gram features (the spec)."""
+    from curate import native
+
+    indptr, indices, counts = native.ngram_features(pa.array(texts, pa.string()), emb.spec)
+    n, s = len(indptr) - 1, 8
+    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
+    weight = (1.0 + np.log(counts.astype(np.float64))) * emb.idf[indices]
+    base = indices.astype(np.uint64)[:, None] * np.uint64(s) + np.arange(s, dtype=np.uint64)[None, :]
+    h = _splitmix(base ^ _splitmix(np.array([emb.seed], np.uint64))[0])
+    coords = (h % np.uint64(emb.dim)).astype(np.int64)
+    signs = np.where((h >> np.uint64(63)) == 1, 1.0, -1.0)
+    flat = (rows[:, None] * emb.dim + coords).reshape(-1)
+    out = np.bincount(flat, weights=(weight[:, None] * signs).reshape(-1), minlength=n * emb.dim)
+    out = out.astype(np.float64).reshape(n, emb.dim)
+    norm = np.linalg.norm(out, axis=1)
+    out[norm > 0] /= norm[norm > 0, None]
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), st.text(max_size=200)), min_size=1, max_size=12),
+    st.integers(2, 70),
+    st.integers(0, 2**32),
+)
+def test_native_hashed_embeddings_match_the_numpy_reference(
+    texts: list[str | None], dim: int, seed: int
+) -> None:
+    spec = HashSpec(buckets=997, order=2)
+    idf = np.random.default_rng(seed).uniform(0.5, 3.0, 997)
+    emb = HashedEmbedder(spec=spec, idf=idf, dim=dim, seed=seed)
+    got, valid = emb.vectors(pa.array(texts, pa.string()))
+    ref = reference_vectors(texts, emb)
+    assert np.allclose(got, ref, atol=1e-6)
+    assert valid.tolist() == (np.linalg.norm(ref, axis=1) > 0).tolist()
+
+
 def test_hashed_embeddings_are_unit_deterministic_and_topical(python_source_texts: list[str]) -> None:
     prose = [
         "The cat sat on the mat and looked at the garden birds all afternoon.",

@@ -136,6 +136,31 @@ def string_hashes(texts: Any, *, seed: int = 0, threads: int | None = None) -> n
     return np.concatenate(parts) if parts else np.zeros(0, np.uint64)
 
 
+def hashed_embeddings(
+    texts: Any,
+    idf: np.ndarray,
+    spec: HashSpec,
+    *,
+    dim: int,
+    nnz: int,
+    proj_seed: int,
+    threads: int | None = None,
+) -> np.ndarray:
+    """L2-normalised hashed TF-IDF embeddings (float32, documents x dim); see stages/embed.py.
+
+    ``len(idf)`` must equal ``spec.buckets``. Documents without n-grams are all-zero rows."""
+    w = np.ascontiguousarray(idf, dtype=np.float64)
+    if w.shape != (spec.buckets,):
+        raise ValueError(f"idf has shape {w.shape}, expected ({spec.buckets},)")
+    parts = [
+        _native.hashed_embeddings(
+            *_capsules(c), w, dim, nnz, proj_seed, spec.order, spec.lowercase, spec.seed, _threads(threads)
+        )
+        for c in _chunks(texts)
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
+
+
 def minhash_signatures(
     texts: Any,
     *,

@@ -4,6 +4,8 @@
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/tuple.h>
 
+#include <algorithm>
+#include <cmath>
 #include <mutex>
 
 #include "heuristics.hpp"
@@ -178,6 +180,71 @@ std::tuple<Array1D<int64_t>, Array1D<uint32_t>, Array1D<uint32_t>> ngram_feature
   return {to_numpy(std::move(indptr)), to_numpy(std::move(indices)), to_numpy(std::move(counts))};
 }
 
+// splitmix64 finaliser with the golden-ratio increment (the same as curate.stages.embed._splitmix).
+inline uint64_t splitmix_step(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ULL;
+  x ^= x >> 30;
+  x *= 0xBF58476D1CE4E5B9ULL;
+  x ^= x >> 27;
+  x *= 0x94D049BB133111EBULL;
+  x ^= x >> 31;
+  return x;
+}
+
+// Hashed TF-IDF embeddings: per document, (1 + ln count) x idf[bucket] for each unique n-gram
+// bucket, projected by a sparse random map (each bucket adds ±weight to `nnz` coordinates chosen
+// by hashing bucket*nnz + j) to `dim`, then L2-normalised. Row-major (documents x dim) float32;
+// documents without n-grams are all zeros. Accumulates in double, in sorted-bucket order.
+nb::ndarray<nb::numpy, float, nb::ndim<2>> hashed_embeddings(nb::handle schema, nb::handle array,
+                                                            Array1D<const double> idf, int dim, int nnz,
+                                                            uint64_t proj_seed, int order, bool lowercase,
+                                                            uint64_t seed, int threads) {
+  StringColumn col = column_from_capsules(schema, array);
+  const uint64_t buckets = static_cast<uint64_t>(idf.shape(0));
+  HashSpec spec = make_spec(buckets, order, lowercase, seed);
+  if (dim < 1 || nnz < 1) throw std::invalid_argument("dim and nnz must be positive");
+  const size_t d = static_cast<size_t>(dim);
+  auto* out = new std::vector<float>(static_cast<size_t>(col.length) * d, 0.0f);
+  const double* w = idf.data();
+  const uint64_t salt = splitmix_step(proj_seed);
+  {
+    nb::gil_scoped_release release;
+    parallel_blocks(col.length, clamp_threads(threads, col.length), [&](int64_t b, int64_t e, int) {
+      std::vector<uint32_t> scratch;
+      std::vector<double> acc(d);
+      for (int64_t i = b; i < e; ++i) {
+        const uint8_t* p;
+        int64_t len;
+        col.get(i, p, len);
+        scratch.clear();
+        for_each_ngram(p, len, spec, [&](uint64_t bucket) { scratch.push_back(static_cast<uint32_t>(bucket)); });
+        if (scratch.empty()) continue;
+        std::sort(scratch.begin(), scratch.end());
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (size_t k = 0; k < scratch.size();) {
+          size_t j = k;
+          while (j < scratch.size() && scratch[j] == scratch[k]) ++j;
+          const uint64_t bucket = scratch[k];
+          const double weight = (1.0 + std::log(static_cast<double>(j - k))) * w[bucket];
+          for (int r = 0; r < nnz; ++r) {
+            const uint64_t h = splitmix_step((bucket * static_cast<uint64_t>(nnz) + static_cast<uint64_t>(r)) ^ salt);
+            acc[h % d] += (h >> 63) ? weight : -weight;
+          }
+          k = j;
+        }
+        double norm = 0.0;
+        for (double v : acc) norm += v * v;
+        if (norm <= 0.0) continue;
+        const double inv = 1.0 / std::sqrt(norm);
+        float* row = out->data() + static_cast<size_t>(i) * d;
+        for (size_t c = 0; c < d; ++c) row[c] = static_cast<float>(acc[c] * inv);
+      }
+    });
+  }
+  nb::capsule owner(out, [](void* q) noexcept { delete static_cast<std::vector<float>*>(q); });
+  return nb::ndarray<nb::numpy, float, nb::ndim<2>>(out->data(), {static_cast<size_t>(col.length), d}, owner);
+}
+
 // MinHash signatures: a row-major (documents x num_perm) uint32 matrix.
 nb::ndarray<nb::numpy, uint32_t, nb::ndim<2>> minhash(nb::handle schema, nb::handle array, int num_perm, int ngram,
                                                      bool lowercase, uint64_t seed, int threads) {
@@ -263,6 +330,9 @@ NB_MODULE(_native, m) {
         nb::arg("lowercase"), nb::arg("seed"), nb::arg("threads"));
   m.def("ngram_features", &ngram_features, nb::arg("schema"), nb::arg("array"), nb::arg("buckets"),
         nb::arg("order"), nb::arg("lowercase"), nb::arg("seed"), nb::arg("threads"));
+  m.def("hashed_embeddings", &hashed_embeddings, nb::arg("schema"), nb::arg("array"), nb::arg("idf"),
+        nb::arg("dim"), nb::arg("nnz"), nb::arg("proj_seed"), nb::arg("order"), nb::arg("lowercase"),
+        nb::arg("seed"), nb::arg("threads"));
   m.def("minhash", &minhash, nb::arg("schema"), nb::arg("array"), nb::arg("num_perm"), nb::arg("ngram"),
         nb::arg("lowercase"), nb::arg("seed"), nb::arg("threads"));
   m.def("heuristic_signals", &heuristic_signals, nb::arg("schema"), nb::arg("array"), nb::arg("threads"));

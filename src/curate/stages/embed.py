@@ -3,9 +3,9 @@
 `HashedEmbedder` needs no model. The native kernel gives each document its hashed n-gram buckets
 and counts; a term weighs (1 + log count) x idf(bucket), with idf fitted on the pool by
 `DocumentFrequency` (a Fittable: bucket document counts merge by addition) as
-log((1 + N) / (1 + df)) + 1; a sparse random projection (each bucket adds ±1/√s to s seeded
-coordinates, s = 8: a sparse Johnson-Lindenstrauss map, so no buckets x dim matrix is stored)
-brings it to `dim`, and the result is L2-normalised, so squared distance = 2 − 2·cosine. Empty
+log((1 + N) / (1 + df)) + 1; a sparse random projection (each bucket adds ±weight to s = 8
+coordinates chosen by a seeded splitmix64 hash of bucket·s + j: a sparse Johnson-Lindenstrauss
+map, so no buckets x dim matrix is stored) brings it to `dim`, and the result is L2-normalised, so squared distance = 2 − 2·cosine. Empty
 documents (no words) get a null embedding.
 
 `ModelEmbedder` mean-pools the last hidden states of a local sentence-embedding or LM folder
@@ -33,28 +33,6 @@ PROJECTION_NONZEROS = 8
 
 def embedding_type(dim: int) -> pa.DataType:
     return pa.list_(pa.float32(), dim)
-
-
-def _splitmix(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.uint64, copy=True)
-    with np.errstate(over="ignore"):
-        x += np.uint64(0x9E3779B97F4A7C15)
-        x ^= x >> np.uint64(30)
-        x *= np.uint64(0xBF58476D1CE4E5B9)
-        x ^= x >> np.uint64(27)
-        x *= np.uint64(0x94D049BB133111EB)
-        x ^= x >> np.uint64(31)
-    return x
-
-
-def projection(buckets: np.ndarray, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """For each bucket, its PROJECTION_NONZEROS target coordinates and ±1 signs (seeded hashes)."""
-    s = PROJECTION_NONZEROS
-    base = buckets.astype(np.uint64)[:, None] * np.uint64(s) + np.arange(s, dtype=np.uint64)[None, :]
-    h = _splitmix(base ^ _splitmix(np.array([seed], np.uint64))[0])
-    coords = (h % np.uint64(dim)).astype(np.int64)
-    signs = np.where((h >> np.uint64(63)) == 1, 1.0, -1.0)
-    return coords, signs
 
 
 def embeddings_array(vectors: np.ndarray, valid: np.ndarray) -> pa.Array:
@@ -166,19 +144,17 @@ class HashedEmbedder(Annotator):
         object.__setattr__(self, "threads", max(1, ctx.threads))
 
     def vectors(self, texts: Any) -> tuple[np.ndarray, np.ndarray]:
-        """(float32[n, dim] L2-normalised, valid[n]) for an Arrow string array."""
-        indptr, indices, counts = native.ngram_features(texts, self.spec, threads=self.threads)
-        n = len(indptr) - 1
-        rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
-        weight = (1.0 + np.log(counts.astype(np.float64))) * self.idf[indices]
-        coords, signs = projection(indices, self.dim, self.seed)
-        flat = (rows[:, None] * self.dim + coords).reshape(-1)
-        out = np.bincount(flat, weights=(weight[:, None] * signs).reshape(-1), minlength=n * self.dim)
-        out = out.reshape(n, self.dim)
-        norm = np.linalg.norm(out, axis=1)
-        valid = norm > 0
-        out[valid] /= norm[valid, None]
-        return out.astype(np.float32), valid
+        """(float32[n, dim] L2-normalised, valid[n]) for an Arrow string array (native kernel)."""
+        out = native.hashed_embeddings(
+            texts,
+            self.idf,
+            self.spec,
+            dim=self.dim,
+            nnz=PROJECTION_NONZEROS,
+            proj_seed=self.seed,
+            threads=self.threads,
+        )
+        return out, np.asarray(out.any(axis=1), dtype=bool)
 
     def annotate(self, batch: pa.RecordBatch) -> dict[str, pa.Array]:
         vec, valid = self.vectors(batch.column(TEXT))
@@ -244,6 +220,7 @@ class ModelEmbedder(Annotator):
         except (OSError, ValueError) as exc:
             raise StageError(f"{self.model_path}: cannot load an embedding model ({exc})") from exc
         model.eval().to(device)
+        object.__setattr__(self, "_dim", self.dimension())
         object.__setattr__(self, "_tok", tok)
         object.__setattr__(self, "_model", model)
         object.__setattr__(self, "_device", device)
@@ -254,8 +231,7 @@ class ModelEmbedder(Annotator):
         self.setup(StageContext())
         texts = batch.column(TEXT).to_pylist()
         n = len(texts)
-        dim = self.dimension()
-        out = np.zeros((n, dim), np.float32)
+        out = np.zeros((n, self._dim), np.float32)  # type: ignore[attr-defined]
         valid = np.array([bool(t and t.strip()) for t in texts])
         present = np.flatnonzero(valid)
         tok, model, device = self._tok, self._model, self._device  # type: ignore[attr-defined]
