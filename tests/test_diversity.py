@@ -66,7 +66,7 @@ def reference_vectors(texts: list[str | None], emb: HashedEmbedder) -> np.ndarra
     weight = (1.0 + np.log(counts.astype(np.float64))) * emb.idf[indices]
     base = indices.astype(np.uint64)[:, None] * np.uint64(s) + np.arange(s, dtype=np.uint64)[None, :]
     h = _splitmix(base ^ _splitmix(np.array([emb.seed], np.uint64))[0])
-    coords = (h % np.uint64(emb.dim)).astype(np.int64)
+    coords = (((h & np.uint64(0xFFFFFFFF)) * np.uint64(emb.dim)) >> np.uint64(32)).astype(np.int64)
     signs = np.where((h >> np.uint64(63)) == 1, 1.0, -1.0)
     flat = (rows[:, None] * emb.dim + coords).reshape(-1)
     out = np.bincount(flat, weights=(weight[:, None] * signs).reshape(-1), minlength=n * emb.dim)

@@ -136,6 +136,19 @@ def string_hashes(texts: Any, *, seed: int = 0, threads: int | None = None) -> n
     return np.concatenate(parts) if parts else np.zeros(0, np.uint64)
 
 
+def document_frequencies(texts: Any, spec: HashSpec, *, threads: int | None = None) -> tuple[np.ndarray, int]:
+    """(documents containing each bucket int64[buckets], documents with any n-gram)."""
+    total = np.zeros(spec.buckets, np.int64)
+    docs = 0
+    for c in _chunks(texts):
+        df, n = _native.document_frequencies(
+            *_capsules(c), spec.buckets, spec.order, spec.lowercase, spec.seed, _threads(threads)
+        )
+        total += df
+        docs += int(n)
+    return total, docs
+
+
 def hashed_embeddings(
     texts: Any,
     idf: np.ndarray,

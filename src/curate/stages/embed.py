@@ -4,7 +4,8 @@
 and counts; a term weighs (1 + log count) x idf(bucket), with idf fitted on the pool by
 `DocumentFrequency` (a Fittable: bucket document counts merge by addition) as
 log((1 + N) / (1 + df)) + 1; a sparse random projection (each bucket adds ±weight to s = 8
-coordinates chosen by a seeded splitmix64 hash of bucket·s + j: a sparse Johnson-Lindenstrauss
+coordinates chosen by a seeded splitmix64 hash h of bucket·s + j (coordinate (h mod 2³²)·dim / 2³²,
+sign from the top bit): a sparse Johnson-Lindenstrauss
 map, so no buckets x dim matrix is stored) brings it to `dim`, and the result is L2-normalised, so squared distance = 2 − 2·cosine. Empty
 documents (no words) get a null embedding.
 
@@ -103,9 +104,8 @@ class DocumentFrequency(Fittable[DocFrequency]):
         return (TEXT,)
 
     def summarize(self, batch: pa.RecordBatch) -> DocFrequency:
-        indptr, indices, _ = native.ngram_features(batch.column(TEXT), self.spec, threads=self.threads)
-        df = np.bincount(indices.astype(np.int64), minlength=self.spec.buckets).astype(np.int64)
-        return DocFrequency(df=df, docs=int((np.diff(indptr) > 0).sum()))
+        df, docs = native.document_frequencies(batch.column(TEXT), self.spec, threads=self.threads)
+        return DocFrequency(df=df, docs=docs)
 
     def merge(self, a: DocFrequency, b: DocFrequency) -> DocFrequency:
         return DocFrequency(df=a.df + b.df, docs=a.docs + b.docs)
