@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cmath>
 #include <mutex>
+#include <utility>
+#include <vector>
 
 #include "heuristics.hpp"
 #include "kernel.hpp"
@@ -212,6 +214,7 @@ nb::ndarray<nb::numpy, float, nb::ndim<2>> hashed_embeddings(nb::handle schema, 
     parallel_blocks(col.length, clamp_threads(threads, col.length), [&](int64_t b, int64_t e, int) {
       std::vector<uint32_t> scratch;
       FlatCounter counts;
+      std::vector<std::pair<uint64_t, int64_t>> unique;
       std::vector<double> acc(d);
       for (int64_t i = b; i < e; ++i) {
         const uint8_t* p;
@@ -220,14 +223,19 @@ nb::ndarray<nb::numpy, float, nb::ndim<2>> hashed_embeddings(nb::handle schema, 
         scratch.clear();
         for_each_ngram(p, len, spec, [&](uint64_t bucket) { scratch.push_back(static_cast<uint32_t>(bucket)); });
         if (scratch.empty()) continue;
-        // Unique buckets and counts by open addressing (a sort cost 3x more); keys are bucket + 1.
+        // Unique buckets and counts by open addressing (sorting every n-gram cost 3x more), then
+        // the unique ones sorted: the summation order, hence the bits, must not depend on which
+        // documents a thread saw before (the table's size does).
         counts.reset(scratch.size());
         for (uint32_t bucket : scratch) counts.add(static_cast<uint64_t>(bucket) + 1);
-        std::fill(acc.begin(), acc.end(), 0.0);
+        unique.clear();
         for (size_t slot = 0; slot < counts.keys.size(); ++slot) {
-          if (counts.keys[slot] == 0) continue;
-          const uint64_t bucket = counts.keys[slot] - 1;
-          const double weight = (1.0 + std::log(static_cast<double>(counts.vals[slot]))) * w[bucket];
+          if (counts.keys[slot] != 0) unique.emplace_back(counts.keys[slot] - 1, counts.vals[slot]);
+        }
+        std::sort(unique.begin(), unique.end());
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (const auto& [bucket, count] : unique) {
+          const double weight = (1.0 + std::log(static_cast<double>(count))) * w[bucket];
           for (int r = 0; r < nnz; ++r) {
             const uint64_t h = splitmix_step((bucket * static_cast<uint64_t>(nnz) + static_cast<uint64_t>(r)) ^ salt);
             // coordinate from the low 32 bits by multiply-shift (a 64-bit modulo cost 3x more), sign from bit 63
@@ -254,13 +262,13 @@ std::pair<Array1D<int64_t>, int64_t> document_frequencies(nb::handle schema, nb:
   StringColumn col = column_from_capsules(schema, array);
   HashSpec spec = make_spec(buckets, order, lowercase, seed);
   const int nt = clamp_threads(threads, col.length);
-  std::vector<std::vector<int64_t>> partial(static_cast<size_t>(nt));
+  // One count array per thread, zeroed here: a thread runs the body for many blocks.
+  std::vector<std::vector<int64_t>> partial(static_cast<size_t>(nt), std::vector<int64_t>(static_cast<size_t>(buckets), 0));
   std::vector<int64_t> docs(static_cast<size_t>(nt), 0);
   {
     nb::gil_scoped_release release;
     parallel_blocks(col.length, nt, [&](int64_t b, int64_t e, int t) {
       auto& df = partial[static_cast<size_t>(t)];
-      df.assign(static_cast<size_t>(buckets), 0);
       std::vector<uint64_t> scratch;
       FlatCounter seen;
       for (int64_t i = b; i < e; ++i) {
@@ -282,7 +290,6 @@ std::pair<Array1D<int64_t>, int64_t> document_frequencies(nb::handle schema, nb:
   int64_t n_docs = 0;
   for (size_t t = 0; t < partial.size(); ++t) {
     n_docs += docs[t];
-    if (partial[t].empty()) continue;
     for (size_t j = 0; j < total.size(); ++j) total[j] += partial[t][j];
   }
   return {to_numpy(std::move(total)), n_docs};
