@@ -110,6 +110,14 @@ def test_hashed_embeddings_are_unit_deterministic_and_topical(python_source_text
     a, b = vec[20], vec[21]  # the two paraphrases
     code_sims = vec[:20] @ a
     assert float(a @ b) > float(code_sims.max())  # the paraphrase is nearer than any source file
+    from curate import native
+
+    many = [*texts * 20]
+    one = native.hashed_embeddings(pa.array(many), emb.idf, emb.spec, dim=256, nnz=8, proj_seed=0, threads=1)
+    rev = native.hashed_embeddings(
+        pa.array(many[::-1]), emb.idf, emb.spec, dim=256, nnz=8, proj_seed=0, threads=3
+    )
+    assert np.array_equal(one, rev[::-1])  # bits do not depend on threads or on what came before
     other_seed = HashedEmbedder(spec=emb.spec, idf=emb.idf, dim=256, seed=1).vectors(pa.array(texts))[0]
     assert not np.array_equal(vec, other_seed)
 

@@ -214,7 +214,6 @@ nb::ndarray<nb::numpy, float, nb::ndim<2>> hashed_embeddings(nb::handle schema, 
     parallel_blocks(col.length, clamp_threads(threads, col.length), [&](int64_t b, int64_t e, int) {
       std::vector<uint32_t> scratch;
       FlatCounter counts;
-      std::vector<std::pair<uint64_t, int64_t>> unique;
       std::vector<double> acc(d);
       for (int64_t i = b; i < e; ++i) {
         const uint8_t* p;
@@ -223,19 +222,16 @@ nb::ndarray<nb::numpy, float, nb::ndim<2>> hashed_embeddings(nb::handle schema, 
         scratch.clear();
         for_each_ngram(p, len, spec, [&](uint64_t bucket) { scratch.push_back(static_cast<uint32_t>(bucket)); });
         if (scratch.empty()) continue;
-        // Unique buckets and counts by open addressing (sorting every n-gram cost 3x more), then
-        // the unique ones sorted: the summation order, hence the bits, must not depend on which
-        // documents a thread saw before (the table's size does).
-        counts.reset(scratch.size());
+        // Unique buckets and counts by open addressing (sorting every n-gram cost 3x more). The
+        // table's size depends on this document only, so the summation order, hence the bits, do
+        // not depend on which documents a thread saw before.
+        counts.reset_exact(scratch.size());
         for (uint32_t bucket : scratch) counts.add(static_cast<uint64_t>(bucket) + 1);
-        unique.clear();
-        for (size_t slot = 0; slot < counts.keys.size(); ++slot) {
-          if (counts.keys[slot] != 0) unique.emplace_back(counts.keys[slot] - 1, counts.vals[slot]);
-        }
-        std::sort(unique.begin(), unique.end());
         std::fill(acc.begin(), acc.end(), 0.0);
-        for (const auto& [bucket, count] : unique) {
-          const double weight = (1.0 + std::log(static_cast<double>(count))) * w[bucket];
+        for (size_t slot = 0; slot < counts.slots(); ++slot) {
+          if (counts.keys[slot] == 0) continue;
+          const uint64_t bucket = counts.keys[slot] - 1;
+          const double weight = (1.0 + std::log(static_cast<double>(counts.vals[slot]))) * w[bucket];
           for (int r = 0; r < nnz; ++r) {
             const uint64_t h = splitmix_step((bucket * static_cast<uint64_t>(nnz) + static_cast<uint64_t>(r)) ^ salt);
             // coordinate from the low 32 bits by multiply-shift (a 64-bit modulo cost 3x more), sign from bit 63

@@ -111,6 +111,19 @@ struct FlatCounter {
     }
     mask = cap - 1;
   }
+  // Like reset, but the table size depends on `expected` alone (a prefix of the buffer is used),
+  // so slot order, hence iteration order, is a function of the document: slots() of them.
+  void reset_exact(size_t expected) {
+    size_t cap = 16;
+    while (cap < 2 * expected + 1) cap <<= 1;
+    if (keys.size() < cap) {
+      keys.resize(cap);
+      vals.resize(cap);
+    }
+    std::fill(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(cap), 0);
+    mask = cap - 1;
+  }
+  size_t slots() const { return static_cast<size_t>(mask + 1); }
   // Increments the count of `key` and returns the new count.
   int64_t add(uint64_t key) {
     if (key == 0) key = 1;  // 0 marks an empty slot
