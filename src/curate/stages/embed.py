@@ -228,35 +228,54 @@ class ModelEmbedder(Annotator):
     def annotate(self, batch: pa.RecordBatch) -> dict[str, pa.Array]:
         import torch
 
+        from curate.stages.lm import prefetch
+
         self.setup(StageContext())
         texts = batch.column(TEXT).to_pylist()
-        n = len(texts)
-        out = np.zeros((n, self._dim), np.float32)  # type: ignore[attr-defined]
-        valid = np.array([bool(t and t.strip()) for t in texts])
+        out = np.zeros((len(texts), self._dim), np.float32)  # type: ignore[attr-defined]
+        valid = np.array([bool(t and t.strip()) for t in texts], dtype=bool)
         present = np.flatnonzero(valid)
         tok, model, device = self._tok, self._model, self._device  # type: ignore[attr-defined]
-        enc = tok([texts[i] for i in present], truncation=True, max_length=self.max_length)["input_ids"]
-        order = sorted(range(len(present)), key=lambda j: len(enc[j]))
-        start = 0
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-        while start < len(order):
-            stop = start + 1
-            while stop < len(order) and len(enc[order[stop]]) * (stop - start + 1) <= self.batch_tokens:
-                stop += 1
-            group = order[start:stop]
-            width = max(len(enc[j]) for j in group)
-            ids = torch.full((len(group), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(group), width), dtype=torch.long)
-            for r, j in enumerate(group):
-                ids[r, : len(enc[j])] = torch.tensor(enc[j])
-                mask[r, : len(enc[j])] = 1
-            ids, mask = ids.to(device), mask.to(device)
-            with torch.inference_mode():
-                hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state.float()
-                m = mask.unsqueeze(-1).float()
-                pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
-                if self.normalize:
-                    pooled = torch.nn.functional.normalize(pooled, dim=-1)
-            out[present[group]] = pooled.cpu().numpy()
-            start = stop
+        pin = device.startswith("cuda")
+
+        def prepared(rows: np.ndarray) -> list[tuple[np.ndarray, Any, Any]]:
+            """Tokenised, length-sorted, padded batches of `rows` (runs on the prefetch thread)."""
+            enc = tok([texts[i] for i in rows], truncation=True, max_length=self.max_length)["input_ids"]
+            order = sorted(range(len(rows)), key=lambda j: len(enc[j]))
+            batches, start = [], 0
+            while start < len(order):
+                stop = start + 1
+                while stop < len(order) and len(enc[order[stop]]) * (stop - start + 1) <= self.batch_tokens:
+                    stop += 1
+                group = order[start:stop]
+                width = max(len(enc[j]) for j in group)
+                ids = np.full((len(group), width), pad, np.int64)
+                mask = np.zeros((len(group), width), np.int64)
+                for r, j in enumerate(group):
+                    ids[r, : len(enc[j])] = enc[j]
+                    mask[r, : len(enc[j])] = 1
+                t_ids, t_mask = torch.from_numpy(ids), torch.from_numpy(mask)
+                if pin:
+                    t_ids, t_mask = t_ids.pin_memory(), t_mask.pin_memory()
+                batches.append((rows[np.array(group)], t_ids, t_mask))
+                start = stop
+            return batches
+
+        chunks = [present[i : i + 512] for i in range(0, len(present), 512)]
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16) if pin else torch.autocast("cpu", enabled=False)
+        )
+        # tokenising the next chunk overlaps the model on this one (both release the GIL)
+        for ready in prefetch(map(prepared, chunks)):
+            for rows, t_ids, t_mask in ready:
+                ids, mask = t_ids.to(device, non_blocking=True), t_mask.to(device, non_blocking=True)
+                with torch.inference_mode(), autocast:
+                    hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
+                with torch.inference_mode():
+                    m = mask.unsqueeze(-1).float()
+                    pooled = (hidden.float() * m).sum(1) / m.sum(1).clamp(min=1.0)
+                    if self.normalize:
+                        pooled = torch.nn.functional.normalize(pooled, dim=-1)
+                out[rows] = pooled.cpu().numpy()
         return {EMBEDDING: embeddings_array(out, valid)}
