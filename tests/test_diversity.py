@@ -493,3 +493,58 @@ def test_select_with_diversity_spreads_the_budget(tmp_path: Path, corpus) -> Non
     assert pq.read_table(tmp_path / "div1").column("id").equals(t.column("id"))
     again = run(tmp_path / "div", "--diversity", "8", "-w", "2")  # a rerun of a finished run
     assert again["selected_docs"] == div["selected_docs"]
+
+
+def reference_balanced(cluster, cost, key, tie, alloc, budget):  # type: ignore[no-untyped-def]
+    """The cut over every row at once (the spec the streamed cut must reproduce)."""
+    from curate.stages.resample import prefix_mask
+
+    ok = np.isfinite(key) & (cluster >= 0)
+    k = len(alloc)
+    rows = np.flatnonzero(ok)
+    order = rows[np.lexsort((tie[rows], -key[rows], cluster[rows]))]
+    oc = cluster[order]
+    cum = np.cumsum(cost[order])
+    within = cum - np.concatenate([[0], cum])[np.searchsorted(oc, np.arange(k))][oc]
+    take = within <= alloc[oc] + 1e-9
+    selected = np.zeros(len(cluster), bool)
+    selected[order[take]] = True
+    leftover = budget - float(cost[selected].sum())
+    if leftover > 0 and (~take).any():
+        rest = order[~take]
+        progress = within[~take] / np.maximum(alloc[oc[~take]], 1.0)
+        selected[rest[prefix_mask(-progress, tie[rest], cost[rest], leftover, policy="under")]] = True
+    return selected
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.integers(0, 10_000), st.integers(1, 5), st.integers(1, 600), st.sampled_from(["proportional", "equal"])
+)
+def test_streamed_cut_equals_the_whole_pool_cut(seed: int, parts: int, budget: int, allocation: str) -> None:
+    from curate.stages.diversity import allocate, balanced_from_parts
+
+    rng = np.random.default_rng(seed)
+    n = 400
+    cluster = rng.integers(-1, 9, n)
+    cost = rng.integers(1, 9, n) * rng.integers(1, 3, n)
+    key = np.where(rng.random(n) < 0.05, -np.inf, rng.normal(0, 1, n))
+    tie = rng.integers(0, 2**63, n, dtype=np.uint64)
+    cuts = np.sort(rng.choice(np.arange(1, n), parts - 1, replace=False)) if parts > 1 else np.array([], int)
+    bounds = [0, *cuts.tolist(), n]
+
+    def load(i: int):  # type: ignore[no-untyped-def]
+        lo, hi = bounds[i], bounds[i + 1]
+        return key[lo:hi], tie[lo:hi], cost[lo:hi], cluster[lo:hi]
+
+    sel = balanced_from_parts(load, parts, budget=budget, allocation=allocation)
+    got = np.zeros(n, bool)
+    for i, rows in enumerate(sel.rows):
+        got[bounds[i] + rows] = True
+    ok = np.isfinite(key) & (cluster >= 0)
+    size = np.bincount(cluster[ok], minlength=9)
+    cap = np.bincount(cluster[ok], weights=cost[ok], minlength=9)
+    weight = size.astype(float) if allocation == "proportional" else (size > 0).astype(float)
+    expected = reference_balanced(cluster, cost, key, tie, allocate(cap, weight, budget), budget)
+    assert np.array_equal(got, expected)
+    assert sel.selected_cost == int(cost[expected].sum())

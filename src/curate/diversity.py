@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,10 @@ from curate.stages.diversity import (
     KMEANS_CLUSTER,
     KMeansAssign,
     KMeansStep,
-    balanced_selection,
+    balanced_from_parts,
     refinement_counts,
     refinement_weights,
+    selection_keys,
 )
 from curate.stages.embed import (
     EMBEDDING,
@@ -495,7 +497,8 @@ def keys_unit(
         read.append(tokens_column)
     counter = exact_counter("cl100k") if unit == "tokens" and not use_tokens_col else None
     clusters, quality, ids, costs = [], [], [], []
-    groups: list[str] = []
+    vocab: dict[str, int] = {}
+    codes: list[int] = []
     for b in iter_batches(shard, cols, columns=list(dict.fromkeys(read)), batch_size=batch_size):
         clusters.append(
             np.asarray(
@@ -524,15 +527,24 @@ def keys_unit(
             assert counter is not None
             costs.append(counter.count(b.column(TEXT)))
         if group_by:
-            groups.extend(str(v) if v is not None else "(null)" for v in b.column(group_by).to_pylist())
+            for v in b.column(group_by).to_pylist():
+                name = str(v) if v is not None else "(null)"
+                codes.append(vocab.setdefault(name, len(vocab)))
     z = {
         "cluster": np.concatenate(clusters) if clusters else np.zeros(0, np.int64),
         "quality": np.concatenate(quality) if quality else np.zeros(0),
         "tie": np.concatenate(ids) if ids else np.zeros(0, np.uint64),
         "cost": np.concatenate(costs) if costs else np.zeros(0, np.int64),
     }
-    np.savez(out_path, cluster=z["cluster"], quality=z["quality"], tie=z["tie"], cost=z["cost"])
-    return {"rows": len(z["cluster"]), "groups": groups}
+    np.savez(
+        out_path,
+        cluster=z["cluster"],
+        quality=z["quality"],
+        tie=z["tie"],
+        cost=z["cost"],
+        group=np.asarray(codes, np.int64),
+    )
+    return {"rows": len(z["cluster"]), "groups": list(vocab)}
 
 
 def run_diversify(
@@ -606,18 +618,37 @@ def run_diversify(
         on_result=lambda i, r: progress.advance("keys", shards[i].size),
     )
     progress.end("keys")
-    parts = []
-    for p in paths:
-        with np.load(p, allow_pickle=False) as z:
-            parts.append({k: z[k] for k in z.files})
-    cat = {k: np.concatenate([q[k] for q in parts]) for k in ("cluster", "tie", "cost")}
-    quality = np.concatenate([q["quality"] for q in parts]) if quality_column else None
-    shard_of = np.concatenate([np.full(len(q["cluster"]), i, np.int64) for i, q in enumerate(parts)])
-    row_of = np.concatenate([np.arange(len(q["cluster"]), dtype=np.int64) for q in parts])
-    selectable = cat["cluster"] >= 0
-    if quality is not None:
-        selectable &= np.isfinite(quality)
-    pool_cost = int(cat["cost"][selectable].sum())
+
+    def raw(i: int) -> dict[str, np.ndarray]:
+        with np.load(paths[i], allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+
+    def selectable_of(z: dict[str, np.ndarray]) -> np.ndarray:
+        ok = z["cluster"] >= 0
+        return ok & np.isfinite(z["quality"]) if quality_column else ok
+
+    prev_ties = None
+    scores: dict[int, float] = {}
+    if previous is not None:
+        prev_ties, scores = previous_selection(previous, columns, score_column, batch_size)
+        if cluster_scores is not None:
+            scores = read_cluster_scores(cluster_scores)
+    # one scan of the spills for the pool's totals; the selection then streams them (memory:
+    # the candidates and the selection, not the pool)
+    pool_docs = selectable_docs = pool_cost = prev_docs = prev_cost = left = k = 0
+    for i in range(len(paths)):
+        z = raw(i)
+        ok = selectable_of(z)
+        pool_docs += len(ok)
+        selectable_docs += int(ok.sum())
+        pool_cost += int(z["cost"][ok].sum())
+        if ok.any():
+            k = max(k, int(z["cluster"][ok].max()) + 1)
+        if prev_ties is not None:
+            was = np.isin(z["tie"], prev_ties)
+            prev_docs += int(was.sum())
+            prev_cost += int(z["cost"][was].sum())
+            left += int((ok & ~was).sum())
     resolved = budget.resolve(pool_cost)
     if resolved.amount > pool_cost:
         raise UsageError(
@@ -625,45 +656,49 @@ def run_diversify(
             hint="lower the budget or use a percentage",
         )
     refine: dict[str, Any] = {}
-    weights = in_prev = None
+    weights = None
     if previous is not None:
-        k = int(cat["cluster"].max()) + 1 if len(cat["cluster"]) else 0
-        prev_ties, scores = previous_selection(previous, columns, score_column, batch_size)
-        if cluster_scores is not None:
-            scores = read_cluster_scores(cluster_scores)
-        in_prev = np.isin(cat["tie"], prev_ties)
-        if not in_prev.any():
+        if prev_docs == 0:
             raise UsageError(f"--previous {previous}: none of its rows are in {source}")
         weights, unseen = refinement_weights(scores, k, temperature=score_temperature)
         counts = refinement_counts(weights, int(resolved.amount), seed)
-        left = int((selectable & ~in_prev).sum())
         if resolved.amount > left:
             raise UsageError(
                 f"budget {budget}: only {left:,} selectable rows are not in the previous selection"
             )
         weights = counts.astype(np.float64)
         refine = {
-            "previous_docs": int(in_prev.sum()),
+            "previous_docs": prev_docs,
             "clusters_scored": k - unseen,
             "clusters_given_the_prior": unseen,
             "weights_top10": [
                 {"cluster": int(c), "draws": int(counts[c])} for c in np.argsort(-counts)[:10] if counts[c]
             ],
         }
-    sel = balanced_selection(
-        cluster=cat["cluster"],
-        cost=cat["cost"],
-        tie=cat["tie"],
-        budget=resolved.amount,
-        quality=quality,
-        temperature=temperature,
-        allocation=allocation,
-        seed=seed,
-        weights=weights,
-        exclude=in_prev,
+
+    def load(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        z = raw(i)
+        key = selection_keys(
+            z["tie"],
+            seed,
+            quality=z["quality"] if quality_column else None,
+            temperature=temperature,
+            exclude=np.isin(z["tie"], prev_ties) if prev_ties is not None else None,
+        )
+        return key, z["tie"], z["cost"], z["cluster"]
+
+    sel = balanced_from_parts(
+        load, len(paths), budget=resolved.amount, allocation=allocation, weights=weights
     )
-    keep = sel.selected if in_prev is None else (sel.selected | in_prev)
-    per_shard = [np.sort(row_of[keep & (shard_of == i)]) for i in range(len(shards))]
+    per_shard = list(sel.rows)
+    if prev_ties is not None:  # the output is the previous selection plus this round
+        for i in range(len(paths)):
+            per_shard[i] = np.union1d(per_shard[i], np.flatnonzero(np.isin(raw(i)["tie"], prev_ties)))
+    group_stats = (
+        _group_stats(raw, len(paths), per_shard, selectable_of, [r["groups"] for r in found if r])
+        if group_by
+        else None
+    )
     ctx = RunContext(
         columns=columns, batch_size=batch_size, threads=threads_per_worker(nworkers), output=dest
     )
@@ -687,23 +722,22 @@ def run_diversify(
         )
         if unit == "tokens"
         else unit,
-        "selected_docs": int(keep.sum()),
-        "selected_cost": int(cat["cost"][keep].sum()),
-        "budget_error": (int(cat["cost"][keep].sum()) - resolved.amount) / resolved.amount,
-        "pool_docs": len(keep),
-        "selectable_docs": int(selectable.sum()),
+        "selected_docs": int(sum(len(r) for r in per_shard)),
+        "selected_cost": sel.selected_cost + prev_cost,
+        "budget_error": (sel.selected_cost - resolved.amount) / resolved.amount,
+        "pool_docs": pool_docs,
+        "selectable_docs": selectable_docs,
         "pool_cost": pool_cost,
-        **sel.report(cat["cost"], selectable, pool_cost),
+        **sel.report(),
         "allocation": allocation,
         "quality": quality_column,
         "temperature": temperature,
         "seed": seed,
     }
     if refine:
-        summary["refinement"] = {**refine, "new_docs": int(sel.selected.sum())}
-    if group_by:
-        groups = np.array([g for r in found if r for g in r["groups"]], dtype=object)
-        summary["groups"] = group_shares(groups, cat["cost"], selectable, keep)
+        summary["refinement"] = {**refine, "new_docs": sel.selected_docs}
+    if group_stats is not None:
+        summary["groups"] = group_stats
     manifest.finish(summary)
     return RunResult(report=report, seconds=time.perf_counter() - start, output=dest, extra=summary)
 
@@ -764,20 +798,31 @@ def _has(shards: list[Shard], column: str) -> bool:
     return all(column in read_schema(s).names for s in shards)
 
 
-def group_shares(
-    groups: np.ndarray, cost: np.ndarray, pool: np.ndarray, selected: np.ndarray
+def _group_stats(
+    raw: Callable[[int], dict[str, np.ndarray]],
+    parts: int,
+    per_shard: list[np.ndarray],
+    selectable_of: Callable[[dict[str, np.ndarray]], np.ndarray],
+    vocabs: list[list[str]],
 ) -> dict[str, Any]:
     """Per-group share of the pool's and of the selection's cost, and groups covered."""
-    names, inv = np.unique(groups.astype(str), return_inverse=True)
-    before = np.bincount(inv[pool], weights=cost[pool], minlength=len(names))
-    after = np.bincount(inv[selected], weights=cost[selected], minlength=len(names))
-    tb, ta = max(before.sum(), 1), max(after.sum(), 1)
-    order = np.argsort(-before)
+    before: dict[str, float] = {}
+    after: dict[str, float] = {}
+    for i in range(parts):
+        z = raw(i)
+        names = vocabs[i]
+        ok = selectable_of(z)
+        chosen = np.zeros(len(ok), bool)
+        chosen[per_shard[i]] = True
+        pool_sum = np.bincount(z["group"][ok], weights=z["cost"][ok], minlength=len(names))
+        sel_sum = np.bincount(z["group"][chosen], weights=z["cost"][chosen], minlength=len(names))
+        for j, name in enumerate(names):
+            before[name] = before.get(name, 0.0) + float(pool_sum[j])
+            after[name] = after.get(name, 0.0) + float(sel_sum[j])
+    tb, ta = max(sum(before.values()), 1.0), max(sum(after.values()), 1.0)
+    order = sorted(before, key=lambda g: -before[g])
     return {
-        "groups_in_pool": int((before > 0).sum()),
-        "groups_selected": int((after > 0).sum()),
-        "share": {
-            str(names[i]): {"pool": float(before[i] / tb), "selected": float(after[i] / ta)}
-            for i in order[:50]
-        },
+        "groups_in_pool": sum(1 for v in before.values() if v > 0),
+        "groups_selected": sum(1 for v in after.values() if v > 0),
+        "share": {g: {"pool": before[g] / tb, "selected": after[g] / ta} for g in order[:50]},
     }

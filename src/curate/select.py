@@ -749,30 +749,20 @@ def decide_balanced(
 ) -> tuple[list[np.ndarray], dict[str, Any]]:
     """`--diversity`: each cluster gets a share of the budget and takes its rows in key order
     (DSIR log weight / T + Gumbel noise), i.e. importance resampling inside each cluster's share.
-    Memory: 32 bytes per pool row in the driver (keys, ties, costs, clusters)."""
-    from curate.stages.diversity import balanced_selection
+    The spilled keys are scanned per shard; memory is the candidates, not the pool."""
+    from curate.stages.diversity import balanced_from_parts
 
-    parts = []
-    for path in keys_paths:
-        with np.load(path, allow_pickle=False) as z:
-            parts.append((z["key"], z["tie"], z["cost"], z["row_col"]))
-    key = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0)
-    tie = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.uint64)
-    cost = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.int64)
-    cluster = np.concatenate([p[3] for p in parts]) if parts else np.zeros(0, np.int64)
-    shard_of = np.concatenate([np.full(len(p[0]), i, np.int64) for i, p in enumerate(parts)])
-    row_of = np.concatenate([np.arange(len(p[0]), dtype=np.int64) for p in parts])
-    sel = balanced_selection(
-        cluster=cluster, cost=cost, tie=tie, budget=budget.amount, key=key, allocation=allocation
-    )
-    keep = sel.selected
-    selectable = np.isfinite(key) & (cluster >= 0)
-    per_shard = [np.sort(row_of[keep & (shard_of == i)]) for i in range(len(parts))]
-    return per_shard, {
-        "selected_cost": int(cost[keep].sum()),
-        "selected_docs": int(keep.sum()),
-        "key_threshold": float(key[keep].min()) if keep.any() else float("nan"),
-        "diversity": sel.report(cost, selectable, int(cost[selectable].sum())),
+    def load(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        with np.load(keys_paths[i], allow_pickle=False) as z:
+            return z["key"], z["tie"], z["cost"], z["row_col"]
+
+    sel = balanced_from_parts(load, len(keys_paths), budget=budget.amount, allocation=allocation)
+    mins = [float(load(i)[0][rows].min()) for i, rows in enumerate(sel.rows) if len(rows)]
+    return sel.rows, {
+        "selected_cost": sel.selected_cost,
+        "selected_docs": sel.selected_docs,
+        "key_threshold": min(mins) if mins else float("nan"),
+        "diversity": sel.report(),
     }
 
 

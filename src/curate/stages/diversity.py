@@ -15,6 +15,7 @@ each cluster is through its share, so the fill stays balanced.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -128,24 +129,32 @@ def allocate(capacity: np.ndarray, weight: np.ndarray, budget: float) -> np.ndar
 
 @dataclass
 class BalancedSelection:
-    selected: np.ndarray  # bool per row
-    cluster: np.ndarray
+    rows: list[np.ndarray]  # per part: selected row numbers, sorted
     allocation: np.ndarray  # per cluster, in budget units
-    size: np.ndarray  # documents per cluster
+    size: np.ndarray  # selectable documents per cluster
+    capacity: np.ndarray  # selectable cost per cluster
+    got: np.ndarray  # selected cost per cluster
     budget: float
     filled: int  # documents taken by the leftover fill
+    candidates: int  # rows the driver held at once (memory)
+    selected: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # one-part calls: per row
 
-    def report(self, cost: np.ndarray, selectable: np.ndarray, pool_cost: int) -> dict[str, Any]:
+    @property
+    def selected_docs(self) -> int:
+        return int(sum(len(r) for r in self.rows))
+
+    @property
+    def selected_cost(self) -> int:
+        return int(self.got.sum())
+
+    def report(self) -> dict[str, Any]:
         k = len(self.size)
-        sel = self.selected
-        got = np.bincount(self.cluster[sel], weights=cost[sel], minlength=k)
+        got = self.got
         total = max(float(got.sum()), 1.0)
+        pool_cost = max(float(self.capacity.sum()), 1.0)
         covered = int((got > 0).sum())
-        budget_pct = 100.0 * total / max(pool_cost, 1)
+        budget_pct = 100.0 * float(got.sum()) / pool_cost
         top = np.argsort(-got)[:10]
-        pool_share = np.bincount(self.cluster[selectable], weights=cost[selectable], minlength=k) / max(
-            pool_cost, 1
-        )
         return {
             "clusters": k,
             "clusters_nonempty": int((self.size > 0).sum()),
@@ -158,14 +167,113 @@ class BalancedSelection:
                     {
                         "cluster": int(c),
                         "selected_share": float(got[c] / total),
-                        "pool_share": float(pool_share[c]),
+                        "pool_share": float(self.capacity[c] / pool_cost),
                     }
                     for c in top
                     if got[c] > 0
                 ],
             },
             "leftover_fill_docs": self.filled,
+            "driver_candidate_rows": self.candidates,
         }
+
+
+Part = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # key, tie, cost, cluster of one shard
+
+
+def _ranked(
+    key: np.ndarray, tie: np.ndarray, cost: np.ndarray, cluster: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Selectable rows by (cluster, key desc, tie asc), their clusters, and the cumulative cost
+    inside their cluster up to and including each row."""
+    rows = np.flatnonzero(np.isfinite(key) & (cluster >= 0))
+    order = rows[np.lexsort((tie[rows], -key[rows], cluster[rows]))]
+    oc = cluster[order]
+    cum = np.cumsum(cost[order])
+    base = np.concatenate([[0], cum])[np.searchsorted(oc, np.arange(k))]  # cost before each cluster
+    return order, oc, cum - base[oc]
+
+
+def balanced_from_parts(
+    load: Callable[[int], Part],
+    parts: int,
+    *,
+    budget: float,
+    allocation: str = "proportional",
+    weights: np.ndarray | None = None,
+) -> BalancedSelection:
+    """The cluster-balanced cut over spilled shards, holding only candidate rows in memory.
+
+    Scan 1 counts each cluster's size and cost and fixes the shares. A row is in a cluster's
+    share-prefix only if the rows before it in its own shard cost no more than the share, so
+    scan 2 keeps just those (plus each shard's first row past it, whose cost marks where the
+    prefix ends); the cumulative costs computed over the kept rows are exact for every row whose
+    global "cost before" is within the limit, and rows past a dropped one are recognisably over
+    it. Scan 3 does the same with the limit raised by the leftover, for the fill. Memory: the
+    selection plus rows within the leftover of each share, not the pool (METHODS §10.5's idea,
+    per cluster). Keys: larger is better; -inf or cluster < 0 is never selected."""
+    size = np.zeros(0, np.int64)
+    capacity = np.zeros(0)
+    for i in range(parts):
+        key, _, cost, cluster = load(i)
+        ok = np.isfinite(key) & (cluster >= 0)
+        k_i = int(cluster[ok].max()) + 1 if ok.any() else 0
+        if k_i > len(size):
+            size = np.concatenate([size, np.zeros(k_i - len(size), np.int64)])
+            capacity = np.concatenate([capacity, np.zeros(k_i - len(capacity))])
+        size[:k_i] += np.bincount(cluster[ok], minlength=k_i)[:k_i]
+        capacity[:k_i] += np.bincount(cluster[ok], weights=cost[ok], minlength=k_i)[:k_i]
+    k = len(size)
+    if weights is not None:
+        weight = np.zeros(k)
+        weight[: min(k, len(weights))] = np.asarray(weights, np.float64)[:k]
+    elif allocation == "proportional":
+        weight = size.astype(np.float64)
+    else:
+        weight = (size > 0).astype(np.float64)
+    alloc = allocate(capacity, weight, budget)
+
+    def gather(limit: np.ndarray) -> tuple[np.ndarray, ...]:
+        chunks = []
+        for i in range(parts):
+            key, tie, cost, cluster = load(i)
+            order, oc, within = _ranked(key, tie, cost, cluster, k)
+            keep = order[(within - cost[order]) <= limit[oc] + 1e-9]
+            chunks.append(
+                (np.full(len(keep), i, np.int64), keep, key[keep], tie[keep], cost[keep], cluster[keep])
+            )
+        part_of, row_of, key, tie, cost, cluster = (np.concatenate([c[j] for c in chunks]) for j in range(6))
+        order, oc, within = _ranked(key, tie, cost, cluster, k)
+        exact = (within - cost[order]) <= limit[oc] + 1e-9
+        return part_of, row_of, tie, cost, cluster, order[exact], oc[exact], within[exact]
+
+    part_of, row_of, tie, cost, cluster, order, oc, within = gather(alloc)
+    take = within <= alloc[oc] + 1e-9
+    leftover = budget - float(cost[order[take]].sum())
+    chosen = order[take]
+    filled = 0
+    held = len(part_of)
+    if leftover > 0:
+        part_of, row_of, tie, cost, cluster, order, oc, within = gather(alloc + leftover)
+        held = max(held, len(part_of))
+        take = within <= alloc[oc] + 1e-9
+        rest = order[~take]
+        progress = within[~take] / np.maximum(alloc[oc[~take]], 1.0)
+        fill = prefix_mask(-progress, tie[rest], cost[rest], leftover, policy="under")
+        chosen = np.concatenate([order[take], rest[fill]])
+        filled = int(fill.sum())
+    got = np.bincount(cluster[chosen], weights=cost[chosen], minlength=k)[:k].astype(np.float64)
+    rows = [np.sort(row_of[chosen][part_of[chosen] == i]) for i in range(parts)]
+    return BalancedSelection(
+        rows=rows,
+        allocation=alloc,
+        size=size,
+        capacity=capacity,
+        got=got,
+        budget=budget,
+        filled=filled,
+        candidates=held,
+    )
 
 
 def balanced_selection(
@@ -182,62 +290,41 @@ def balanced_selection(
     exclude: np.ndarray | None = None,
     key: np.ndarray | None = None,
 ) -> BalancedSelection:
-    """Rows to keep: per-cluster shares of `budget`, Gumbel top-k inside each cluster.
+    """In-memory form of `balanced_from_parts` (one part): per-cluster shares of `budget`,
+    Gumbel top-k inside each cluster on quality / T + noise (or on `key` when given).
 
     Rows with cluster < 0 (no embedding), a non-finite quality or `exclude` set are never
-    selected. `weights` (one per cluster) replaces the allocation rule: shares ∝ weights.
-    `key` gives the ranking keys directly (larger is better; -inf never selected)."""
+    selected. `weights` (one per cluster) replaces the allocation rule: shares ∝ weights."""
     cluster = np.asarray(cluster, np.int64)
     cost = np.asarray(cost, np.int64)
-    ok = cluster >= 0
-    if exclude is not None:
-        ok &= ~exclude
-    if key is None:  # else precomputed keys (e.g. DSIR log weight / T + Gumbel noise)
+    k_ = selection_keys(tie, seed, quality=quality, temperature=temperature, key=key, exclude=exclude)
+    sel = balanced_from_parts(
+        lambda i: (k_, tie, cost, cluster), 1, budget=budget, allocation=allocation, weights=weights
+    )
+    mask = np.zeros(len(cluster), bool)
+    mask[sel.rows[0]] = True
+    sel.selected = mask
+    return sel
+
+
+def selection_keys(
+    tie: np.ndarray,
+    seed: int,
+    *,
+    quality: np.ndarray | None = None,
+    temperature: float = 1.0,
+    key: np.ndarray | None = None,
+    exclude: np.ndarray | None = None,
+) -> np.ndarray:
+    """quality / T + Gumbel noise from the id hash (or `key` as given); excluded rows -inf."""
+    if key is None:
         key = gumbel_noise(tie, seed)
         if quality is not None:
             key = key + quality / temperature
-    ok &= np.isfinite(key)
-    key = np.where(ok, key, -np.inf)
-    k = int(cluster.max()) + 1 if ok.any() else 0
-    c = np.where(ok, cluster, 0)
-    size = np.bincount(c[ok], minlength=k)
-    capacity = np.bincount(c[ok], weights=cost[ok], minlength=k)
-    if weights is not None:
-        weight = np.zeros(k)
-        weight[: min(k, len(weights))] = np.asarray(weights, np.float64)[:k]
-    elif allocation == "proportional":
-        weight = size.astype(np.float64)
-    else:
-        weight = (size > 0).astype(np.float64)
-    alloc = allocate(capacity, weight, budget)
-
-    rows = np.flatnonzero(ok)
-    order = rows[np.lexsort((tie[rows], -key[rows], c[rows]))]  # by cluster, best first
-    oc = c[order]
-    cum = np.cumsum(cost[order])
-    starts = np.searchsorted(oc, np.arange(k))
-    base = np.concatenate([[0], cum])[starts]  # cost before each cluster's first row
-    within = cum - base[oc]  # cumulative cost inside the cluster, this row included
-    take = within <= alloc[oc] + 1e-9
-    # a cluster's prefix ends at its first row that does not fit
-    first_bad = np.full(k, len(order))
-    bad_rows = np.flatnonzero(~take)
-    if len(bad_rows):
-        np.minimum.at(first_bad, oc[bad_rows], bad_rows)
-    take = np.arange(len(order)) < first_bad[oc]
-    selected = np.zeros(len(cluster), bool)
-    selected[order[take]] = True
-    leftover = budget - float(cost[selected].sum())
-    filled = 0
-    if leftover > 0 and (~take).any():
-        rest = order[~take]
-        progress = within[~take] / np.maximum(alloc[oc[~take]], 1.0)
-        fill = prefix_mask(-progress, tie[rest], cost[rest], leftover, policy="under")
-        selected[rest[fill]] = True
-        filled = int(fill.sum())
-    return BalancedSelection(
-        selected=selected, cluster=c, allocation=alloc, size=size, budget=budget, filled=filled
-    )
+    key = np.where(np.isfinite(key), key, -np.inf)
+    if exclude is not None:
+        key = np.where(exclude, -np.inf, key)
+    return key
 
 
 def refinement_weights(
