@@ -510,10 +510,15 @@ def reference_balanced(cluster, cost, key, tie, alloc, budget):  # type: ignore[
     selected = np.zeros(len(cluster), bool)
     selected[order[take]] = True
     leftover = budget - float(cost[selected].sum())
-    if leftover > 0 and (~take).any():
-        rest = order[~take]
-        progress = within[~take] / np.maximum(alloc[oc[~take]], 1.0)
-        selected[rest[prefix_mask(-progress, tie[rest], cost[rest], leftover, policy="under")]] = True
+    if leftover > 0:  # largest remainder: each cluster's next row, by the share of it already owned
+        nxt = {}
+        for pos in np.flatnonzero(~take):
+            nxt.setdefault(int(oc[pos]), pos)
+        pos = np.array(sorted(nxt.values()), dtype=np.int64)
+        if len(pos):
+            rows_n = order[pos]
+            owned = (alloc[oc[pos]] - (within[pos] - cost[rows_n])) / np.maximum(cost[rows_n], 1e-9)
+            selected[rows_n[prefix_mask(owned, tie[rows_n], cost[rows_n], leftover, policy="under")]] = True
     return selected
 
 
@@ -548,3 +553,20 @@ def test_streamed_cut_equals_the_whole_pool_cut(seed: int, parts: int, budget: i
     expected = reference_balanced(cluster, cost, key, tie, allocate(cap, weight, budget), budget)
     assert np.array_equal(got, expected)
     assert sel.selected_cost == int(cost[expected].sum())
+
+
+def test_assignments_equal_a_float64_brute_force_even_at_near_ties() -> None:
+    from curate.kmeans import assign
+
+    rng = np.random.default_rng(0)
+    c = (rng.normal(0, 1, (16, 64)) * 10).astype(np.float32)
+    x = (rng.normal(0, 1, (3000, 64)) * 10).astype(np.float32)
+    mid = ((c[0] + c[1]) / 2).astype(np.float32)  # near-equidistant from centroids 0 and 1
+    x[:500] = mid + (rng.normal(0, 1, (500, 64)) * 1e-4).astype(np.float32)
+    xt, ct = torch.from_numpy(x), torch.from_numpy(c)
+    exact = ((x.astype(np.float64)[:, None, :] - c.astype(np.float64)[None]) ** 2).sum(-1)
+    plain = torch.addmm((ct * ct).sum(1)[None], xt, ct.T, alpha=-2.0).min(1)[1].numpy()
+    assert (plain != exact.argmin(1)).any()  # float32 alone gets some of these wrong
+    labels, d2 = assign(xt, ct)
+    assert np.array_equal(labels.numpy(), exact.argmin(1))
+    assert np.allclose(d2.numpy(), exact.min(1), rtol=1e-4, atol=1e-3)

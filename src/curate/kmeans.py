@@ -68,9 +68,23 @@ def assign(x: Any, centroids: Any, sums: Any = None) -> tuple[Any, Any]:
     for i in range(0, x.shape[0], step):
         xb = x[i : i + step]
         dist = torch.addmm(c2[None, :], xb, centroids.T, alpha=-2.0)  # ‖c‖² − 2x·c
-        best, arg = dist.min(1)
+        x2 = (xb * xb).sum(1)
+        if centroids.shape[0] > 1:
+            two, idx = torch.topk(dist, 2, dim=1, largest=False)
+            best, arg = two[:, 0], idx[:, 0].clone()
+            # A float32 matrix product may round differently with the BLAS thread count; rows whose
+            # two nearest centroids are that close are settled in float64, so the assignment does
+            # not depend on the machine's load or the number of workers.
+            near = torch.nonzero(two[:, 1] - two[:, 0] <= 1e-4 * (best.abs() + x2 + 1e-12)).flatten()
+            if len(near):
+                exact = ((xb[near].double()[:, None, :] - centroids.double()[None]) ** 2).sum(-1)
+                e_best, e_arg = exact.min(1)
+                arg[near] = e_arg
+                best[near] = (e_best - x2[near].double()).float()
+        else:
+            best, arg = dist.min(1)
         labels[i : i + step] = arg
-        d2[i : i + step] = (best + (xb * xb).sum(1)).clamp_min(0.0)
+        d2[i : i + step] = (best + x2).clamp_min(0.0)
         if sums is not None and block_sums is not None:
             block_sums.zero_()
             block_sums.index_add_(0, arg, xb)
@@ -128,7 +142,7 @@ def lloyd_summary(x: np.ndarray, centroids: np.ndarray, device: str = "cpu") -> 
     return KMeansSummary(
         sums.cpu().numpy(),
         counts.cpu().numpy().astype(np.int64),
-        float(d2.double().sum()),
+        float(np.sum(d2.cpu().numpy().astype(np.float64))),  # numpy's pairwise sum: same bits every run
         len(x),
         far_d2,
         far_x,

@@ -9,8 +9,10 @@ Inside a cluster, documents are drawn without replacement with probability ∝ e
 by Gumbel top-k (keys quality/T + Gumbel noise from the document's id hash and the seed; uniform
 when there is no quality column), and the cluster takes the longest prefix of its ranking that
 fits its share. What the prefixes leave of the budget (each stops short of its share by less
-than one document) is filled by the next documents of all clusters, taken in order of how far
-each cluster is through its share, so the fill stays balanced.
+than one document) goes to the clusters' next documents by largest remainder (Hamilton's
+apportionment): in order of the fraction of its next document a cluster's unspent share covers,
+while they fit. At most one extra document per cluster, and the total ends less than one
+document short of the budget.
 """
 
 from __future__ import annotations
@@ -209,9 +211,8 @@ def balanced_from_parts(
     scan 2 keeps just those (plus each shard's first row past it, whose cost marks where the
     prefix ends); the cumulative costs computed over the kept rows are exact for every row whose
     global "cost before" is within the limit, and rows past a dropped one are recognisably over
-    it. Scan 3 does the same with the limit raised by the leftover, for the fill. Memory: the
-    selection plus rows within the leftover of each share, not the pool (METHODS §10.5's idea,
-    per cluster). Keys: larger is better; -inf or cluster < 0 is never selected."""
+    it. Memory: the selection plus at most one row per cluster and shard, not the pool
+    (METHODS §10.5's idea, per cluster). Keys: larger is better; -inf or cluster < 0 is never selected."""
     size = np.zeros(0, np.int64)
     capacity = np.zeros(0)
     for i in range(parts):
@@ -248,19 +249,23 @@ def balanced_from_parts(
         return part_of, row_of, tie, cost, cluster, order[exact], oc[exact], within[exact]
 
     part_of, row_of, tie, cost, cluster, order, oc, within = gather(alloc)
-    take = within <= alloc[oc] + 1e-9
-    leftover = budget - float(cost[order[take]].sum())
-    chosen = order[take]
-    filled = 0
     held = len(part_of)
-    if leftover > 0:
-        part_of, row_of, tie, cost, cluster, order, oc, within = gather(alloc + leftover)
-        held = max(held, len(part_of))
-        take = within <= alloc[oc] + 1e-9
-        rest = order[~take]
-        progress = within[~take] / np.maximum(alloc[oc[~take]], 1.0)
-        fill = prefix_mask(-progress, tie[rest], cost[rest], leftover, policy="under")
-        chosen = np.concatenate([order[take], rest[fill]])
+    take = within <= alloc[oc] + 1e-9
+    chosen = order[take]
+    leftover = budget - float(cost[chosen].sum())
+    filled = 0
+    if leftover > 0 and (~take).any():
+        # Largest remainder: each cluster's prefix stops short of its share by less than its next
+        # row; those next rows (all gathered: their cost-before is within the share) are offered
+        # in order of the share of them the cluster already holds, while they fit. At most one
+        # extra row per cluster, and the total ends less than one row short of the budget.
+        nxt, noc = order[~take], oc[~take]
+        _, first = np.unique(noc, return_index=True)
+        nxt, noc = nxt[first], noc[first]
+        before = within[~take][first] - cost[nxt]
+        owned = (alloc[noc] - before) / np.maximum(cost[nxt], 1e-9)
+        fill = prefix_mask(owned, tie[nxt], cost[nxt], leftover, policy="under")
+        chosen = np.concatenate([chosen, nxt[fill]])
         filled = int(fill.sum())
     got = np.bincount(cluster[chosen], weights=cost[chosen], minlength=k)[:k].astype(np.float64)
     rows = [np.sort(row_of[chosen][part_of[chosen] == i]) for i in range(parts)]
