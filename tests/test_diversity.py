@@ -570,3 +570,46 @@ def test_assignments_equal_a_float64_brute_force_even_at_near_ties() -> None:
     labels, d2 = assign(xt, ct)
     assert np.array_equal(labels.numpy(), exact.argmin(1))
     assert np.allclose(d2.numpy(), exact.min(1), rtol=1e-4, atol=1e-3)
+
+
+def test_select_diversity_resumes_after_the_clustering_phase(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]
+    """Kill `select --diversity` once its clusters are saved; the rerun loads them and matches."""
+    import os
+    import signal
+    import time
+
+    args = [
+        "select",
+        str(corpus.pool),
+        "",
+        "--target",
+        str(corpus.target),
+        "--budget",
+        "3%",
+        "--diversity",
+        "8",
+    ]
+    args += ["-w", "1", "--no-progress"]
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    assert cli(*[str(clean) if a == "" else a for a in args]).returncode == 0
+    cmd = [sys.executable, "-m", "curate.cli.app", *[str(killed) if a == "" else a for a in args]]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest = killed / "_manifest.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            state = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            state = {}
+        if "diversity" in state.get("phases", {}):
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    proc.wait()
+    if json.loads(manifest.read_text()).get("complete"):
+        pytest.skip("the run finished before it could be killed")
+    stats = tmp_path / "resumed.json"
+    r = subprocess.run([*cmd, "--stats-json", str(stats)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "diversity" in json.loads(stats.read_text())["resumed"]  # loaded, not refitted
+    assert pq.read_table(killed).column("id").equals(pq.read_table(clean).column("id"))

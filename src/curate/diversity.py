@@ -46,6 +46,7 @@ from curate.stages.embed import (
 from curate.types import ID, TEXT
 
 EMBED_ARTIFACT = "_embed"
+POOL_EMBED_BUCKETS, POOL_EMBED_DIM = 1 << 18, 256  # hashed embeddings: `embed` defaults, `select --diversity`
 KMEANS_ARTIFACT = "_kmeans"
 
 
@@ -100,13 +101,47 @@ def fit_idf(
     return total
 
 
+def pool_embed_spec(seed: int) -> HashSpec:
+    """The n-gram hashing of `select --diversity`'s embeddings (and of `embed`'s defaults)."""
+    return HashSpec(buckets=POOL_EMBED_BUCKETS, order=2, seed=seed)
+
+
+def fit_hashed_embedder(
+    shards: list[Shard],
+    spec: HashSpec,
+    *,
+    dim: int,
+    seed: int,
+    idf_docs: int,
+    columns: Columns,
+    workers: int,
+    batch_size: int,
+    progress: Progress,
+    pool: WorkerPool | None = None,
+) -> tuple[HashedEmbedder, int]:
+    """The hashed embedder with its idf fitted on the shards, and the documents it was fitted on."""
+    df = fit_idf(
+        shards,
+        spec,
+        max_docs=idf_docs,
+        seed=seed,
+        columns=columns,
+        workers=workers,
+        batch_size=batch_size,
+        progress=progress,
+        pool=pool,
+    )
+    idf = DocumentFrequency(spec=spec).finalize(df)
+    return HashedEmbedder(spec=spec, idf=idf, dim=dim, seed=seed), df.docs
+
+
 def run_embed(
     source: str,
     dest: str,
     *,
     method: str = "hashed",
-    dim: int = 256,
-    buckets: int = 1 << 18,
+    dim: int = POOL_EMBED_DIM,
+    buckets: int = POOL_EMBED_BUCKETS,
     order: int = 2,
     idf_docs: int = 200_000,
     model_path: str | None = None,
@@ -124,20 +159,18 @@ def run_embed(
     start = time.perf_counter()
     stage: HashedEmbedder | ModelEmbedder
     if method == "hashed":
-        spec = HashSpec(buckets=buckets, order=order, seed=seed)
-        shards = discover(source)
-        df = fit_idf(
-            shards,
-            spec,
-            max_docs=idf_docs,
+        stage, idf_fitted_on = fit_hashed_embedder(
+            discover(source),
+            HashSpec(buckets=buckets, order=order, seed=seed),
+            dim=dim,
             seed=seed,
+            idf_docs=idf_docs,
             columns=columns,
             workers=nworkers,
             batch_size=batch_size,
             progress=progress,
         )
-        stage = HashedEmbedder(spec=spec, idf=DocumentFrequency(spec=spec).finalize(df), dim=dim, seed=seed)
-        info: dict[str, Any] = {**stage.to_dict(), "idf_docs": df.docs}
+        info: dict[str, Any] = {**stage.to_dict(), "idf_docs": idf_fitted_on}
     elif method == "model":
         if not model_path:
             raise UsageError("--method model needs --model PATH (a local sentence-embedding or LM folder)")
@@ -244,11 +277,6 @@ def run_cluster(
     if k < 1:
         raise UsageError(f"--k must be at least 1, got {k}")
     shards = discover(source)
-    import pyarrow.parquet as pq
-
-    total_rows = sum(pq.ParquetFile(s.path).metadata.num_rows if s.format == "parquet" else 0 for s in shards)
-    want = sample_rows or default_sample_rows(k)
-    p = 1.0 if not total_rows else min(1.0, 1.5 * want / total_rows)
     with WorkerPool(min(nworkers, len(shards))) as pool:
         model, sample_size, rows, valid = _fit_kmeans(
             shards,
@@ -258,8 +286,7 @@ def run_cluster(
             seed,
             max_iter,
             tol,
-            want,
-            p,
+            sample_rows,
             dev,
             columns,
             nworkers,
@@ -305,8 +332,7 @@ def _fit_kmeans(
     seed: int,
     max_iter: int,
     tol: float,
-    want: int,
-    p: float,
+    sample_rows: int | None,
     dev: str,
     columns: Columns,
     nworkers: int,
@@ -314,6 +340,12 @@ def _fit_kmeans(
     progress: Progress,
     pool: WorkerPool,
 ) -> tuple[KMeansModel, int, int, int]:
+    """k-means over the shards' embeddings: (model, sample rows, rows, rows with an embedding)."""
+    import pyarrow.parquet as pq
+
+    total_rows = sum(pq.ParquetFile(s.path).metadata.num_rows if s.format == "parquet" else 0 for s in shards)
+    want = sample_rows or default_sample_rows(k)
+    p = 1.0 if not total_rows else min(1.0, 1.5 * want / total_rows)  # a seeded share, trimmed below
     progress.start("sample", len(shards), unit="shards")
     found = map_tasks(
         sample_unit,
@@ -389,7 +421,7 @@ def fit_pool_clusters(
     batch_size: int,
     progress: Progress,
     pool: WorkerPool | None,
-    dim: int = 256,
+    dim: int = POOL_EMBED_DIM,
     idf_docs: int = 200_000,
     device: str = "auto",
     max_iter: int = 20,
@@ -400,24 +432,18 @@ def fit_pool_clusters(
     from curate.stages.lm import resolve_device
 
     dev = resolve_device(device)
-    spec = HashSpec(buckets=1 << 18, order=2, seed=seed)
-    df = fit_idf(
+    embedder, _ = fit_hashed_embedder(
         shards,
-        spec,
-        max_docs=idf_docs,
+        pool_embed_spec(seed),
+        dim=dim,
         seed=seed,
+        idf_docs=idf_docs,
         columns=columns,
         workers=workers,
         batch_size=batch_size,
         progress=progress,
         pool=pool,
     )
-    embedder = HashedEmbedder(spec=spec, idf=DocumentFrequency(spec=spec).finalize(df), dim=dim, seed=seed)
-    import pyarrow.parquet as pq
-
-    total_rows = sum(pq.ParquetFile(s.path).metadata.num_rows if s.format == "parquet" else 0 for s in shards)
-    want = default_sample_rows(k)
-    p = 1.0 if not total_rows else min(1.0, 1.5 * want / total_rows)
     owned = pool is None
     pool = pool or WorkerPool(min(workers, len(shards)))
     try:
@@ -429,8 +455,7 @@ def fit_pool_clusters(
             seed,
             max_iter,
             tol,
-            want,
-            p,
+            None,  # the default seeding sample
             dev,
             columns,
             workers,

@@ -779,7 +779,13 @@ def _diversity_phase(
     resumed: list[str],
 ) -> tuple[Any, np.ndarray, dict[str, Any]]:
     """Fit (or, on a rerun, load) the embedder's idf and the k-means centroids for --diversity."""
-    from curate.diversity import EMBED_ARTIFACT, KMEANS_ARTIFACT, fit_pool_clusters
+    from curate.diversity import (
+        EMBED_ARTIFACT,
+        KMEANS_ARTIFACT,
+        POOL_EMBED_DIM,
+        fit_pool_clusters,
+        pool_embed_spec,
+    )
     from curate.kmeans import KMeansModel
     from curate.stages.embed import HashedEmbedder
 
@@ -789,7 +795,7 @@ def _diversity_phase(
         with np.load(embed_path, allow_pickle=False) as z:
             idf = z["idf"]
         embedder = HashedEmbedder(
-            spec=HashSpec(buckets=len(idf), order=2, seed=config.seed), idf=idf, dim=256, seed=config.seed
+            spec=pool_embed_spec(config.seed), idf=idf, dim=POOL_EMBED_DIM, seed=config.seed
         )
         resumed.append("diversity")
         return embedder, KMeansModel.load(kmeans_path).centroids, done

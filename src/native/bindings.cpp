@@ -137,6 +137,16 @@ std::pair<Array1D<double>, Array1D<int64_t>> dot_weights(
   return {to_numpy(std::move(sums)), to_numpy(std::move(ntok))};
 }
 
+// Document i's n-gram buckets, in text order, into `out` (cleared first).
+template <class T>
+void document_buckets(const StringColumn& col, int64_t i, const HashSpec& spec, std::vector<T>& out) {
+  const uint8_t* p;
+  int64_t len;
+  col.get(i, p, len);
+  out.clear();
+  for_each_ngram(p, len, spec, [&](uint64_t bucket) { out.push_back(static_cast<T>(bucket)); });
+}
+
 std::tuple<Array1D<int64_t>, Array1D<uint32_t>, Array1D<uint32_t>> ngram_features(
     nb::handle schema, nb::handle array, uint64_t buckets, int order, bool lowercase, uint64_t seed, int threads) {
   StringColumn col = column_from_capsules(schema, array);
@@ -152,11 +162,7 @@ std::tuple<Array1D<int64_t>, Array1D<uint32_t>, Array1D<uint32_t>> ngram_feature
     parallel_blocks(col.length, clamp_threads(threads, col.length), [&](int64_t b, int64_t e, int) {
       std::vector<uint32_t> scratch;
       for (int64_t i = b; i < e; ++i) {
-        const uint8_t* p;
-        int64_t len;
-        col.get(i, p, len);
-        scratch.clear();
-        for_each_ngram(p, len, spec, [&](uint64_t bucket) { scratch.push_back(static_cast<uint32_t>(bucket)); });
+        document_buckets(col, i, spec, scratch);
         std::sort(scratch.begin(), scratch.end());
         auto& I = idx[static_cast<size_t>(i)];
         auto& C = cnt[static_cast<size_t>(i)];
@@ -216,11 +222,7 @@ nb::ndarray<nb::numpy, float, nb::ndim<2>> hashed_embeddings(nb::handle schema, 
       FlatCounter counts;
       std::vector<double> acc(d);
       for (int64_t i = b; i < e; ++i) {
-        const uint8_t* p;
-        int64_t len;
-        col.get(i, p, len);
-        scratch.clear();
-        for_each_ngram(p, len, spec, [&](uint64_t bucket) { scratch.push_back(static_cast<uint32_t>(bucket)); });
+        document_buckets(col, i, spec, scratch);
         if (scratch.empty()) continue;
         // Unique buckets and counts by open addressing (sorting every n-gram cost 3x more). The
         // table's size depends on this document only, so the summation order, hence the bits, do
@@ -268,11 +270,7 @@ std::pair<Array1D<int64_t>, int64_t> document_frequencies(nb::handle schema, nb:
       std::vector<uint64_t> scratch;
       FlatCounter seen;
       for (int64_t i = b; i < e; ++i) {
-        const uint8_t* p;
-        int64_t len;
-        col.get(i, p, len);
-        scratch.clear();
-        for_each_ngram(p, len, spec, [&](uint64_t bucket) { scratch.push_back(bucket); });
+        document_buckets(col, i, spec, scratch);
         if (scratch.empty()) continue;
         ++docs[static_cast<size_t>(t)];
         seen.reset(scratch.size());
