@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,44 +20,70 @@ from curate.stages.dedup import ExactHash, ExactIndex, exact_hashes, first_occur
 from curate.testing import check_stage, near_duplicate_edit, shingle_jaccard
 
 
-def _planted(corpus, folder: Path) -> tuple[Path, dict[str, str]]:  # type: ignore[no-untyped-def]
-    """Shards of real text plus copies (verbatim, re-cased, re-spaced) in later shards."""
-    t = pq.read_table(corpus.pool).slice(0, 300)
-    rows = t.to_pylist()
+def reference_normalise(text: str) -> str:
+    """Exact dedup's normalisation in plain Python, exact on the ASCII texts `_planted` uses: ASCII
+    is its own NFKC form, and RE2's \\s is [\\t\\n\\f\\r ]."""
+    return re.sub(r"[\t\n\f\r ]+", " ", text.lower()).strip("\t\n\f\r ")
+
+
+def _plain(text: str | None) -> bool:
+    """ASCII without the few characters where Python's and RE2's notions of whitespace differ."""
+    return text is not None and text.isascii() and not re.search(r"[\v\x1c-\x1f]", text)
+
+
+def _planted(corpus, folder: Path) -> tuple[Path, list[dict], set[str]]:  # type: ignore[no-untyped-def]
+    """Shards of real text plus copies (verbatim, re-cased, re-spaced) in later shards. Returns the
+    folder, all rows in input order, and the ids a plain-Python reference keeps: the first row of
+    each normalised text, and every null or empty one. The real text may hold duplicates of its
+    own (Debian's copyright files do); the reference counts them too."""
+    t = pq.read_table(corpus.pool)
+    rows = [r for r in t.to_pylist() if _plain(r["text"])][:300]
     copies = []
-    expected_original: dict[str, str] = {}
     for i, r in enumerate(rows[:60]):
         variant = [r["text"], r["text"].upper(), "  " + r["text"].replace(" ", "\t  ") + "\n"][i % 3]
-        cid = f"copy-{i}"
-        copies.append({**r, "id": cid, "text": variant})
-        expected_original[cid] = r["id"]
-    folder.mkdir()
-    pq.write_table(pa.Table.from_pylist(rows[:150]), folder / "a.parquet")
-    pq.write_table(pa.Table.from_pylist(rows[150:] + copies[:30]), folder / "b.parquet")
+        copies.append({**r, "id": f"copy-{i}", "text": variant})
     extra = [
         {**rows[0], "id": "null-1", "text": None},
         {**rows[0], "id": "null-2", "text": None},
         {**rows[0], "id": "empty-1", "text": ""},
         {**rows[0], "id": "empty-2", "text": ""},
     ]
-    pq.write_table(pa.Table.from_pylist(copies[30:] + extra, schema=t.schema), folder / "c.parquet")
-    return folder, expected_original
+    shards = [rows[:150], rows[150:] + copies[:30], copies[30:] + extra]
+    folder.mkdir()
+    for name, part in zip("abc", shards, strict=True):
+        pq.write_table(pa.Table.from_pylist(part, schema=t.schema), folder / f"{name}.parquet")
+    seen: set[str] = set()
+    keep: set[str] = set()
+    for r in (r for part in shards for r in part):
+        if not r["text"]:
+            keep.add(r["id"])
+            continue
+        norm = reference_normalise(r["text"])
+        if norm not in seen:
+            seen.add(norm)
+            keep.add(r["id"])
+    return folder, [r for part in shards for r in part], keep
 
 
 def test_drops_planted_copies_and_keeps_first(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]
-    pool, originals = _planted(corpus, tmp_path / "pool")
+    pool, rows, expected = _planted(corpus, tmp_path / "pool")
     res = run_exact_dedup(str(pool), str(tmp_path / "out"), columns=Columns(), workers=2)
     out = pq.read_table(tmp_path / "out")
-    ids = set(out.column("id").to_pylist())
+    ids = out.column("id").to_pylist()
+    assert set(ids) == expected and len(ids) == len(expected)
     assert not any(i.startswith("copy-") for i in ids)
-    assert set(originals.values()) <= ids
-    assert {"null-1", "null-2", "empty-1", "empty-2"} <= ids
-    assert res.extra["duplicates_dropped"] == 60
-    copies = dict(
-        zip(out.column("id").to_pylist(), out.column("dedup_exact_copies").to_pylist(), strict=True)
-    )
-    assert all(copies[o] >= 2 for o in originals.values())
-    assert res.extra["rows_in"] == res.extra["rows_out"] + 60
+    assert res.extra["duplicates_dropped"] == len(rows) - len(expected) >= 60
+    assert res.extra["rows_in"] == res.extra["rows_out"] + res.extra["duplicates_dropped"]
+    # copies: occurrences of the normalised text in the whole input
+    occurrences: dict[str, int] = {}
+    for r in rows:
+        if r["text"]:
+            occurrences[reference_normalise(r["text"])] = (
+                occurrences.get(reference_normalise(r["text"]), 0) + 1
+            )
+    text_of = {r["id"]: r["text"] for r in rows}
+    for i, n in zip(ids, out.column("dedup_exact_copies").to_pylist(), strict=True):
+        assert n == (occurrences[reference_normalise(text_of[i])] if text_of[i] else 1)
 
 
 def test_first_occurrence_is_input_order(tmp_path: Path) -> None:
@@ -71,7 +98,7 @@ def test_first_occurrence_is_input_order(tmp_path: Path) -> None:
 
 
 def test_workers_do_not_change_bytes(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]
-    pool, _ = _planted(corpus, tmp_path / "pool")
+    pool, _, _ = _planted(corpus, tmp_path / "pool")
     digests = []
     for w in (1, 2):
         run_exact_dedup(str(pool), str(tmp_path / f"o{w}"), columns=Columns(), workers=w)
@@ -129,7 +156,7 @@ def test_stage_conforms(corpus) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_cli(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]
-    pool, _ = _planted(corpus, tmp_path / "pool")
+    pool, rows, expected = _planted(corpus, tmp_path / "pool")
     res = subprocess.run(
         [
             sys.executable,
@@ -145,7 +172,7 @@ def test_cli(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]
         text=True,
     )
     assert res.returncode == 0, res.stderr
-    assert "duplicates dropped" in res.stderr and "60" in res.stderr
+    assert re.search(rf"duplicates dropped\s+{len(rows) - len(expected):,} ", res.stderr), res.stderr
 
 
 def test_minhash_stage_conforms(corpus) -> None:  # type: ignore[no-untyped-def]
@@ -158,30 +185,38 @@ def test_minhash_stage_conforms(corpus) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_minhash_dedup_finds_planted_near_duplicates(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]
+    """A constructed case with known answers. Variants whose true shingle Jaccard with their
+    original is >= 0.95 are found with near certainty (LSH 9 x 13 makes them candidates with
+    probability > 0.998, and the 128-permutation estimate sits > 7 standard errors above 0.8),
+    so recall >= 0.9 over them cannot flake; no removal may be a document unlike every kept
+    cluster head (true Jaccard < 0.6: an estimate of 0.8 would be > 4 standard errors off).
+    The measured recall at the threshold itself is a bench figure (bench/measure_minhash.py)."""
     from curate.runner import run_minhash_dedup
 
     rng = np.random.default_rng(0)
     t = pq.read_table(corpus.pool)
     rows = [r for r in t.to_pylist() if len(r["text"].split()) >= 200][:400]
     originals = rows[:100]
+    assert len(originals) == 100, "the corpus should hold 100 documents of 200 words or more"
     variants = [
         {**r, "id": f"near-{i}-{k}", "text": near_duplicate_edit(r["text"], k, rng)}
         for i, r in enumerate(originals)
         for k in range(4)
-    ]
+    ] + [{**r, "id": f"near-{i}-case", "text": r["text"].upper()} for i, r in enumerate(originals[:20])]
     pool = tmp_path / "pool"
     pool.mkdir()
     pq.write_table(pa.Table.from_pylist(rows, schema=t.schema), pool / "a.parquet")
     pq.write_table(pa.Table.from_pylist(variants, schema=t.schema), pool / "b.parquet")
-    res = run_minhash_dedup(str(pool), str(tmp_path / "out"), columns=Columns(), workers=2)
+    run_minhash_dedup(str(pool), str(tmp_path / "out"), columns=Columns(), workers=2)
     kept = pq.read_table(tmp_path / "out")
     kept_ids = set(kept.column("id").to_pylist())
     removed = {r["id"] for r in rows + variants} - kept_ids
-    recall = sum(v["id"] in removed for v in variants) / len(variants)
-    # The real pool has near-duplicates of its own (licence boilerplate, changelog entries): a
-    # removal is correct when the document's true shingle Jaccard with a kept cluster head is
-    # at least the threshold.
     text_of = {r["id"]: r["text"] for r in rows + variants}
+    original_of = {v["id"]: originals[int(v["id"].split("-")[1])]["text"] for v in variants}
+    close = [v["id"] for v in variants if shingle_jaccard(v["text"], original_of[v["id"]]) >= 0.95]
+    assert len(close) >= 150, "most planted edits should stay within Jaccard 0.95 of their original"
+    recall = sum(i in removed for i in close) / len(close)
+    assert recall >= 0.9, recall
     heads = [
         i
         for i, n in zip(
@@ -189,13 +224,8 @@ def test_minhash_dedup_finds_planted_near_duplicates(tmp_path: Path, corpus) -> 
         )
         if n > 1
     ]
-
-    def correct(doc: str) -> bool:
-        return doc.startswith("near-") or max(shingle_jaccard(text_of[doc], text_of[h]) for h in heads) >= 0.8
-
-    precision = sum(correct(i) for i in removed) / max(len(removed), 1)
-    assert recall >= 0.95, (recall, res.extra)
-    assert precision >= 0.98, (precision, res.extra)
+    for doc in removed - {v["id"] for v in variants}:  # the real text's own near-duplicates
+        assert max(shingle_jaccard(text_of[doc], text_of[h]) for h in heads) >= 0.6, doc
     sizes = dict(
         zip(kept.column("id").to_pylist(), kept.column("minhash_cluster_size").to_pylist(), strict=True)
     )
@@ -203,7 +233,7 @@ def test_minhash_dedup_finds_planted_near_duplicates(tmp_path: Path, corpus) -> 
 
 
 def test_minhash_cli(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]
-    pool, _ = _planted(corpus, tmp_path / "pool")
+    pool, _, _ = _planted(corpus, tmp_path / "pool")
     res = subprocess.run(
         [
             sys.executable,

@@ -129,7 +129,8 @@ def test_rule_sets_on_real_text(tmp_path, corpus) -> None:  # type: ignore[no-un
     # prose passes Gopher's rules more often than source code and changelogs do
     assert rates["python_docs"] > 0.8, rates
     assert rates["python_docs"] > rates["python_code"] + 0.2, rates
-    assert rates["python_docs"] > rates["debian_changelog"] + 0.2, rates
+    if "debian_changelog" in rates:  # Debian's text, where this machine has it
+        assert rates["python_docs"] > rates["debian_changelog"] + 0.2, rates
 
 
 def test_non_latin_scripts_get_sensible_signals() -> None:

@@ -40,7 +40,9 @@ def model(corpus, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, objec
 def test_training_is_balanced_and_separates_prose(model) -> None:  # type: ignore[no-untyped-def]
     path, report = model
     assert report.train_docs["hq"] == report.train_docs["cc"]
-    assert report.holdout_docs["hq"] == report.holdout_docs["cc"] == 30
+    # 10% of each balanced class is held out; the class size is whatever this machine's text gives
+    n = report.train_docs["hq"] + report.holdout_docs["hq"]
+    assert n <= 300 and report.holdout_docs["hq"] == report.holdout_docs["cc"] == max(1, round(0.1 * n))
     assert report.holdout_auc > 0.9
     assert (path.parent / "quality.bin.json").exists()
 
@@ -64,7 +66,12 @@ def test_scorer_ranks_prose_above_changelogs(model, corpus) -> None:  # type: ig
     scorer = FastTextScorer(model_path=str(model[0]))
     q = scorer.annotate(batch)["fasttext_quality"].to_numpy(zero_copy_only=False)
     dom = np.array(batch.column("domain").to_pylist())
-    assert q[np.isin(dom, PROSE)].mean() > q[dom == "debian_changelog"].mean() + 0.3
+    # prose ranks above the other domains (stdlib code; Debian's changelogs and copyright files
+    # where present): the share of (prose, other) pairs in the right order, i.e. the rank AUC.
+    # A rank, not a probability gap: on a few hundred documents fastText's probabilities stay
+    # near 0.5 however well it separates the classes.
+    prose, other = q[np.isin(dom, PROSE)], q[~np.isin(dom, PROSE)]
+    assert (prose[:, None] > other[None, :]).mean() > 0.9
     check_stage(scorer, batch.slice(0, 30))
 
 
@@ -96,11 +103,6 @@ def test_threshold_is_global_not_per_shard(tmp_path: Path) -> None:
     kept = pq.read_table(tmp_path / "out")
     assert kept.num_rows == int(np.ceil(0.1 * 998))
     assert all(t.startswith("doc b") for t in kept.column("text").to_pylist())
-    assert (
-        min(kept.column("s").to_pylist())
-        >= max(pq.read_table(tmp_path / "rej").column("s").drop_null().to_pylist())
-        or True
-    )
     rej = pq.read_table(tmp_path / "rej")
     assert rej.num_rows + kept.num_rows == 1000
     assert res.extra["drops"]["null or NaN s"] == 2
@@ -165,7 +167,12 @@ def test_cli_train_score_filter(tmp_path: Path, corpus) -> None:  # type: ignore
     )
     assert res.returncode == 0, res.stderr
     top = pq.read_table(tmp_path / "top")
-    assert abs(top.num_rows - 0.1 * t.num_rows) <= 2
+    # the reference: every row scoring at least the k-th best of the finite scores (ties all pass)
+    scores = pq.read_table(tmp_path / "scored", columns=["fasttext_quality"]).column(0)
+    finite = np.sort(scores.drop_null().to_numpy())[::-1]
+    finite = finite[np.isfinite(finite)]
+    kth = finite[int(np.ceil(0.1 * len(finite))) - 1]
+    assert top.num_rows == int((finite >= kth).sum()) >= int(np.ceil(0.1 * len(finite)))
     (tmp_path / "bad.bin").write_bytes(b"not a model")
     res = subprocess.run(
         [

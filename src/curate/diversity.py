@@ -19,7 +19,15 @@ import pyarrow.compute as pc
 from curate.budget import Budget
 from curate.errors import SchemaError, UsageError
 from curate.executors.local import WorkerPool, map_tasks, resolve_workers, threads_per_worker
-from curate.io.inputs import Columns, Shard, discover, iter_batches, iter_unit_batches, read_schema
+from curate.io.inputs import (
+    Columns,
+    DatasetSpec,
+    Shard,
+    discover,
+    iter_batches,
+    iter_unit_batches,
+    read_schema,
+)
 from curate.io.outputs import Manifest
 from curate.kmeans import KMeansModel, KMeansSummary, default_sample_rows, fit, merge_summaries
 from curate.native import HashSpec
@@ -136,7 +144,7 @@ def fit_hashed_embedder(
 
 
 def run_embed(
-    source: str,
+    source: DatasetSpec,
     dest: str,
     *,
     method: str = "hashed",
@@ -251,7 +259,7 @@ def pass_unit(
 
 
 def run_cluster(
-    source: str,
+    source: DatasetSpec,
     dest: str,
     *,
     k: int = 1024,
@@ -326,7 +334,7 @@ def run_cluster(
 
 def _fit_kmeans(
     shards: list[Shard],
-    source: str,
+    source: DatasetSpec,
     k: int,
     column: EmbeddingSource,
     seed: int,
@@ -341,9 +349,9 @@ def _fit_kmeans(
     pool: WorkerPool,
 ) -> tuple[KMeansModel, int, int, int]:
     """k-means over the shards' embeddings: (model, sample rows, rows, rows with an embedding)."""
-    import pyarrow.parquet as pq
+    from curate.io.inputs import count_rows
 
-    total_rows = sum(pq.ParquetFile(s.path).metadata.num_rows if s.format == "parquet" else 0 for s in shards)
+    total_rows = sum(count_rows(s) or 0 for s in shards)
     want = sample_rows or default_sample_rows(k)
     p = 1.0 if not total_rows else min(1.0, 1.5 * want / total_rows)  # a seeded share, trimmed below
     progress.start("sample", len(shards), unit="shards")
@@ -573,7 +581,7 @@ def keys_unit(
 
 
 def run_diversify(
-    source: str,
+    source: DatasetSpec,
     dest: str,
     *,
     budget: Budget,

@@ -9,13 +9,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.io.inputs import Columns, discover, iter_batches, read_schema
+from curate.io.inputs import Columns, DatasetSpec, describe, discover, iter_batches, read_schema
 from curate.io.outputs import MANIFEST
 from curate.tokens import exact_counter
 
 
 def inspect_dataset(
-    path: str, *, text_column: str = "text", sample: int = 3, tokenizer: str | None = None
+    path: DatasetSpec, *, text_column: str = "text", sample: int = 3, tokenizer: str | None = None
 ) -> dict[str, Any]:
     shards = discover(path)
     schema = read_schema(shards[0])
@@ -53,7 +53,7 @@ def inspect_dataset(
                         }
                     )
     info: dict[str, Any] = {
-        "path": path,
+        "path": describe(path),
         "shards": len(shards),
         "bytes_on_disk": sum(s.size for s in shards),
         "schema": [(f.name, str(f.type)) for f in schema],
@@ -64,17 +64,17 @@ def inspect_dataset(
         "token_counter": counter.describe() if counter else ("n_tokens column" if have_n_tokens else None),
         "sample": samples,
     }
-    manifest = Path(path) / MANIFEST
-    if manifest.exists():
+    manifest = Path(path) / MANIFEST if isinstance(path, str) else None
+    if manifest is not None and manifest.exists():
         state = json.loads(manifest.read_text())
         info["manifest"] = {"complete": bool(state.get("complete")), "summary": state.get("summary")}
     return info
 
 
 def _plain(shard: Any) -> Any:
-    from curate.io.inputs import _raw_batches
+    from curate.io.inputs import iter_raw_batches
 
-    yield from _raw_batches(shard, None, 4096)
+    yield from iter_raw_batches(shard)
 
 
 __all__ = ["inspect_dataset", "pa"]

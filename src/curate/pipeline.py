@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.errors import SchemaError
-from curate.io.inputs import Columns, Shard, canonical_schema, canonicalize, iter_batches, read_schema
+from curate.io.inputs import Columns, Shard, canonical_schema, iter_batches, read_schema
 from curate.io.outputs import ParquetShardWriter
 from curate.stages.base import Annotator, Filter, Selector, StageContext, with_columns
 from curate.types import TEXT
@@ -229,9 +229,7 @@ def run_shard(pipeline: Pipeline, shard: Shard, ctx: RunContext) -> ShardReport:
 
 
 def canonicalize_schema(schema: pa.Schema, cols: Columns, source: str) -> pa.Schema:
-    canonical_schema(schema, cols, source)
-    empty = pa.RecordBatch.from_pylist([], schema=schema)
-    return canonicalize(empty, cols).schema
+    return canonical_schema(schema, cols, source)
 
 
 def run_stream(

@@ -23,7 +23,16 @@ from curate import __version__, native
 from curate.budget import Budget, human_count
 from curate.errors import SchemaError, UsageError
 from curate.executors.local import map_tasks, resolve_workers, threads_per_worker
-from curate.io.inputs import STDIO, Columns, Shard, discover, iter_batches, iter_stdin, read_schema
+from curate.io.inputs import (
+    STDIO,
+    Columns,
+    DatasetSpec,
+    Shard,
+    discover,
+    iter_batches,
+    iter_stdin,
+    read_schema,
+)
 from curate.io.outputs import Manifest, StdoutWriter, output_files
 from curate.pipeline import (
     Pipeline,
@@ -66,7 +75,7 @@ def spooled_stdin(cols: Columns) -> Iterator[list[Shard]]:
     """Copy an IPC stream from stdin to a temporary file so that it can be read twice."""
     tmp = Path(tempfile.mkdtemp(prefix="curate-stdin-"))
     try:
-        schema, batches = iter_stdin(cols)
+        schema, batches = iter_stdin(cols, raw=True)
         path = tmp / "stdin.arrow"
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema) as w:
             for b in batches:
@@ -78,7 +87,7 @@ def spooled_stdin(cols: Columns) -> Iterator[list[Shard]]:
 
 def run_map(
     pipeline: Pipeline,
-    source: str,
+    source: DatasetSpec,
     dest: str,
     *,
     columns: Columns,
@@ -139,7 +148,7 @@ def run_map(
 
 def _run_map_stream(
     pipeline: Pipeline,
-    source: str,
+    source: DatasetSpec,
     dest: str,
     *,
     columns: Columns,
@@ -150,7 +159,6 @@ def _run_map_stream(
     start = time.perf_counter()
     if source == STDIO:
         schema, batches = iter_stdin(columns)
-        schema = canonicalize_schema(schema, columns, "stdin")
     else:
         shards = discover(source)
         schema = canonicalize_schema(read_schema(shards[0]), columns, shards[0].path)
@@ -165,7 +173,7 @@ def _run_map_stream(
                 yield from iter_batches(s, columns, batch_size=batch_size)
 
         batches = gen()
-    out_schema = pipeline.validate(schema, source)
+    out_schema = pipeline.validate(schema, "stdin" if source == STDIO else shards[0].path)
     if dest == STDIO:
         writer = StdoutWriter(out_schema)
         report = run_stream(pipeline, schema, batches, writer.write, threads=threads)
@@ -188,7 +196,7 @@ def _run_map_stream(
 
 def run_resample(
     selector: GumbelTopK,
-    source: str,
+    source: DatasetSpec,
     dest: str,
     *,
     columns: Columns,
@@ -392,7 +400,7 @@ def exact_decision(shards: list[Shard], paths: list[str]) -> tuple[list[np.ndarr
 
 
 def run_exact_dedup(
-    source: str,
+    source: DatasetSpec,
     dest: str,
     *,
     columns: Columns,
@@ -563,7 +571,7 @@ def minhash_decision(
 
 
 def run_minhash_dedup(
-    source: str,
+    source: DatasetSpec,
     dest: str,
     *,
     columns: Columns,
@@ -688,7 +696,7 @@ def column_values(shard: Shard, ctx: RunContext, column: str, out_path: str) -> 
 
 
 def run_threshold_filter(
-    source: str,
+    source: DatasetSpec,
     dest: str,
     *,
     column: str,
@@ -817,7 +825,12 @@ def score_columns(shard: Shard, ctx: RunContext, names: list[str], out_path: str
 
 
 def read_scores(
-    source: str, names: list[str], *, columns: Columns, workers: int | None = None, work: Path | None = None
+    source: DatasetSpec,
+    names: list[str],
+    *,
+    columns: Columns,
+    workers: int | None = None,
+    work: Path | None = None,
 ) -> dict[str, np.ndarray]:
     """All values of some score columns over a dataset (8 bytes per row per column)."""
     shards = discover(source)

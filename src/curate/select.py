@@ -21,7 +21,15 @@ from curate import __version__, native
 from curate.budget import Budget, human_count, parse_budget
 from curate.errors import CurateError, UsageError
 from curate.executors.local import WorkerPool, map_tasks, resolve_workers, threads_per_worker
-from curate.io.inputs import Columns, Shard, discover, iter_batches, iter_unit_batches, read_schema
+from curate.io.inputs import (
+    Columns,
+    Shard,
+    discover,
+    iter_batches,
+    iter_unit_batches,
+    read_schema,
+    row_groups,
+)
 from curate.io.outputs import Manifest
 from curate.native import HashSpec
 from curate.pipeline import (
@@ -51,7 +59,7 @@ class FitConfig:
     """What determines a fitted importance model."""
 
     target: str
-    pool: str
+    pool: str | tuple[str, ...]  # one path, folder or glob, or several in order
     seed: int = 0
     tokenizer: str | None = None
     text_column: str = TEXT
@@ -134,15 +142,13 @@ def _raw_cap(spec: str, buckets: int) -> int | None:
 
 def fit_units(shards: list[Shard]) -> list[tuple[Shard, int | None]]:
     """(shard, row group) work units for a fit; JSONL/IPC shards are one unit each."""
-    import pyarrow.parquet as pq
-
     units: list[tuple[Shard, int | None]] = []
     for s in shards:
-        if s.format == "parquet":
-            n = pq.ParquetFile(s.path).num_row_groups
-            units.extend((s, rg) for rg in range(n))
-        else:
+        n = row_groups(s)
+        if n is None:
             units.append((s, None))
+        else:
+            units.extend((s, rg) for rg in range(n))
     return units
 
 

@@ -2,7 +2,8 @@
 
 Every Python installation carries real human-written text: the language reference
 (`pydoc_data.topics`), the standard library's docstrings and its source code. Debian-based
-machines add package changelogs and copyright files under /usr/share/doc. `build_corpus` cuts
+machines add package changelogs and copyright files under /usr/share/doc (or the folder the
+`CURATE_DOC_DIR` environment variable names; an empty one leaves them out). `build_corpus` cuts
 these into documents, labels each with its `domain`, and writes a sharded Parquet pool plus a
 target sample drawn from held-out documents of one domain.
 """
@@ -13,6 +14,7 @@ import ast
 import gzip
 import hashlib
 import math
+import os
 import random
 import sysconfig
 from collections.abc import Iterator
@@ -22,7 +24,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-DOC_DIR = Path("/usr/share/doc")
+DOC_DIR_ENV = (
+    "CURATE_DOC_DIR"  # where Debian's documentation lives; point it at an empty folder to leave it out
+)
+
+
+def doc_dir() -> Path:
+    return Path(os.environ.get(DOC_DIR_ENV, "/usr/share/doc"))
 
 
 def _draw(lo: int, hi: int, rng: random.Random) -> int:
@@ -95,7 +103,7 @@ def python_docstrings() -> Iterator[tuple[str, str]]:
 
 
 def debian_changelogs() -> Iterator[tuple[str, str]]:
-    for p in sorted(DOC_DIR.glob("*/changelog.Debian.gz")):
+    for p in sorted(doc_dir().glob("*/changelog.Debian.gz")):
         try:
             yield f"changelog:{p.parent.name}", gzip.decompress(p.read_bytes()).decode("utf-8", "replace")
         except (OSError, EOFError):
@@ -103,7 +111,7 @@ def debian_changelogs() -> Iterator[tuple[str, str]]:
 
 
 def debian_copyright() -> Iterator[tuple[str, str]]:
-    for p in sorted(DOC_DIR.glob("*/copyright")):
+    for p in sorted(doc_dir().glob("*/copyright")):
         try:
             yield f"copyright:{p.parent.name}", p.read_text(encoding="utf-8", errors="replace")
         except OSError:
@@ -166,7 +174,7 @@ def build_corpus(
     target_rows: list[dict[str, str]] = []
     counts: dict[str, int] = {}
     for domain in SOURCES:
-        if domain != "python_docs" and domain.startswith("debian") and not DOC_DIR.exists():
+        if domain != "python_docs" and domain.startswith("debian") and not doc_dir().exists():
             continue
         docs = domain_documents(
             domain, max_bytes=max_bytes_per_domain, seed=seed, lo=doc_words[0], hi=doc_words[1]

@@ -78,6 +78,11 @@ BatchSize = Annotated[int, typer.Option(help="Rows per record batch (bounds memo
 StatsJson = Annotated[Path | None, typer.Option(help="Also write the summary as JSON to this file.")]
 
 
+def _source(paths: list[str]) -> str | list[str]:
+    """Positional inputs as a dataset spec: `-` alone is stdin; else the paths in order."""
+    return paths[0] if len(paths) == 1 else list(paths)
+
+
 def _columns(text_column: str, id_column: str | None) -> Any:
     from curate.io.inputs import Columns
 
@@ -106,8 +111,11 @@ def _write_stats(path: Path | None, data: dict[str, Any]) -> None:
 @app.command()
 def select(
     pool: Annotated[
-        str,
-        typer.Argument(metavar="POOL", help="Pool: folder, glob or file of Parquet/JSONL(.gz/.zst) shards."),
+        list[str],
+        typer.Argument(
+            metavar="POOL",
+            help="Pool: folders, globs or files of Parquet/JSONL(.gz/.zst) shards, in the order given.",
+        ),
     ],
     out: Annotated[
         str,
@@ -201,7 +209,7 @@ def select(
     _choice("--length-norm", length_norm, ("per-chunk", "sum"))
     _choice("--policy", policy, ("cover", "under"))
     config = SelectConfig(
-        pool=pool,
+        pool=pool[0] if len(pool) == 1 else tuple(pool),
         output=out,
         target=target,
         budget=budget,
@@ -330,7 +338,13 @@ def importance_fit(
 @score_app.command("importance")
 def score_importance(
     model: Annotated[Path, typer.Option(help="Importance model from `curate importance fit`.")],
-    src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset, or - for Arrow IPC on stdin.")],
+    src: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="IN",
+            help="Input dataset, or - for Arrow IPC on stdin. Several (files, folders, quoted globs) are read in the order given.",
+        ),
+    ],
     dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder, or - for Arrow IPC on stdout.")],
     tokenizer: Tokenizer = None,
     workers: Workers = 0,
@@ -350,7 +364,7 @@ def score_importance(
     pipeline = Pipeline(stages=(ImportanceScorer(model=m, counter=counter),))
     _map(
         pipeline,
-        src,
+        _source(src),
         dest,
         text_column,
         id_column,
@@ -365,7 +379,7 @@ def score_importance(
 
 def _map(
     pipeline: Any,
-    src: str,
+    src: Any,
     dest: str,
     text_column: str,
     id_column: str | None,
@@ -397,7 +411,13 @@ def _map(
 # ------------------------------------------------------------------------------------ resample
 @app.command()
 def resample(
-    src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset, or - for Arrow IPC on stdin.")],
+    src: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="IN",
+            help="Input dataset, or - for Arrow IPC on stdin. Several (files, folders, quoted globs) are read in the order given.",
+        ),
+    ],
     dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder, or - for Arrow IPC on stdout.")],
     by: Annotated[str, typer.Option(help="Log-weight column to sample by (e.g. dsir_log_weight).")],
     budget: Annotated[
@@ -450,7 +470,7 @@ def resample(
         no_progress,
         run_resample,
         sel,
-        src,
+        _source(src),
         dest,
         columns=columns,
         workers=workers,
@@ -477,7 +497,13 @@ def resample(
 # ------------------------------------------------------------------------------------ featurize
 @app.command()
 def featurize(
-    src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset, or - for Arrow IPC on stdin.")],
+    src: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="IN",
+            help="Input dataset, or - for Arrow IPC on stdin. Several (files, folders, quoted globs) are read in the order given.",
+        ),
+    ],
     dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder, or - for Arrow IPC on stdout.")],
     buckets: Annotated[int, typer.Option(help="Hash buckets (< 2^32).", min=1)] = 10_000,
     ngram_order: Annotated[int, typer.Option(help="Largest n-gram order (1..8).", min=1, max=8)] = 2,
@@ -498,7 +524,7 @@ def featurize(
     spec = HashSpec(buckets=buckets, order=ngram_order, lowercase=not no_lowercase, seed=hash_seed)
     _map(
         Pipeline(stages=(NgramFeaturizer(spec=spec),)),
-        src,
+        _source(src),
         dest,
         text_column,
         id_column,
@@ -570,7 +596,13 @@ def train_fasttext_cmd(
 @score_app.command("fasttext")
 def score_fasttext(
     model: Annotated[Path, typer.Option(help="fastText model from `curate train fasttext` (or DCLM's).")],
-    src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset, or - for Arrow IPC on stdin.")],
+    src: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="IN",
+            help="Input dataset, or - for Arrow IPC on stdin. Several (files, folders, quoted globs) are read in the order given.",
+        ),
+    ],
     dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder, or - for Arrow IPC on stdout.")],
     workers: Workers = 0,
     text_column: TextColumn = "text",
@@ -587,7 +619,7 @@ def score_fasttext(
     pipeline = Pipeline(stages=(FastTextScorer(model_path=str(model)),))
     _map(
         pipeline,
-        src,
+        _source(src),
         dest,
         text_column,
         id_column,
@@ -601,7 +633,13 @@ def score_fasttext(
 
 @score_app.command("heuristics")
 def score_heuristics(
-    src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset, or - for Arrow IPC on stdin.")],
+    src: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="IN",
+            help="Input dataset, or - for Arrow IPC on stdin. Several (files, folders, quoted globs) are read in the order given.",
+        ),
+    ],
     dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder, or - for Arrow IPC on stdout.")],
     workers: Workers = 0,
     text_column: TextColumn = "text",
@@ -618,7 +656,7 @@ def score_heuristics(
 
     _map(
         Pipeline(stages=(HeuristicSignals(),)),
-        src,
+        _source(src),
         dest,
         text_column,
         id_column,
@@ -636,7 +674,13 @@ def _rules_command(rule_set: str) -> Any:
     listing = "; ".join(r.describe() for r in RULE_SETS[rule_set])
 
     def command(
-        src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset, or - for Arrow IPC on stdin.")],
+        src: Annotated[
+            list[str],
+            typer.Argument(
+                metavar="IN",
+                help="Input dataset, or - for Arrow IPC on stdin. Several (files, folders, quoted globs) are read in the order given.",
+            ),
+        ],
         dest: Annotated[
             str, typer.Argument(metavar="OUT", help="Output folder for the documents kept, or -.")
         ],
@@ -655,7 +699,7 @@ def _rules_command(rule_set: str) -> Any:
 
         _map(
             Pipeline(stages=(RuleFilter(rule_set=rule_set),)),
-            src,
+            _source(src),
             dest,
             text_column,
             id_column,
@@ -690,7 +734,13 @@ def _names(value: str | None) -> list[str]:
 
 @score_app.command("combine")
 def score_combine(
-    src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset with the score columns.")],
+    src: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="IN",
+            help="Input dataset with the score columns. Several (files, folders, quoted globs) are read in the order given.",
+        ),
+    ],
     dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder.")],
     columns: Annotated[str | None, typer.Option(help="Score columns to combine, comma-separated.")] = None,
     weights: Annotated[
@@ -729,7 +779,7 @@ def score_combine(
             w = tuple(float(x) for x in _names(weights)) if weights else tuple(1.0 for _ in names)
         except ValueError as exc:
             raise UsageError(f"--weights must be numbers, got {weights!r}") from exc
-        values = read_scores(src, names, columns=cols, workers=workers)
+        values = read_scores(_source(src), names, columns=cols, workers=workers)
         stats = tuple(column_stats(n, values[n]) for n in names)
         combo = Combination(
             columns=tuple(names),
@@ -740,7 +790,7 @@ def score_combine(
         )
     _map(
         Pipeline(stages=(CombinedScore(combination=combo, output=output_column),)),
-        src,
+        _source(src),
         dest,
         text_column,
         None,
@@ -768,7 +818,11 @@ def score_combine(
 @train_app.command("combine")
 def train_combine(
     src: Annotated[
-        str, typer.Argument(metavar="IN", help="Labelled dataset with the score columns and a label column.")
+        list[str],
+        typer.Argument(
+            metavar="IN",
+            help="Labelled dataset with the score columns and a label column. Several (files, folders, quoted globs) are read in the order given.",
+        ),
     ],
     output: Annotated[Path, typer.Option("-o", "--output", help="Weights file to write (JSON).")],
     columns: Annotated[str, typer.Option(help="Score columns, comma-separated.")],
@@ -784,7 +838,7 @@ def train_combine(
     from curate.stages.combine import Combination, column_stats, learn_weights
 
     names = _names(columns)
-    values = read_scores(src, [*names, label], columns=_columns(text_column, None), workers=workers)
+    values = read_scores(_source(src), [*names, label], columns=_columns(text_column, None), workers=workers)
     stats = tuple(column_stats(n, values[n]) for n in names)
     draft = Combination(
         columns=tuple(names),
@@ -800,7 +854,7 @@ def train_combine(
         lower_is_better=draft.lower_is_better,
         normalisation=draft.normalisation,
         stats=stats,
-        provenance={"label": label, "data": src, **metrics},
+        provenance={"label": label, "data": " ".join(src), **metrics},
     )
     combo.save(output)
     render.kv_table(
@@ -895,7 +949,13 @@ def score_lm(
             help="A local Hugging Face causal-LM folder (loaded offline) or one from `curate train lm`."
         ),
     ],
-    src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset, or - for Arrow IPC on stdin.")],
+    src: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="IN",
+            help="Input dataset, or - for Arrow IPC on stdin. Several (files, folders, quoted globs) are read in the order given.",
+        ),
+    ],
     dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder, or - for Arrow IPC on stdout.")],
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
     max_batch_tokens: Annotated[
@@ -942,7 +1002,7 @@ def score_lm(
     )
     _map(
         Pipeline(stages=(scorer,)),
-        src,
+        _source(src),
         dest,
         text_column,
         id_column,
@@ -957,7 +1017,13 @@ def score_lm(
 # ------------------------------------------------------------------------------------ diversity
 @app.command()
 def embed(
-    src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset.")],
+    src: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="IN",
+            help="Input dataset. Several (files, folders, quoted globs) are read in the order given.",
+        ),
+    ],
     dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder.")],
     method: Annotated[
         str, typer.Option(help="hashed (TF-IDF n-grams, no model; fast) or model (a local embedding model).")
@@ -997,7 +1063,7 @@ def embed(
     res = _with_progress(
         no_progress,
         run_embed,
-        src,
+        _source(src),
         dest,
         method=method,
         dim=dim,
@@ -1017,7 +1083,13 @@ def embed(
 
 @app.command()
 def cluster(
-    src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset with an embedding column.")],
+    src: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="IN",
+            help="Input dataset with an embedding column. Several (files, folders, quoted globs) are read in the order given.",
+        ),
+    ],
     dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder.")],
     k: Annotated[
         int, typer.Option("--k", help="Number of clusters (Diversify and Conquer: 1024).", min=1)
@@ -1050,7 +1122,7 @@ def cluster(
     res = _with_progress(
         no_progress,
         run_cluster,
-        src,
+        _source(src),
         dest,
         k=k,
         column=column,
@@ -1089,7 +1161,13 @@ def cluster(
 
 @app.command()
 def diversify(
-    src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset with a kmeans_cluster column.")],
+    src: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="IN",
+            help="Input dataset with a kmeans_cluster column. Several (files, folders, quoted globs) are read in the order given.",
+        ),
+    ],
     dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder.")],
     budget: Annotated[
         str, typer.Option(help="10B, 500M, 25K tokens; docs:1M; bytes:40G; 5% (of pool tokens).")
@@ -1153,7 +1231,7 @@ def diversify(
     res = _with_progress(
         no_progress,
         run_diversify,
-        src,
+        _source(src),
         dest,
         budget=parse_budget(budget),
         allocation=allocation,
@@ -1177,7 +1255,13 @@ def diversify(
 
 @app.command()
 def reweight(
-    src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset with a per-document loss column.")],
+    src: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="IN",
+            help="Input dataset with a per-document loss column. Several (files, folders, quoted globs) are read in the order given.",
+        ),
+    ],
     dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder.")],
     by: Annotated[str, typer.Option(help="Loss column (length-normalised, e.g. lm_loss).")],
     strategy: Annotated[
@@ -1208,7 +1292,7 @@ def reweight(
     from curate.stages.reweight import ReweightLogWeight
 
     _check(strategy, temperature, delta)
-    values = read_scores(src, [by], columns=_columns(text_column, None), workers=workers)[by]
+    values = read_scores(_source(src), [by], columns=_columns(text_column, None), workers=workers)[by]
     finite = values[np.isfinite(values)]
     if len(finite) == 0:
         from curate.errors import UsageError
@@ -1224,7 +1308,7 @@ def reweight(
     )
     _map(
         Pipeline(stages=(ReweightLogWeight(spec=spec),)),
-        src,
+        _source(src),
         dest,
         text_column,
         None,
@@ -1242,7 +1326,13 @@ def reweight(
 
 @filter_app.command("threshold")
 def filter_threshold(
-    src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset (folder, glob or file).")],
+    src: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="IN",
+            help="Input dataset (folder, glob or file). Several (files, folders, quoted globs) are read in the order given.",
+        ),
+    ],
     dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder for the rows kept.")],
     column: Annotated[str, typer.Option(help="Numeric score column.")],
     keep_top: Annotated[
@@ -1275,7 +1365,7 @@ def filter_threshold(
     res = _with_progress(
         no_progress,
         run_threshold_filter,
-        src,
+        _source(src),
         dest,
         column=column,
         columns=_columns(text_column, None),
@@ -1299,7 +1389,13 @@ def filter_threshold(
 # ------------------------------------------------------------------------------------ dedup
 @dedup_app.command("exact")
 def dedup_exact(
-    src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset, or - for Arrow IPC on stdin.")],
+    src: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="IN",
+            help="Input dataset, or - for Arrow IPC on stdin. Several (files, folders, quoted globs) are read in the order given.",
+        ),
+    ],
     dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder.")],
     workers: Workers = 0,
     text_column: TextColumn = "text",
@@ -1323,7 +1419,7 @@ def dedup_exact(
     res = _with_progress(
         no_progress,
         run_exact_dedup,
-        src,
+        _source(src),
         dest,
         columns=columns,
         workers=workers,
@@ -1350,7 +1446,13 @@ def dedup_exact(
 
 @dedup_app.command("minhash")
 def dedup_minhash(
-    src: Annotated[str, typer.Argument(metavar="IN", help="Input dataset (folder, glob or file).")],
+    src: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="IN",
+            help="Input dataset (folder, glob or file). Several (files, folders, quoted globs) are read in the order given.",
+        ),
+    ],
     dest: Annotated[str, typer.Argument(metavar="OUT", help="Output folder.")],
     threshold: Annotated[
         float, typer.Option(help="Estimated Jaccard similarity at which documents are near-duplicates.")
@@ -1379,7 +1481,7 @@ def dedup_minhash(
     res = _with_progress(
         no_progress,
         run_minhash_dedup,
-        src,
+        _source(src),
         dest,
         columns=columns,
         threshold=threshold,
@@ -1414,7 +1516,10 @@ def dedup_minhash(
 @app.command()
 def inspect(
     path: Annotated[
-        str, typer.Argument(metavar="PATH", help="A dataset (folder, glob, file), or a curate output folder.")
+        list[str],
+        typer.Argument(
+            metavar="PATH", help="A dataset (folders, globs, files, in order), or a curate output folder."
+        ),
     ],
     sample: Annotated[int, typer.Option(help="Rows to show.", min=0)] = 3,
     text_column: TextColumn = "text",
@@ -1427,7 +1532,7 @@ def inspect(
     """Schema, rows, bytes and tokens of a dataset, and a sample of its rows."""
     from curate.inspect import inspect_dataset
 
-    info = inspect_dataset(path, text_column=text_column, sample=sample, tokenizer=tokenizer)
+    info = inspect_dataset(_source(path), text_column=text_column, sample=sample, tokenizer=tokenizer)
     if json_out:
         sys.stdout.write(json.dumps(info, indent=2, default=str) + "\n")
         return
@@ -1470,6 +1575,13 @@ def demo(
     render.info(f"building a pool from this machine's text in {out}/ ...")
     corpus = build_corpus(out / "corpus", max_bytes_per_domain=1_000_000)
     render.info("pool documents by domain: " + ", ".join(f"{k} {v}" for k, v in corpus.domains.items()))
+    if not any(d.startswith("debian") for d in corpus.domains):
+        from curate.testing import doc_dir
+
+        render.info(
+            f"no Debian documentation under {doc_dir()}: the pool is Python's own text only "
+            "(the language reference, the standard library's docstrings and its source code)"
+        )
     config = SelectConfig(
         pool=str(corpus.pool),
         output=str(out / "selected"),

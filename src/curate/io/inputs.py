@@ -69,10 +69,56 @@ class Columns:
     id: str | None = None  # None: use `id` when present, else derive ids from the text
 
 
-def discover(spec: str) -> list[Shard]:
-    """The shards of a dataset, in a stable (sorted) order."""
-    if spec == STDIO:
-        raise UsageError("`-` (stdin) is a stream, not a set of shards")
+DatasetSpec = str | Sequence[str]
+
+
+def specs_of(spec: DatasetSpec) -> list[str]:
+    """A dataset spec as a list: one path, folder or glob, or several, in the order given."""
+    return [spec] if isinstance(spec, str) else [str(s) for s in spec]
+
+
+def describe(spec: DatasetSpec) -> str:
+    return " ".join(specs_of(spec))
+
+
+def discover(spec: DatasetSpec) -> list[Shard]:
+    """The shards of a dataset: each spec's files in a stable (sorted) order, specs in the order
+    given. A file listed twice, or two files that would give output shards the same name, is an
+    error: either would write or select a document twice."""
+    specs = specs_of(spec)
+    if not specs:
+        raise UsageError("no input dataset given")
+    if STDIO in specs:
+        if len(specs) == 1:
+            raise UsageError("`-` (stdin) is a stream, not a set of shards")
+        raise UsageError("`-` (stdin) cannot be combined with other inputs")
+    paths: list[tuple[str, str]] = []
+    for one in specs:
+        paths.extend(_discover_one(one))
+    by_path: dict[str, str] = {}
+    by_name: dict[str, str] = {}
+    for path, name in paths:
+        real = os.path.realpath(path)
+        if real in by_path:
+            raise UsageError(
+                f"{path}: listed twice among the inputs (also as {by_path[real]})",
+                hint="each document must come from one input file; drop the repeated path or glob",
+            )
+        if name in by_name:
+            raise UsageError(
+                f"inputs {by_name[name]} and {path} have the same name {name!r}, and output shards are "
+                "named after input shards",
+                hint="give one folder that holds both, or rename one of them",
+            )
+        by_path[real] = path
+        by_name[name] = path
+    return [
+        Shard(path=path, name=name, index=i, format=_format_of(path) or "parquet", size=os.path.getsize(path))
+        for i, (path, name) in enumerate(paths)
+    ]
+
+
+def _discover_one(spec: str) -> list[tuple[str, str]]:
     paths: list[tuple[str, str]] = []
     p = Path(spec)
     if p.is_dir():
@@ -102,13 +148,15 @@ def discover(spec: str) -> list[Shard]:
             f"{spec}: no .parquet, .jsonl(.gz/.zst) or .arrow files found",
             hint="point at a folder of shards, a glob such as 'pool/*.parquet', or a single file",
         )
-    return [
-        Shard(path=path, name=name, index=i, format=_format_of(path) or "parquet", size=os.path.getsize(path))
-        for i, (path, name) in enumerate(paths)
-    ]
+    return paths
 
 
 # ------------------------------------------------------------------------------------- Parquet
+# Raw readers yield (batch, where, first row): the batch as stored, a location for messages and
+# the file row its first row is. `iter_batches` canonicalises them; nothing else reads files.
+Located = tuple[pa.RecordBatch, str, int]
+
+
 def _open_parquet(path: str) -> pq.ParquetFile:
     try:
         return pq.ParquetFile(path)
@@ -119,49 +167,88 @@ def _open_parquet(path: str) -> pq.ParquetFile:
         ) from exc
 
 
+def row_groups(shard: Shard) -> int | None:
+    """Row groups of a Parquet shard (None for JSONL/IPC, read whole)."""
+    if shard.format != "parquet":
+        return None
+    return int(_open_parquet(shard.path).num_row_groups)
+
+
+def count_rows(shard: Shard) -> int | None:
+    """Row count from metadata where cheap (Parquet), else None."""
+    if shard.format == "parquet":
+        return int(_open_parquet(shard.path).metadata.num_rows)
+    return None
+
+
 def _iter_parquet(
-    path: str, columns: Sequence[str] | None, batch_size: int, text: str | None = None
-) -> Iterator[pa.RecordBatch]:
+    path: str, columns: Sequence[str] | None, batch_size: int, row_group: int | None = None
+) -> Iterator[Located]:
     pf = _open_parquet(path)
-    row = 0
-    for rg in range(pf.num_row_groups):
+    todo = range(pf.num_row_groups) if row_group is None else [row_group]
+    row = sum(pf.metadata.row_group(i).num_rows for i in range(todo[0])) if len(todo) else 0
+    for rg in todo:
         try:
             # use_threads=False: workers are processes, one per core; nested decode threads only contend
             for b in pf.iter_batches(
                 batch_size=batch_size, row_groups=[rg], columns=columns, use_threads=False
             ):
-                if text is not None:
-                    check_utf8(b, text, f"{path}: row group {rg}", row)
+                yield b, f"{path}: row group {rg}", row
                 row += b.num_rows
-                yield b
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputDataError(f"{path}: row group {rg} cannot be read ({exc})") from exc
 
 
-def check_utf8(batch: pa.RecordBatch, column: str, where: str, first_row: int) -> None:
-    """Raise InputDataError naming the first row whose text is not valid UTF-8."""
-    if column not in batch.schema.names:
-        return
-    col = batch.column(column)
+# ------------------------------------------------------------------------------------- text
+def _is_text_type(t: pa.DataType) -> bool:
+    if pa.types.is_dictionary(t):
+        return _is_text_type(t.value_type)
+    return bool(
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_string_view(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_binary_view(t)
+        or pa.types.is_null(t)
+    )
+
+
+def text_type(t: pa.DataType) -> pa.DataType:
+    """What a text column of type `t` is read as: `large_string` for the 64-bit-offset types,
+    else `string` (dictionary-encoded, binary, view and all-null columns are decoded)."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return pa.large_string() if pa.types.is_large_string(t) or pa.types.is_large_binary(t) else pa.string()
+
+
+def _decode_text(col: pa.Array, where: str, first_row: int, name: str) -> pa.Array:
+    """The text column as `text_type` of its type, checked to be valid UTF-8 (naming the row)."""
+    want = text_type(col.type)
+    if pa.types.is_null(col.type):
+        return pa.nulls(len(col), want)
+    if pa.types.is_dictionary(col.type):
+        col = col.dictionary_decode()
+    if pa.types.is_binary_view(col.type) or pa.types.is_string_view(col.type):
+        col = col.cast(pa.large_binary()).view(pa.large_string()).cast(want)
+    elif pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
+        col = col.view(want)
     try:
         col.validate(full=True)
     except pa.ArrowInvalid:
-        values = (
-            col.cast(pa.large_binary())
-            if pa.types.is_string_view(col.type)
-            else col.view(pa.large_binary() if pa.types.is_large_string(col.type) else pa.binary())
-        )
-        for i, v in enumerate(values.to_pylist()):
+        binary = col.view(pa.large_binary() if pa.types.is_large_string(col.type) else pa.binary())
+        for i, v in enumerate(binary.to_pylist()):
             if v is None:
                 continue
             try:
                 v.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise InputDataError(
-                    f"{where}, row {first_row + i}: {column!r} is not valid UTF-8 (byte {exc.start})",
+                    f"{where}, row {first_row + i}: {name!r} is not valid UTF-8 (byte {exc.start})",
                     hint="re-encode that text (e.g. decode with errors='replace') or drop the row",
                 ) from None
         raise
+    return col
 
 
 # ------------------------------------------------------------------------------------- JSONL
@@ -178,8 +265,8 @@ def _open_binary(path: str) -> io.BufferedIOBase:
 
 def _locate_jsonl_error(path: str) -> str:
     """Find the first bad line to name it in the error (only runs after a parse failure)."""
-    with _open_binary(path) as fh:
-        for lineno, raw in enumerate(io.BufferedReader(fh), start=1):
+    with _open_binary(path) as fh, io.BufferedReader(fh) as reader:
+        for lineno, raw in enumerate(reader, start=1):
             if not raw.strip():
                 continue
             try:
@@ -195,7 +282,7 @@ def _locate_jsonl_error(path: str) -> str:
     return "the file could not be parsed as JSON lines"
 
 
-def _iter_jsonl(path: str, columns: Sequence[str] | None, batch_size: int) -> Iterator[pa.RecordBatch]:
+def _iter_jsonl(path: str, columns: Sequence[str] | None, batch_size: int) -> Iterator[Located]:
     try:
         with _open_binary(path) as fh:
             data = fh.read()
@@ -213,52 +300,59 @@ def _iter_jsonl(path: str, columns: Sequence[str] | None, batch_size: int) -> It
     except pa.ArrowInvalid as exc:
         raise InputDataError(f"{path}: {_locate_jsonl_error(path)}", hint="fix or remove that line") from exc
     if columns is not None:
-        missing = [c for c in columns if c not in table.column_names]
-        if missing:
-            # surfaces as the schema error of the caller
-            table = table.select([c for c in columns if c in table.column_names])
-        else:
-            table = table.select(list(columns))
-    yield from table.to_batches(max_chunksize=batch_size)
+        table = table.select([c for c in columns if c in table.column_names])
+    row = 0
+    for b in table.to_batches(max_chunksize=batch_size):
+        yield b, path, row
+        row += b.num_rows
 
 
 # ------------------------------------------------------------------------------------- IPC
-def _iter_ipc(path: str, columns: Sequence[str] | None, batch_size: int) -> Iterator[pa.RecordBatch]:
+def _iter_ipc(path: str, columns: Sequence[str] | None, batch_size: int) -> Iterator[Located]:
     try:
-        reader = pa.ipc.open_file(path)
-        batches: Iterator[pa.RecordBatch] = (reader.get_batch(i) for i in range(reader.num_record_batches))
-    except pa.ArrowInvalid:
         try:
+            reader = pa.ipc.open_file(path)
+            batches: Iterator[pa.RecordBatch] = (
+                reader.get_batch(i) for i in range(reader.num_record_batches)
+            )
+        except pa.ArrowInvalid:
             batches = iter(pa.ipc.open_stream(path))
-        except pa.ArrowInvalid as exc:
-            raise InputDataError(f"{path}: not an Arrow IPC file or stream ({exc})") from exc
-    for b in batches:
-        if columns is not None:
-            b = b.select([c for c in columns if c in b.schema.names])
-        yield from pa.Table.from_batches([b]).to_batches(max_chunksize=batch_size)
+        row = 0
+        for b in batches:
+            if columns is not None:
+                b = b.select([c for c in columns if c in b.schema.names])
+            for part in pa.Table.from_batches([b]).to_batches(max_chunksize=batch_size):
+                yield part, path, row
+                row += part.num_rows
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputDataError(
+            f"{path}: not a readable Arrow IPC file or stream ({exc})",
+            hint="the file may be truncated or not Arrow IPC; re-export it, or remove it from the pool",
+        ) from exc
 
 
 def read_schema(shard: Shard) -> pa.Schema:
     """The shard's schema as written (before canonical renaming)."""
     if shard.format == "parquet":
         return _open_parquet(shard.path).schema_arrow
-    for batch in _raw_batches(shard, None, 1024):
+    for batch, _, _ in _raw_batches(shard, None, 1024):
         return batch.schema
     return pa.schema([])
 
 
 def _raw_batches(
-    shard: Shard, columns: Sequence[str] | None, batch_size: int, text: str | None = None
-) -> Iterator[pa.RecordBatch]:
+    shard: Shard, columns: Sequence[str] | None, batch_size: int, row_group: int | None = None
+) -> Iterator[Located]:
     if shard.format == "parquet":
-        return _iter_parquet(shard.path, columns, batch_size, text)
+        return _iter_parquet(shard.path, columns, batch_size, row_group)
     if shard.format == "jsonl":
         return _iter_jsonl(shard.path, columns, batch_size)
     return _iter_ipc(shard.path, columns, batch_size)
 
 
 def canonical_schema(schema: pa.Schema, cols: Columns, source: str) -> pa.Schema:
-    """Check the text/id columns exist and rename them to `text`/`id`."""
+    """The schema the stages see: the text/id columns checked and renamed to `text`/`id`, and
+    the text column's type as read (`text_type`). Errors name `source`."""
     names = schema.names
     if cols.text not in names:
         raise SchemaError(
@@ -266,24 +360,27 @@ def canonical_schema(schema: pa.Schema, cols: Columns, source: str) -> pa.Schema
             hint="name the text column with --text-column",
         )
     t = schema.field(cols.text).type
-    if not (
-        pa.types.is_string(t)
-        or pa.types.is_large_string(t)
-        or pa.types.is_string_view(t)
-        or pa.types.is_null(t)
-    ):
-        raise SchemaError(f"{source}: text column {cols.text!r} has type {t}, expected a string type")
+    if not _is_text_type(t):
+        raise SchemaError(
+            f"{source}: text column {cols.text!r} has type {t}, expected a string type",
+            hint="the text column must hold strings (or UTF-8 bytes); name another with --text-column",
+        )
     if cols.id is not None and cols.id not in names:
         raise SchemaError(
             f"{source}: no id column {cols.id!r}; columns present: {', '.join(names)}",
             hint="name the id column with --id-column, or leave it out to derive ids from the text",
         )
-    return schema
+    fields = list(schema)
+    fields[names.index(cols.text)] = pa.field(cols.text, text_type(t))
+    renamed = _renamed(names, cols)
+    return pa.schema(
+        [pa.field(n, f.type, f.nullable, f.metadata) for n, f in zip(renamed, fields, strict=True)],
+        metadata=schema.metadata,
+    )
 
 
-def canonicalize(batch: pa.RecordBatch, cols: Columns) -> pa.RecordBatch:
-    """Rename the text/id columns to canonical names and make text a string column."""
-    names = list(batch.schema.names)
+def _renamed(names: list[str], cols: Columns) -> list[str]:
+    names = list(names)
     if cols.text != TEXT and cols.text in names:
         if TEXT in names:
             names[names.index(TEXT)] = f"{TEXT}_original"
@@ -292,11 +389,24 @@ def canonicalize(batch: pa.RecordBatch, cols: Columns) -> pa.RecordBatch:
         if ID in names:
             names[names.index(ID)] = f"{ID}_original"
         names[names.index(cols.id)] = ID
-    if names != list(batch.schema.names):
-        batch = batch.rename_columns(names)
-    if TEXT in names and pa.types.is_null(batch.schema.field(TEXT).type):
-        i = names.index(TEXT)
-        batch = batch.set_column(i, pa.field(TEXT, pa.string()), pa.nulls(batch.num_rows, pa.string()))
+    return names
+
+
+def canonicalize(
+    batch: pa.RecordBatch, cols: Columns, where: str = "input", first_row: int = 0
+) -> pa.RecordBatch:
+    """Rename the text/id columns to canonical names and decode the text column (`text_type`),
+    checking it is UTF-8; an error names `where` and the row."""
+    names = list(batch.schema.names)
+    if cols.text in names:
+        i = names.index(cols.text)
+        col = batch.column(i)
+        decoded = _decode_text(col, where, first_row, cols.text)
+        if decoded is not col:
+            batch = batch.set_column(i, pa.field(cols.text, decoded.type), decoded)
+    renamed = _renamed(names, cols)
+    if renamed != names:
+        batch = batch.rename_columns(renamed)
     return batch
 
 
@@ -324,27 +434,25 @@ def iter_unit_batches(
     batch_size: int = 4096,
 ) -> Iterator[pa.RecordBatch]:
     """Batches of one fit unit: a Parquet row group, or a whole JSONL/IPC shard (row_group None)."""
-    if row_group is None:
-        yield from iter_batches(shard, cols, columns=columns, batch_size=batch_size)
-        return
-    pf = _open_parquet(shard.path)
-    wanted = source_columns(list(columns) if columns is not None else [TEXT], cols)
-    try:
-        table = pf.read_row_group(row_group, columns=wanted, use_threads=False)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputDataError(f"{shard.path}: row group {row_group} cannot be read ({exc})") from exc
-    row = sum(pf.metadata.row_group(i).num_rows for i in range(row_group))
-    for b in table.to_batches(max_chunksize=batch_size):
-        if cols.text in b.schema.names:
-            check_utf8(b, cols.text, f"{shard.path}: row group {row_group}", row)
-        row += b.num_rows
-        yield canonicalize(b, cols)
+    yield from iter_batches(
+        shard,
+        cols,
+        columns=list(columns) if columns is not None else [TEXT],
+        batch_size=batch_size,
+        row_group=row_group,
+    )
 
 
 def iter_batches(
-    shard: Shard, cols: Columns, *, columns: Sequence[str] | None = None, batch_size: int = 4096
+    shard: Shard,
+    cols: Columns,
+    *,
+    columns: Sequence[str] | None = None,
+    batch_size: int = 4096,
+    row_group: int | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Batches of one shard with canonical names; `columns` (canonical) projects the read.
+    """Batches of one shard (or one of its Parquet row groups) with canonical names and text
+    decoded; `columns` (canonical) projects the read. Every read of input data goes through here.
 
     An `id` requested but absent from the shard is simply left out (ids are then derived).
     """
@@ -353,12 +461,19 @@ def iter_batches(
     wanted = source_columns(columns, cols)
     if wanted is not None:
         wanted = [c for c in wanted if c in schema.names]
-    for batch in _raw_batches(shard, wanted, batch_size, cols.text):
-        yield canonicalize(batch, cols)
+    for batch, where, row in _raw_batches(shard, wanted, batch_size, row_group):
+        yield canonicalize(batch, cols, where, row)
 
 
-def iter_stdin(cols: Columns) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
-    """An Arrow IPC stream on stdin, canonicalised."""
+def iter_raw_batches(shard: Shard, *, batch_size: int = 4096) -> Iterator[pa.RecordBatch]:
+    """A shard's batches as stored, for a dataset without a text column (`curate inspect`)."""
+    for batch, _, _ in _raw_batches(shard, None, batch_size):
+        yield batch
+
+
+def iter_stdin(cols: Columns, *, raw: bool = False) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """An Arrow IPC stream on stdin, canonicalised (`raw`: as sent, e.g. to spool it to a file
+    that is then read like any input)."""
     try:
         reader = pa.ipc.open_stream(sys.stdin.buffer)
     except pa.ArrowInvalid as exc:
@@ -366,17 +481,15 @@ def iter_stdin(cols: Columns) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
             f"stdin: not an Arrow IPC stream ({exc})",
             hint="`-` reads what another curate command wrote to stdout; for files pass a path",
         ) from exc
-    canonical_schema(reader.schema, cols, "stdin")
+    schema = canonical_schema(reader.schema, cols, "stdin")
 
     def gen() -> Iterator[pa.RecordBatch]:
-        for b in reader:
-            yield canonicalize(b, cols)
+        row = 0
+        try:
+            for b in reader:
+                yield b if raw else canonicalize(b, cols, "stdin", row)
+                row += b.num_rows
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputDataError(f"stdin: the Arrow IPC stream broke off after row {row} ({exc})") from exc
 
-    return reader.schema, gen()
-
-
-def count_rows(shard: Shard) -> int | None:
-    """Row count from metadata where cheap (Parquet), else None."""
-    if shard.format == "parquet":
-        return int(_open_parquet(shard.path).metadata.num_rows)
-    return None
+    return (reader.schema if raw else schema), gen()
