@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit unit-without-debian-text bench docs clean
+.PHONY: demo test lint typecheck unit unit-without-debian-text bench docs golden clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ bench: $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/bench_kernel.py
 	$(BIN)/python bench/bench_dsir.py
+
+# Regenerate the golden digests (tests/golden/): only when a change means to alter outputs.
+golden: $(BIN)/python
+	HF_HUB_OFFLINE=1 $(BIN)/python tests/golden/runs.py --update
 
 # Regenerate the CLI reference from --help.
 docs: $(BIN)/python

@@ -1,0 +1,216 @@
+"""Golden runs: every command on the committed golden corpus, and digests of what each writes.
+
+The digests in `digests.json` are the output bytes' content (Parquet rows and schema, npz
+arrays, model files) of each run; `tests/test_golden.py` checks that the code still writes
+them. A change that means to alter an output regenerates them, by hand and never by a test:
+
+    python tests/golden/runs.py --update      # or: make golden
+
+Runs are in this process with one worker and one torch thread, in order (later runs read
+earlier ones' outputs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+CORPUS = HERE / "corpus"
+DIGESTS = HERE / "digests.json"
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    argv: tuple[str, ...]  # {pool}, {target} and {w} (the work folder) are filled in
+    outputs: tuple[str, ...]  # what it writes, relative to the work folder
+
+
+R = Run
+RUNS: tuple[Run, ...] = (
+    R("select", ("select", "{pool}", "{w}/sel", "--target", "{target}", "--budget", "20K", "--group-by", "domain"), ("sel",)),
+    R(
+        "select-prefilter-diversity",
+        ("select", "{pool}", "{w}/seldiv", "--target", "{target}", "--budget", "docs:30", "--dedup", "exact", "--diversity", "4"),
+        ("seldiv",),
+    ),
+    R("select-minhash", ("select", "{pool}", "{w}/selmh", "--target", "{target}", "--budget", "bytes:60K", "--dedup", "minhash", "--top-k"), ("selmh",)),
+    R("importance-fit", ("importance", "fit", "--target", "{target}", "--raw", "{pool}", "-o", "{w}/imp.npz"), ("imp.npz",)),
+    R("score-importance", ("score", "importance", "--model", "{w}/imp.npz", "{pool}", "{w}/scored"), ("scored",)),
+    R("resample", ("resample", "{w}/scored", "{w}/resampled", "--by", "dsir_log_weight", "--budget", "10K"), ("resampled",)),
+    R("resample-top-k", ("resample", "{w}/scored", "{w}/topk", "--by", "dsir_log_weight", "--budget", "docs:9", "--top-k"), ("topk",)),
+    R("featurize", ("featurize", "{pool}", "{w}/feat", "--buckets", "512"), ("feat",)),
+    R("dedup-exact", ("dedup", "exact", "{pool}", "{w}/dx"), ("dx",)),
+    R("dedup-minhash", ("dedup", "minhash", "{pool}", "{w}/dm"), ("dm",)),
+    R("train-fasttext", ("train", "fasttext", "--positive", "{target}", "--negative", "{pool}", "-o", "{w}/q.bin", "--epoch", "3"), ("q.bin",)),
+    R("score-fasttext", ("score", "fasttext", "--model", "{w}/q.bin", "{pool}", "{w}/ft"), ("ft",)),
+    R(
+        "filter-threshold",
+        ("filter", "threshold", "{w}/ft", "{w}/ftop", "--column", "fasttext_quality", "--keep-top", "30%", "--rejected", "{w}/frej"),
+        ("ftop", "frej"),
+    ),
+    R("score-heuristics", ("score", "heuristics", "{pool}", "{w}/heur"), ("heur",)),
+    R("filter-gopher", ("filter", "gopher", "{pool}", "{w}/gopher", "--rejected", "{w}/gopher-rej"), ("gopher", "gopher-rej")),
+    R("filter-c4", ("filter", "c4", "{w}/heur", "{w}/c4"), ("c4",)),
+    R("filter-fineweb", ("filter", "fineweb", "{pool}", "{w}/fineweb"), ("fineweb",)),
+    R(
+        "score-combine",
+        ("score", "combine", "{w}/heur", "{w}/comb", "--columns", "gopher_words,fineweb_line_punct_ratio", "--weights", "1,-0.5"),
+        ("comb",),
+    ),
+    R(
+        "train-combine",
+        ("train", "combine", "{w}/heur", "-o", "{w}/w.json", "--columns", "gopher_mean_word_length,c4_sentences", "--label", "label"),
+        (),
+    ),
+    R("score-combine-learned", ("score", "combine", "{w}/heur", "{w}/comb2", "--weights-file", "{w}/w.json"), ("comb2",)),
+    R(
+        "train-lm",
+        ("train", "lm", "--data", "{target}", "-o", "{w}/lm", "--steps", "20", "--dim", "16", "--layers", "1", "--heads", "2", "--context", "32", "--batch-size", "4", "--threads", "1", "--device", "cpu"),
+        ("lm",),
+    ),
+    R("score-lm", ("score", "lm", "--model", "{w}/lm", "{pool}", "{w}/lmscored", "--device", "cpu", "--el2n"), ("lmscored",)),
+    R("reweight", ("reweight", "{w}/lmscored", "{w}/rw", "--by", "lm_loss"), ("rw",)),
+    R("embed", ("embed", "{pool}", "{w}/emb", "--dim", "32"), ("emb",)),
+    R("cluster", ("cluster", "{w}/emb", "{w}/cl", "--k", "4"), ("cl",)),
+    R("diversify", ("diversify", "{w}/cl", "{w}/div", "--budget", "docs:20", "--group-by", "domain"), ("div",)),
+    R("diversify-refine", ("diversify", "{w}/cl", "{w}/div2", "--budget", "docs:10", "--previous", "{w}/div", "--score-column", "label"), ("div2",)),
+    R("inspect", ("inspect", "{w}/sel", "--json"), ()),
+    R("run", ("run", "{w}/recipe.toml"), ("recipe-out",)),
+)
+# Commands with no golden run, and why.
+NOT_RUN = {("demo",): "its pool is this machine's own text by design (tests/test_cli.py runs it)"}
+RECIPE = """[[step]]
+run = "score importance"
+model = "{w}/imp.npz"
+input = "{pool}"
+output = "{w}/recipe-scored"
+
+[[step]]
+run = "resample"
+input = "{w}/recipe-scored"
+output = "{w}/recipe-out"
+by = "dsir_log_weight"
+budget = "docs:12"
+"""
+SKIP_FILES = ("_manifest.json", "_curate_work")
+
+
+# ------------------------------------------------------------------------------------ digests
+def _json_value(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.hex()
+    raise TypeError(type(v).__name__)
+
+
+def file_digest(path: Path) -> str:
+    """Content digest: Parquet by schema and rows (not bytes, which carry the writer's version),
+    npz by arrays, anything else by bytes."""
+    h = hashlib.sha256()
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        t = pq.read_table(path)
+        h.update(json.dumps([[f.name, str(f.type)] for f in t.schema]).encode())
+        h.update(json.dumps(t.to_pydict(), default=_json_value, sort_keys=True).encode())
+    elif path.suffix == ".npz":
+        import numpy as np
+
+        with np.load(path, allow_pickle=False) as z:
+            for k in sorted(z.files):
+                a = z[k]
+                h.update(f"{k}:{a.dtype.str}:{a.shape}".encode())
+                h.update(np.ascontiguousarray(a).tobytes())
+    else:
+        h.update(path.read_bytes())
+    return h.hexdigest()[:20]
+
+
+def files_of(root: Path) -> Iterator[Path]:
+    if root.is_file():
+        yield root
+        return
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if p.is_file() and not any(part.startswith(SKIP_FILES + (".",)) for part in rel.parts):
+            if p.suffix != ".json":  # metadata: timings, paths, versions
+                yield p
+
+
+def command_paths() -> dict[tuple[str, ...], Any]:
+    """Every leaf command of the app, by its path."""
+    import typer
+
+    from curate.cli.app import app
+
+    found: dict[tuple[str, ...], Any] = {}
+
+    def walk(cmd: Any, path: tuple[str, ...]) -> None:
+        if hasattr(cmd, "commands"):
+            for name, sub in cmd.commands.items():
+                walk(sub, (*path, name))
+        else:
+            found[path] = cmd
+
+    walk(typer.main.get_command(app), ())
+    return found
+
+
+def option_names(argv: list[str]) -> set[str]:
+    commands = command_paths()
+    for n in (2, 1):
+        if tuple(argv[:n]) in commands:
+            return {p.name for p in commands[tuple(argv[:n])].params}
+    raise KeyError(argv[:2])
+
+
+def run_all(work: Path) -> dict[str, dict[str, str]]:
+    """Run every golden command in `work`; the digests of what each wrote."""
+    import torch
+
+    from curate.cli.app import main
+
+    torch.set_num_threads(1)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    fill = {"pool": str(CORPUS / "pool"), "target": str(CORPUS / "target.parquet"), "w": str(work)}
+    (work / "recipe.toml").write_text(RECIPE.format(**fill))
+    out: dict[str, dict[str, str]] = {}
+    for run in RUNS:
+        argv = [a.format(**fill) for a in run.argv]
+        params = option_names(argv)
+        argv += ["--workers", "1"] if "workers" in params and "--workers" not in argv else []
+        argv += ["--no-progress"] if "no_progress" in params else []
+        try:
+            main(argv)
+        except SystemExit as exc:
+            if exc.code not in (0, None):
+                raise AssertionError(f"golden run {run.name} failed: curate {' '.join(argv)}") from exc
+        digests: dict[str, str] = {}
+        for name in run.outputs:
+            root = work / name
+            for f in files_of(root):
+                digests[str(f.relative_to(work))] = file_digest(f)
+        out[run.name] = digests
+    return out
+
+
+def main() -> None:
+    import tempfile
+
+    if sys.argv[1:] != ["--update"]:
+        raise SystemExit("usage: python tests/golden/runs.py --update   (rewrites tests/golden/digests.json)")
+    with tempfile.TemporaryDirectory(prefix="curate-golden-") as tmp:
+        digests = run_all(Path(tmp))
+    DIGESTS.write_text(json.dumps(digests, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {DIGESTS}: {sum(len(v) for v in digests.values())} files from {len(digests)} runs")
+
+
+if __name__ == "__main__":
+    main()
