@@ -36,7 +36,9 @@ def main() -> None:
         # dedup and the null-text paths have work to do
         first = pq.read_table(HERE / "pool" / "part-00000.parquet").to_pylist()
         extra = [{**r, "id": f"copy-{r['id']}", "text": r["text"].upper()} for r in first[:8]]
-        extra += [{**r, "id": f"near-{r['id']}", "text": r["text"] + " Share this page."} for r in first[8:14]]
+        extra += [
+            {**r, "id": f"near-{r['id']}", "text": r["text"] + " Share this page."} for r in first[8:14]
+        ]
         extra += [{**first[0], "id": "null-text", "text": None}, {**first[0], "id": "empty-text", "text": ""}]
         schema = pq.read_schema(HERE / "pool" / "part-00000.parquet")
         pq.write_table(pa.Table.from_pylist(extra, schema=schema), HERE / "pool" / "part-00003.parquet")

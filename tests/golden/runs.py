@@ -29,61 +29,78 @@ DIGESTS = HERE / "digests.json"
 @dataclass(frozen=True)
 class Run:
     name: str
-    argv: tuple[str, ...]  # {pool}, {target} and {w} (the work folder) are filled in
-    outputs: tuple[str, ...]  # what it writes, relative to the work folder
+    command: str  # split on spaces; {pool}, {target} and {w} (the work folder) are filled in
+    outputs: str = ""  # what it writes, relative to the work folder, space-separated
+
+    @property
+    def argv(self) -> list[str]:
+        return self.command.split()
 
 
-R = Run
 RUNS: tuple[Run, ...] = (
-    R("select", ("select", "{pool}", "{w}/sel", "--target", "{target}", "--budget", "20K", "--group-by", "domain"), ("sel",)),
-    R(
+    Run("select", "select {pool} {w}/sel --target {target} --budget 20K --group-by domain", "sel"),
+    Run(
         "select-prefilter-diversity",
-        ("select", "{pool}", "{w}/seldiv", "--target", "{target}", "--budget", "docs:30", "--dedup", "exact", "--diversity", "4"),
-        ("seldiv",),
+        "select {pool} {w}/seldiv --target {target} --budget docs:30 --dedup exact --diversity 4",
+        "seldiv",
     ),
-    R("select-minhash", ("select", "{pool}", "{w}/selmh", "--target", "{target}", "--budget", "bytes:60K", "--dedup", "minhash", "--top-k"), ("selmh",)),
-    R("importance-fit", ("importance", "fit", "--target", "{target}", "--raw", "{pool}", "-o", "{w}/imp.npz"), ("imp.npz",)),
-    R("score-importance", ("score", "importance", "--model", "{w}/imp.npz", "{pool}", "{w}/scored"), ("scored",)),
-    R("resample", ("resample", "{w}/scored", "{w}/resampled", "--by", "dsir_log_weight", "--budget", "10K"), ("resampled",)),
-    R("resample-top-k", ("resample", "{w}/scored", "{w}/topk", "--by", "dsir_log_weight", "--budget", "docs:9", "--top-k"), ("topk",)),
-    R("featurize", ("featurize", "{pool}", "{w}/feat", "--buckets", "512"), ("feat",)),
-    R("dedup-exact", ("dedup", "exact", "{pool}", "{w}/dx"), ("dx",)),
-    R("dedup-minhash", ("dedup", "minhash", "{pool}", "{w}/dm"), ("dm",)),
-    R("train-fasttext", ("train", "fasttext", "--positive", "{target}", "--negative", "{pool}", "-o", "{w}/q.bin", "--epoch", "3"), ("q.bin",)),
-    R("score-fasttext", ("score", "fasttext", "--model", "{w}/q.bin", "{pool}", "{w}/ft"), ("ft",)),
-    R(
+    Run(
+        "select-minhash",
+        "select {pool} {w}/selmh --target {target} --budget bytes:60K --dedup minhash --top-k",
+        "selmh",
+    ),
+    Run("importance-fit", "importance fit --target {target} --raw {pool} -o {w}/imp.npz", "imp.npz"),
+    Run("score-importance", "score importance --model {w}/imp.npz {pool} {w}/scored", "scored"),
+    Run("resample", "resample {w}/scored {w}/resampled --by dsir_log_weight --budget 10K", "resampled"),
+    Run(
+        "resample-top-k", "resample {w}/scored {w}/topk --by dsir_log_weight --budget docs:9 --top-k", "topk"
+    ),
+    Run("featurize", "featurize {pool} {w}/feat --buckets 512", "feat"),
+    Run("dedup-exact", "dedup exact {pool} {w}/dx", "dx"),
+    Run("dedup-minhash", "dedup minhash {pool} {w}/dm", "dm"),
+    Run(
+        "train-fasttext",
+        "train fasttext --positive {target} --negative {pool} -o {w}/q.bin --epoch 3",
+        "q.bin",
+    ),
+    Run("score-fasttext", "score fasttext --model {w}/q.bin {pool} {w}/ft", "ft"),
+    Run(
         "filter-threshold",
-        ("filter", "threshold", "{w}/ft", "{w}/ftop", "--column", "fasttext_quality", "--keep-top", "30%", "--rejected", "{w}/frej"),
-        ("ftop", "frej"),
+        "filter threshold {w}/ft {w}/ftop --column fasttext_quality --keep-top 30% --rejected {w}/frej",
+        "ftop frej",
     ),
-    R("score-heuristics", ("score", "heuristics", "{pool}", "{w}/heur"), ("heur",)),
-    R("filter-gopher", ("filter", "gopher", "{pool}", "{w}/gopher", "--rejected", "{w}/gopher-rej"), ("gopher", "gopher-rej")),
-    R("filter-c4", ("filter", "c4", "{w}/heur", "{w}/c4"), ("c4",)),
-    R("filter-fineweb", ("filter", "fineweb", "{pool}", "{w}/fineweb"), ("fineweb",)),
-    R(
+    Run("score-heuristics", "score heuristics {pool} {w}/heur", "heur"),
+    Run("filter-gopher", "filter gopher {pool} {w}/gopher --rejected {w}/gopher-rej", "gopher gopher-rej"),
+    Run("filter-c4", "filter c4 {w}/heur {w}/c4", "c4"),
+    Run("filter-fineweb", "filter fineweb {pool} {w}/fineweb", "fineweb"),
+    Run(
         "score-combine",
-        ("score", "combine", "{w}/heur", "{w}/comb", "--columns", "gopher_words,fineweb_line_punct_ratio", "--weights", "1,-0.5"),
-        ("comb",),
+        "score combine {w}/heur {w}/comb --columns gopher_words,fineweb_line_punct_ratio --weights 1,-0.5",
+        "comb",
     ),
-    R(
+    Run(
         "train-combine",
-        ("train", "combine", "{w}/heur", "-o", "{w}/w.json", "--columns", "gopher_mean_word_length,c4_sentences", "--label", "label"),
-        (),
+        "train combine {w}/heur -o {w}/w.json --columns gopher_mean_word_length,c4_sentences --label label",
     ),
-    R("score-combine-learned", ("score", "combine", "{w}/heur", "{w}/comb2", "--weights-file", "{w}/w.json"), ("comb2",)),
-    R(
+    Run("score-combine-learned", "score combine {w}/heur {w}/comb2 --weights-file {w}/w.json", "comb2"),
+    Run(
         "train-lm",
-        ("train", "lm", "--data", "{target}", "-o", "{w}/lm", "--steps", "20", "--dim", "16", "--layers", "1", "--heads", "2", "--context", "32", "--batch-size", "4", "--threads", "1", "--device", "cpu"),
-        ("lm",),
+        "train lm --data {target} -o {w}/lm --steps 20 --dim 16 --layers 1 --heads 2 --context 32 "
+        "--batch-size 4 --threads 1 --device cpu",
+        "lm",
     ),
-    R("score-lm", ("score", "lm", "--model", "{w}/lm", "{pool}", "{w}/lmscored", "--device", "cpu", "--el2n"), ("lmscored",)),
-    R("reweight", ("reweight", "{w}/lmscored", "{w}/rw", "--by", "lm_loss"), ("rw",)),
-    R("embed", ("embed", "{pool}", "{w}/emb", "--dim", "32"), ("emb",)),
-    R("cluster", ("cluster", "{w}/emb", "{w}/cl", "--k", "4"), ("cl",)),
-    R("diversify", ("diversify", "{w}/cl", "{w}/div", "--budget", "docs:20", "--group-by", "domain"), ("div",)),
-    R("diversify-refine", ("diversify", "{w}/cl", "{w}/div2", "--budget", "docs:10", "--previous", "{w}/div", "--score-column", "label"), ("div2",)),
-    R("inspect", ("inspect", "{w}/sel", "--json"), ()),
-    R("run", ("run", "{w}/recipe.toml"), ("recipe-out",)),
+    Run("score-lm", "score lm --model {w}/lm {pool} {w}/lmscored --device cpu --el2n", "lmscored"),
+    Run("reweight", "reweight {w}/lmscored {w}/rw --by lm_loss", "rw"),
+    Run("embed", "embed {pool} {w}/emb --dim 32", "emb"),
+    Run("cluster", "cluster {w}/emb {w}/cl --k 4", "cl"),
+    Run("diversify", "diversify {w}/cl {w}/div --budget docs:20 --group-by domain", "div"),
+    Run(
+        "diversify-refine",
+        "diversify {w}/cl {w}/div2 --budget docs:10 --previous {w}/div --score-column label",
+        "div2",
+    ),
+    Run("inspect", "inspect {w}/sel --json"),
+    Run("run", "run {w}/recipe.toml", "recipe-out"),
 )
 # Commands with no golden run, and why.
 NOT_RUN = {("demo",): "its pool is this machine's own text by design (tests/test_cli.py runs it)"}
@@ -139,9 +156,9 @@ def files_of(root: Path) -> Iterator[Path]:
         return
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root)
-        if p.is_file() and not any(part.startswith(SKIP_FILES + (".",)) for part in rel.parts):
-            if p.suffix != ".json":  # metadata: timings, paths, versions
-                yield p
+        hidden = any(part.startswith((*SKIP_FILES, ".")) for part in rel.parts)
+        if p.is_file() and not hidden and p.suffix != ".json":  # .json: timings, paths, versions
+            yield p
 
 
 def command_paths() -> dict[tuple[str, ...], Any]:
@@ -193,7 +210,7 @@ def run_all(work: Path) -> dict[str, dict[str, str]]:
             if exc.code not in (0, None):
                 raise AssertionError(f"golden run {run.name} failed: curate {' '.join(argv)}") from exc
         digests: dict[str, str] = {}
-        for name in run.outputs:
+        for name in run.outputs.split():
             root = work / name
             for f in files_of(root):
                 digests[str(f.relative_to(work))] = file_digest(f)
