@@ -141,7 +141,7 @@ def file_digest(path: Path) -> str:
         import numpy as np
 
         with np.load(path, allow_pickle=False) as z:
-            for k in sorted(z.files):
+            for k in sorted(set(z.files) - {"metadata"}):  # metadata: provenance, with paths
                 a = z[k]
                 h.update(f"{k}:{a.dtype.str}:{a.shape}".encode())
                 h.update(np.ascontiguousarray(a).tobytes())
