@@ -9,35 +9,23 @@ import os
 import subprocess
 import sys
 
-COMMANDS = [
-    [],
-    ["select"],
-    ["importance", "fit"],
-    ["score", "importance"],
-    ["resample"],
-    ["featurize"],
-    ["dedup", "exact"],
-    ["dedup", "minhash"],
-    ["train", "fasttext"],
-    ["score", "fasttext"],
-    ["filter", "threshold"],
-    ["score", "heuristics"],
-    ["filter", "gopher"],
-    ["filter", "c4"],
-    ["filter", "fineweb"],
-    ["score", "combine"],
-    ["train", "combine"],
-    ["train", "lm"],
-    ["embed"],
-    ["cluster"],
-    ["diversify"],
-    ["reweight"],
-    ["score", "lm"],
-    ["inspect"],
-    ["run"],
-    ["demo"],
-]
+def commands() -> list[list[str]]:
+    """Every command of the app, in `--help` order: the root, then each group and its commands."""
+    import typer
 
+    from curate.cli.app import app
+
+    out: list[list[str]] = [[]]
+
+    def walk(cmd: object, path: list[str]) -> None:
+        for name, sub in getattr(cmd, "commands", {}).items():
+            if hasattr(sub, "commands"):
+                walk(sub, [*path, name])
+            else:
+                out.append([*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return out
 
 def help_text(args: list[str]) -> str:
     env = {**os.environ, "COLUMNS": "100", "TERM": "dumb", "NO_COLOR": "1"}
@@ -48,7 +36,7 @@ def help_text(args: list[str]) -> str:
 def main() -> None:
     print("# CLI reference\n")
     print("Generated from `--help` by `docs/gen_cli_reference.py` (`make docs`); do not edit by hand.\n")
-    for args in COMMANDS:
+    for args in commands():
         title = " ".join(["curate", *args])
         print(f"## `{title}`\n")
         print("```text")

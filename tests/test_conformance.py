@@ -229,10 +229,9 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
 # ------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
 def fixtures(corpus, tmp_path_factory: pytest.TempPathFactory) -> Fixtures:  # type: ignore[no-untyped-def]
-    from curate.io.inputs import discover
-    from curate.progress import NoProgress
+    from curate.engine.job import run_job
+    from curate.jobs.importance_fit import ImportanceFitConfig, importance_fit_job
     from curate.proxy_lm import ProxyLMConfig, TrainSettings, train_proxy_lm
-    from curate.select import FitConfig, fit_importance
     from curate.stages.quality import FastTextSettings, train_fasttext
 
     tmp = tmp_path_factory.mktemp("conformance")
@@ -246,15 +245,13 @@ def fixtures(corpus, tmp_path_factory: pytest.TempPathFactory) -> Fixtures:  # t
     (tmp / "split").mkdir()
     pq.write_table(base.slice(0, 20), tmp / "split" / "a.parquet")
     (tmp / "split" / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in base.slice(20).to_pylist()))
-    model = fit_importance(
-        FitConfig(target=str(corpus.target), pool=str(tmp / "good.parquet")),
-        discover(str(tmp / "good.parquet")),
-        discover(str(corpus.target)),
+    imp = tmp / "imp.npz"
+    run_job(
+        importance_fit_job(
+            ImportanceFitConfig(target=str(corpus.target), pool=str(tmp / "good.parquet"), output=str(imp))
+        ),
         workers=1,
-        progress=NoProgress(),
-        timings={},
     )
-    imp = model.save(tmp / "imp.npz")
     ft = tmp / "q.bin"
     train_fasttext(texts[:20], texts[20:], ft, settings=FastTextSettings(epoch=1))
     lm = tmp / "lm"

@@ -14,10 +14,14 @@ import pyarrow.parquet as pq
 from hypothesis import given
 from hypothesis import strategies as st
 
-from curate.io.inputs import Columns
-from curate.runner import run_exact_dedup
+from curate.engine.job import JobResult, run_job
+from curate.jobs.dedup_exact import ExactDedupConfig, exact_dedup_job
 from curate.stages.dedup import ExactHash, ExactIndex, exact_hashes, first_occurrences
 from curate.testing import check_stage, near_duplicate_edit, shingle_jaccard
+
+
+def run_exact_dedup(source: str, dest: str, workers: int) -> JobResult:
+    return run_job(exact_dedup_job(ExactDedupConfig(input=source, output=dest)), workers=workers)
 
 
 def reference_normalise(text: str) -> str:
@@ -67,13 +71,13 @@ def _planted(corpus, folder: Path) -> tuple[Path, list[dict], set[str]]:  # type
 
 def test_drops_planted_copies_and_keeps_first(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]
     pool, rows, expected = _planted(corpus, tmp_path / "pool")
-    res = run_exact_dedup(str(pool), str(tmp_path / "out"), columns=Columns(), workers=2)
+    res = run_exact_dedup(str(pool), str(tmp_path / "out"), workers=2)
     out = pq.read_table(tmp_path / "out")
     ids = out.column("id").to_pylist()
     assert set(ids) == expected and len(ids) == len(expected)
     assert not any(i.startswith("copy-") for i in ids)
-    assert res.extra["duplicates_dropped"] == len(rows) - len(expected) >= 60
-    assert res.extra["rows_in"] == res.extra["rows_out"] + res.extra["duplicates_dropped"]
+    assert res.summary["duplicates_dropped"] == len(rows) - len(expected) >= 60
+    assert res.summary["rows_in"] == res.summary["rows_out"] + res.summary["duplicates_dropped"]
     # copies: occurrences of the normalised text in the whole input
     occurrences: dict[str, int] = {}
     for r in rows:
@@ -93,7 +97,7 @@ def test_first_occurrence_is_input_order(tmp_path: Path) -> None:
         pa.table({"id": ["a1", "a2"], "text": ["unique one", text]}), tmp_path / "pool" / "a.parquet"
     )
     pq.write_table(pa.table({"id": ["b1"], "text": [text.upper()]}), tmp_path / "pool" / "b.parquet")
-    run_exact_dedup(str(tmp_path / "pool"), str(tmp_path / "out"), columns=Columns(), workers=1)
+    run_exact_dedup(str(tmp_path / "pool"), str(tmp_path / "out"), workers=1)
     assert sorted(pq.read_table(tmp_path / "out").column("id").to_pylist()) == ["a1", "a2"]
 
 
@@ -101,7 +105,7 @@ def test_workers_do_not_change_bytes(tmp_path: Path, corpus) -> None:  # type: i
     pool, _, _ = _planted(corpus, tmp_path / "pool")
     digests = []
     for w in (1, 2):
-        run_exact_dedup(str(pool), str(tmp_path / f"o{w}"), columns=Columns(), workers=w)
+        run_exact_dedup(str(pool), str(tmp_path / f"o{w}"), workers=w)
         digests.append(
             {
                 p.name: hashlib.sha256(p.read_bytes()).hexdigest()
@@ -191,7 +195,7 @@ def test_minhash_dedup_finds_planted_near_duplicates(tmp_path: Path, corpus) -> 
     so recall >= 0.9 over them cannot flake; no removal may be a document unlike every kept
     cluster head (true Jaccard < 0.6: an estimate of 0.8 would be > 4 standard errors off).
     The measured recall at the threshold itself is a bench figure (bench/measure_minhash.py)."""
-    from curate.runner import run_minhash_dedup
+    from curate.jobs.dedup_minhash import MinHashConfig, minhash_dedup_job
 
     rng = np.random.default_rng(0)
     t = pq.read_table(corpus.pool)
@@ -207,7 +211,7 @@ def test_minhash_dedup_finds_planted_near_duplicates(tmp_path: Path, corpus) -> 
     pool.mkdir()
     pq.write_table(pa.Table.from_pylist(rows, schema=t.schema), pool / "a.parquet")
     pq.write_table(pa.Table.from_pylist(variants, schema=t.schema), pool / "b.parquet")
-    run_minhash_dedup(str(pool), str(tmp_path / "out"), columns=Columns(), workers=2)
+    run_job(minhash_dedup_job(MinHashConfig(input=str(pool), output=str(tmp_path / "out"))), workers=2)
     kept = pq.read_table(tmp_path / "out")
     kept_ids = set(kept.column("id").to_pylist())
     removed = {r["id"] for r in rows + variants} - kept_ids

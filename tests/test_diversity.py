@@ -398,9 +398,9 @@ def test_cli_bad_input(tmp_path: Path) -> None:
     with pytest.raises(CurateError):
         fit_array(np.zeros((3, 2), np.float32), 4)
     with pytest.raises(UsageError):
-        from curate.diversity import run_embed
+        from curate.jobs.embed import EmbedConfig
 
-        run_embed(str(tmp_path / "e.parquet"), str(tmp_path / "o6"), method="magic")
+        EmbedConfig(input=str(tmp_path / "e.parquet"), output=str(tmp_path / "o6"), method="magic")
 
 
 # ---------------------------------------------------------------------------------- refinement

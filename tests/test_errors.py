@@ -11,7 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curate.select import SelectConfig, select
+from curate.engine.job import JobResult, run_job
+from curate.jobs.select import SelectConfig, select_job
+
+
+def select(config: SelectConfig, **kw) -> JobResult:  # type: ignore[no-untyped-def]
+    return run_job(select_job(config), **kw)
 
 
 def curate(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
@@ -207,8 +212,12 @@ def test_recipe_errors_point_at_the_key(tmp_path: Path) -> None:
     r.write_text('[select]\npool = "p"\noutput = "o"\ntarget = "t"\nbudgett = "1K"\n')
     res = curate("run", str(r))
     assert_user_error(res, "[select]: unknown key 'budgett' (did you mean 'budget'?)")
-    r.write_text('[select]\npool = "p"\noutput = "o"\ntarget = "t"\nbudget = 5\n')
-    assert_user_error(curate("run", str(r)), "[select].budget: expected str, got int 5")
+    r.write_text('[select]\npool = "p"\noutput = "o"\ntarget = "t"\nbudget = "5K"\nseed = "abc"\n')
+    assert_user_error(curate("run", str(r)), "[select].seed: ", "'--seed'")
+    r.write_text('[select]\npool = "p"\noutput = "o"\nbudget = "5K"\n')
+    assert_user_error(curate("run", str(r)), "[select]: select needs key 'target'")
+    r.write_text('[select]\npool = "p"\noutput = "o"\ntarget = "t"\nbudget = "5K"\ntop_k = "yes"\n')
+    assert_user_error(curate("run", str(r)), "[select].top_k: expected true or false")
     r.write_text('[[step]]\nrun = "resampel"\n')
     assert_user_error(curate("run", str(r)), "unknown step 'resampel' (did you mean 'resample'?)")
 

@@ -99,27 +99,26 @@ def test_stages_conform(corpus) -> None:  # type: ignore[no-untyped-def]
 def test_rule_sets_on_real_text(tmp_path, corpus) -> None:  # type: ignore[no-untyped-def]
     import pyarrow.parquet as pq
 
-    from curate.io.inputs import Columns
-    from curate.pipeline import Pipeline
-    from curate.runner import run_map
+    from curate.engine.job import run_job
+    from curate.jobs.map import MapConfig, map_job
     from curate.stages.heuristics import RuleFilter
 
-    res = run_map(
-        Pipeline(stages=(RuleFilter(rule_set="gopher"),)),
-        str(corpus.pool),
-        str(tmp_path / "kept"),
-        columns=Columns(),
-        workers=2,
+    config = MapConfig(
+        kind="filter gopher",
+        stages=(RuleFilter(rule_set="gopher"),),
+        input=str(corpus.pool),
+        output=str(tmp_path / "kept"),
         rejected=str(tmp_path / "rejected"),
     )
+    report = run_job(map_job(config), workers=2).summary["report"]
     kept = pq.read_table(tmp_path / "kept")
     rejected = pq.read_table(tmp_path / "rejected")
     total = pq.read_table(corpus.pool).num_rows
     assert kept.num_rows + rejected.num_rows == total
-    assert sum(res.report.drops.values()) == rejected.num_rows
+    assert sum(report["drops"].values()) == rejected.num_rows
     reasons = rejected.column("filter_reason").to_pylist()
     assert all(r.startswith("gopher:") for r in reasons)
-    assert {r: reasons.count(r) for r in set(reasons)} == res.report.drops
+    assert {r: reasons.count(r) for r in set(reasons)} == report["drops"]
 
     def pass_rate(domain: str) -> float:
         k = kept.column("domain").to_pylist().count(domain)

@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curate.io.inputs import Columns
-from curate.runner import run_threshold_filter
+from curate.engine.job import run_job
+from curate.jobs.threshold import ThresholdConfig, threshold_job
 from curate.stages.quality import (
     FastTextScorer,
     FastTextSettings,
@@ -91,13 +91,16 @@ def test_threshold_is_global_not_per_shard(tmp_path: Path) -> None:
     pq.write_table(pa.table({"text": [f"doc a{i}" for i in range(500)], "s": a}), pool / "a.parquet")
     scores_b = pa.array([*b[:-2].tolist(), None, float("nan")], pa.float64())
     pq.write_table(pa.table({"text": [f"doc b{i}" for i in range(500)], "s": scores_b}), pool / "b.parquet")
-    res = run_threshold_filter(
-        str(pool),
-        str(tmp_path / "out"),
-        column="s",
-        columns=Columns(),
-        keep_top=0.1,
-        rejected=str(tmp_path / "rej"),
+    res = run_job(
+        threshold_job(
+            ThresholdConfig(
+                input=str(pool),
+                output=str(tmp_path / "out"),
+                column="s",
+                keep_top=0.1,
+                rejected=str(tmp_path / "rej"),
+            )
+        ),
         workers=2,
     )
     kept = pq.read_table(tmp_path / "out")
@@ -105,7 +108,7 @@ def test_threshold_is_global_not_per_shard(tmp_path: Path) -> None:
     assert all(t.startswith("doc b") for t in kept.column("text").to_pylist())
     rej = pq.read_table(tmp_path / "rej")
     assert rej.num_rows + kept.num_rows == 1000
-    assert res.extra["drops"]["null or NaN s"] == 2
+    assert res.summary["drops"]["null or NaN s"] == 2
     finite_rej = [x for x in rej.column("s").to_pylist() if x is not None and x == x]
     assert min(kept.column("s").to_pylist()) > max(finite_rej)
 
@@ -209,7 +212,7 @@ def test_cli_train_score_filter(tmp_path: Path, corpus) -> None:  # type: ignore
 def test_select_with_dedup_and_quality(tmp_path: Path, corpus, model) -> None:  # type: ignore[no-untyped-def]
     """`select --dedup exact --quality M --quality-keep 50%`: one plan; copies and low-quality
     documents are never selected, and the selection carries its quality scores."""
-    from curate.select import SelectConfig, select
+    from curate.jobs.select import SelectConfig, select_job
 
     t = pq.read_table(corpus.pool)
     rows = t.to_pylist()
@@ -218,15 +221,17 @@ def test_select_with_dedup_and_quality(tmp_path: Path, corpus, model) -> None:  
     pool.mkdir()
     pq.write_table(pa.Table.from_pylist(rows, schema=t.schema), pool / "a.parquet")
     pq.write_table(pa.Table.from_pylist(copies, schema=t.schema), pool / "b.parquet")
-    res = select(
-        SelectConfig(
-            pool=str(pool),
-            output=str(tmp_path / "out"),
-            target=str(corpus.target),
-            budget="40%",
-            dedup="exact",
-            quality=str(model[0]),
-            quality_keep="50%",
+    res = run_job(
+        select_job(
+            SelectConfig(
+                pool=str(pool),
+                output=str(tmp_path / "out"),
+                target=str(corpus.target),
+                budget="40%",
+                dedup="exact",
+                quality=str(model[0]),
+                quality_keep="50%",
+            )
         ),
         workers=2,
     )

@@ -16,7 +16,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from curate.select import SelectConfig, select
+from curate.engine.job import JobResult, run_job
+from curate.jobs.select import SelectConfig, select_job
+
+
+def select(config: SelectConfig, **kw) -> JobResult:  # type: ignore[no-untyped-def]
+    return run_job(select_job(config), **kw)
 
 
 def _digest(folder: Path) -> dict[str, str]:

@@ -1,133 +1,77 @@
-"""TOML recipes: the same plans as the CLI, for CI data jobs.
-
-    [select]                      # one `curate select`
-    pool = "pool/"
-    output = "out/"
-    target = "wiki.parquet"
-    budget = "10B"
-
-or a sequence of steps, each one CLI command:
+"""TOML recipes: the CLI's commands as steps, for CI data jobs.
 
     [[step]]
-    run = "importance fit"        # importance fit | score importance | resample | featurize | select
-    target = "wiki.parquet"
-    raw = "pool/"
-    output = "imp.npz"
+    run = "score importance"     # any command: select, dedup minhash, filter gopher, ...
+    model = "imp.npz"            # its options, in snake case (--ngram-order: ngram_order)
+    input = "pool/"              # IN (a string or a list), OUT is `output`, POOL is `pool`
+    output = "scored/"
 
-Paths are relative to the recipe's folder. Keys are strict: an unknown key is an error that
-names it, says where it is, and suggests the closest allowed key.
+`[select]` is a shorthand for one `run = "select"` step. A step's keys are exactly its command's
+options, read from the command itself, so a new option is a recipe key with no change here.
+Keys are strict: an unknown key is an error naming the step and the key, with the closest one.
+Paths are relative to the recipe's folder. Each step runs its command, so it resumes like it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from curate.errors import RecipeError, did_you_mean
 
-_PATH_KEYS = {"pool", "output", "target", "raw", "model", "input", "stats_json", "tokenizer", "quality"}
-
-
-def _select_keys() -> dict[str, type]:
-    from curate.select import SelectConfig
-
-    return {f.name: f.type for f in dataclasses.fields(SelectConfig)}  # type: ignore[misc]
-
-
-STEP_KEYS: dict[str, dict[str, tuple[type, ...]]] = {
-    "importance fit": {
-        "target": (str,),
-        "raw": (str,),
-        "output": (str,),
-        "seed": (int,),
-        "tokenizer": (str,),
-        "text_column": (str,),
-        "target_text_column": (str,),
-        "length_norm": (str,),
-        "min_words": (int,),
-        "buckets": (int,),
-        "order": (int,),
-        "target_laplace": (float, int),
-        "raw_features": (str, int),
-    },
-    "score importance": {
-        "model": (str,),
-        "input": (str,),
-        "output": (str,),
-        "tokenizer": (str,),
-        "text_column": (str,),
-        "id_column": (str,),
-    },
-    "resample": {
-        "input": (str,),
-        "output": (str,),
-        "by": (str,),
-        "budget": (str,),
-        "seed": (int,),
-        "top_k": (bool,),
-        "temperature": (float, int),
-        "tokens_column": (str,),
-        "policy": (str,),
-        "text_column": (str,),
-        "id_column": (str,),
-    },
-    "featurize": {
-        "input": (str,),
-        "output": (str,),
-        "buckets": (int,),
-        "order": (int,),
-        "lowercase": (bool,),
-        "text_column": (str,),
-    },
+# Parameters that name files or folders (resolved against the recipe's folder).
+PATH_PARAMS = {
+    "input",
+    "pool",
+    "path",
+    "output",
+    "target",
+    "raw",
+    "positive",
+    "negative",
+    "data",
+    "previous",
+    "model",
+    "rejected",
+    "weights_file",
+    "cluster_scores",
+    "stats_json",
+    "quality",
+    "tokenizer",
+    "recipe",
 }
-REQUIRED = {
-    "importance fit": ("target", "raw", "output"),
-    "score importance": ("model", "input", "output"),
-    "resample": ("input", "output", "by", "budget"),
-    "featurize": ("input", "output"),
-    "select": ("pool", "output", "target", "budget"),
-}
-SELECT_TYPES: dict[str, tuple[type, ...]] = {
-    "pool": (str,),
-    "output": (str,),
-    "target": (str,),
-    "budget": (str,),
-    "seed": (int,),
-    "tokenizer": (str,),
-    "text_column": (str,),
-    "id_column": (str,),
-    "target_text_column": (str,),
-    "group_by": (str,),
-    "buckets": (int,),
-    "order": (int,),
-    "lowercase": (bool,),
-    "length_norm": (str,),
-    "ref_words": (int,),
-    "min_words": (int,),
-    "target_laplace": (float, int),
-    "raw_features": (str, int),
-    "top_k": (bool,),
-    "temperature": (float, int),
-    "policy": (str,),
-    "batch_size": (int,),
-    "stats_json": (str,),
-    "dedup": (str,),
-    "quality": (str,),
-    "quality_keep": (str,),
-    "diversity": (int,),
-    "diversity_allocation": (str,),
-}
+ENCODINGS = {"cl100k", "o200k", "cl100k_base", "o200k_base"}
+RUN_FLAGS = ("workers", "overwrite", "no_progress", "keep_going")  # `curate run`'s, passed to each step
+
+
+def commands() -> dict[str, Any]:
+    """Every leaf command of the CLI by its name ("score importance"), as click commands."""
+    import typer
+
+    from curate.cli.app import app
+
+    found: dict[str, Any] = {}
+
+    def walk(cmd: Any, path: tuple[str, ...]) -> None:
+        if hasattr(cmd, "commands"):
+            for name, sub in cmd.commands.items():
+                walk(sub, (*path, name))
+        else:
+            found[" ".join(path)] = cmd
+
+    walk(typer.main.get_command(app), ())
+    found.pop("run", None)  # a recipe does not run recipes
+    return found
 
 
 @dataclass
 class Step:
     kind: str
-    params: dict[str, Any]
+    argv: list[str]
     where: str
+    command: Any
 
 
 @dataclass
@@ -135,41 +79,126 @@ class Recipe:
     path: Path
     steps: list[Step]
 
-    def execute(self, *, workers: int = 0, overwrite: bool = False, no_progress: bool = False) -> list[Any]:
-        results = []
+    def execute(
+        self,
+        *,
+        workers: int = 0,
+        overwrite: bool = False,
+        no_progress: bool = False,
+        keep_going: bool = False,
+    ) -> list[int]:
+        """Run the steps in order; their exit statuses. A step that ends non-zero (--keep-going
+        left shards out) does not stop the recipe, which then exits 1 at the end."""
+        import typer
+
+        flags = {
+            "workers": workers,
+            "overwrite": overwrite,
+            "no_progress": no_progress,
+            "keep_going": keep_going,
+        }
+        codes = []
         for step in self.steps:
-            results.append(_RUNNERS[step.kind](step.params, workers, overwrite, no_progress))
-        return results
+            argv = step.argv + _run_flags(step.command, flags, step.argv)
+            code = step.command.main(args=argv, prog_name=f"curate {step.kind}", standalone_mode=False)
+            codes.append(int(code or 0))
+        if any(codes):
+            raise typer.Exit(1)
+        return codes
 
 
-def _check(
-    table: dict[str, Any], allowed: dict[str, tuple[type, ...]], where: str, kind: str
-) -> dict[str, Any]:
-    for key, value in table.items():
-        if key not in allowed:
-            raise RecipeError(
-                f"{where}: unknown key {key!r}{did_you_mean(key, allowed)}",
-                hint=f"allowed keys for {kind}: {', '.join(sorted(allowed))}",
-            )
-        types = allowed[key]
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            names = " or ".join(t.__name__ for t in types)
-            raise RecipeError(f"{where}.{key}: expected {names}, got {type(value).__name__} {value!r}")
-    missing = [k for k in REQUIRED[kind] if k not in table]
-    if missing:
-        raise RecipeError(f"{where}: missing required key(s) {', '.join(missing)} for {kind}")
-    return dict(table)
-
-
-def _resolve_paths(params: dict[str, Any], base: Path) -> dict[str, Any]:
-    out = dict(params)
-    for k in _PATH_KEYS & out.keys():
-        v = out[k]
-        if k == "tokenizer" and v.lower() in {"cl100k", "o200k", "cl100k_base", "o200k_base"}:
-            continue
-        if isinstance(v, str) and v != "-" and not Path(v).is_absolute():
-            out[k] = str(base / v)
+def _run_flags(command: Any, flags: dict[str, Any], argv: list[str]) -> list[str]:
+    out: list[str] = []
+    for p in command.params:
+        if p.name in RUN_FLAGS and not any(o in argv for o in p.opts) and flags[p.name]:
+            out += [p.opts[0]] if p.is_flag else [p.opts[0], str(flags[p.name])]
     return out
+
+
+def _keys(command: Any) -> dict[str, Any]:
+    """Recipe key -> click parameter: each parameter's name, and its long flags in snake case."""
+    keys: dict[str, Any] = {}
+    for p in command.params:
+        if p.name in ("help",):
+            continue
+        keys[p.name] = p
+        for opt in getattr(p, "opts", []) + getattr(p, "secondary_opts", []):
+            if opt.startswith("--") and opt not in getattr(p, "secondary_opts", []):
+                keys.setdefault(opt[2:].replace("-", "_"), p)
+    return keys
+
+
+def _resolve(name: str, value: str, base: Path) -> str:
+    if name not in PATH_PARAMS or value == "-" or Path(value).is_absolute():
+        return value
+    if name == "tokenizer" and value.lower() in ENCODINGS:
+        return value
+    return str(base / value)
+
+
+def _argv(kind: str, command: Any, table: dict[str, Any], base: Path, where: str) -> list[str]:
+    """The command line a step's table stands for, checked by the command's own parser."""
+    keys = _keys(command)
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in keys:
+            raise RecipeError(
+                f"{where}: unknown key {key!r}{did_you_mean(key, keys)}",
+                hint=f"keys of {kind}: {', '.join(sorted(p.name for p in command.params if p.name != 'help'))}",
+            )
+        values[keys[key].name] = (key, value)
+    options: list[str] = []
+    for p in command.params:
+        if p.name not in values:
+            continue
+        key, value = values[p.name]
+        if p.param_type_name == "argument":
+            items = value if isinstance(value, list) else [value]
+            if not all(isinstance(v, str) for v in items) or (p.nargs == 1 and isinstance(value, list)):
+                raise RecipeError(
+                    f"{where}.{key}: expected {'a path or a list of paths' if p.nargs != 1 else 'a path'}"
+                )
+            continue
+        flag = p.opts[0] if p.opts[0].startswith("--") else p.opts[-1]
+        if p.is_flag:
+            if not isinstance(value, bool):
+                raise RecipeError(f"{where}.{key}: expected true or false, got {value!r}")
+            if value:
+                options.append(flag)
+            elif p.secondary_opts:
+                options.append(p.secondary_opts[0])
+            continue
+        if isinstance(value, bool | dict | list):
+            raise RecipeError(
+                f"{where}.{key}: expected a string or a number, got {type(value).__name__} {value!r}"
+            )
+        options += [flag, _resolve(p.name, str(value), base) if isinstance(value, str) else str(value)]
+    # Positionals in the command's order (IN... before OUT); options after them.
+    ordered: list[str] = []
+    for p in command.params:
+        if p.param_type_name == "argument" and p.name in values:
+            key, value = values[p.name]
+            items = value if isinstance(value, list) else [value]
+            ordered += [_resolve(p.name, v, base) for v in items]
+    argv = ordered + options
+    _check_parses(kind, command, argv, where, {keys[k].name: k for k in table})
+    return argv
+
+
+def _check_parses(kind: str, command: Any, argv: list[str], where: str, key_of: dict[str, str]) -> None:
+    """Let the command's parser judge the step now, before any step runs."""
+    from typer._click import exceptions as click_exceptions
+
+    try:
+        command.make_context(f"curate {kind}", list(argv), resilient_parsing=False)
+    except click_exceptions.MissingParameter as exc:
+        name = exc.param.name if exc.param is not None else "?"
+        raise RecipeError(f"{where}: {kind} needs key {name!r} ({exc.format_message()})") from None
+    except click_exceptions.BadParameter as exc:
+        name = exc.param.name if exc.param is not None else "?"
+        raise RecipeError(f"{where}.{key_of.get(name, name)}: {exc.format_message()}") from None
+    except click_exceptions.UsageError as exc:
+        raise RecipeError(f"{where}: {exc.format_message()}") from None
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -180,8 +209,6 @@ def load_recipe(path: str | Path) -> Recipe:
         raise RecipeError(f"{path}: no such recipe") from exc
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError(f"{path}: not valid TOML ({exc})") from exc
-    base = path.parent
-    steps: list[Step] = []
     top = {"select", "step"}
     for key in data:
         if key not in top:
@@ -189,144 +216,27 @@ def load_recipe(path: str | Path) -> Recipe:
                 f"{path}: unknown table {key!r}{did_you_mean(key, top)}",
                 hint="a recipe has [select] or [[step]] tables",
             )
+    known = commands()
+    tables: list[tuple[str, str, dict[str, Any]]] = []
     if "select" in data:
         if not isinstance(data["select"], dict):
             raise RecipeError(f"{path}: [select] must be a table")
-        params = _check(data["select"], SELECT_TYPES, f"{path}: [select]", "select")
-        steps.append(Step("select", _resolve_paths(params, base), f"{path}: [select]"))
+        tables.append(("select", f"{path}: [select]", dict(data["select"])))
     for i, raw in enumerate(data.get("step", [])):
         where = f"{path}: [[step]] #{i + 1}"
         if not isinstance(raw, dict) or "run" not in raw:
-            raise RecipeError(
-                f"{where}: needs a `run` key", hint=f"run = one of: {', '.join([*STEP_KEYS, 'select'])}"
-            )
+            raise RecipeError(f"{where}: needs a `run` key", hint=f"run = one of: {', '.join(sorted(known))}")
         kind = raw["run"]
-        rest = {k: v for k, v in raw.items() if k != "run"}
-        if kind == "select":
-            params = _check(rest, SELECT_TYPES, where, "select")
-        elif kind in STEP_KEYS:
-            params = _check(rest, STEP_KEYS[kind], where, kind)
-        else:
+        if kind not in known:
             raise RecipeError(
-                f"{where}.run: unknown step {kind!r}{did_you_mean(kind, [*STEP_KEYS, 'select'])}"
+                f"{where}.run: unknown step {kind!r}{did_you_mean(str(kind), known)}",
+                hint=f"a step runs one command: {', '.join(sorted(known))}",
             )
-        steps.append(Step(kind, _resolve_paths(params, base), where))
-    if not steps:
+        tables.append((kind, f"{where} ({kind})", {k: v for k, v in raw.items() if k != "run"}))
+    if not tables:
         raise RecipeError(f"{path}: the recipe has no [select] or [[step]] table")
+    steps = [
+        Step(kind, _argv(kind, known[kind], t, path.parent, where), where, known[kind])
+        for kind, where, t in tables
+    ]
     return Recipe(path=path, steps=steps)
-
-
-# ---------------------------------------------------------------------------------- runners
-def _run_select(p: dict[str, Any], workers: int, overwrite: bool, no_progress: bool) -> Any:
-    from curate.cli import render
-    from curate.select import SelectConfig, select
-
-    p = dict(p)
-    stats = p.pop("stats_json", None)
-    if "raw_features" in p:
-        p["raw_features"] = str(p["raw_features"])
-    if "temperature" in p:
-        p["temperature"] = float(p["temperature"])
-    if "target_laplace" in p:
-        p["target_laplace"] = float(p["target_laplace"])
-    progress = render.RichProgress(not no_progress)
-    try:
-        res = select(SelectConfig(**p), workers=workers, overwrite=overwrite, progress=progress)
-    finally:
-        progress.close()
-    render.select_report(res.summary)
-    if stats:
-        import json
-
-        from curate.io.outputs import write_bytes_atomic
-
-        write_bytes_atomic(Path(stats), json.dumps(res.summary, indent=2, sort_keys=True).encode())
-    return res
-
-
-def _run_fit(p: dict[str, Any], workers: int, overwrite: bool, no_progress: bool) -> Any:
-    from curate.executors.local import resolve_workers
-    from curate.io.inputs import discover
-    from curate.select import FitConfig, fit_importance
-
-    p = dict(p)
-    output = p.pop("output")
-    raw = p.pop("raw")
-    if "raw_features" in p:
-        p["raw_features"] = str(p["raw_features"])
-    from curate.progress import NoProgress
-
-    cfg = FitConfig(pool=raw, **p)
-    model = fit_importance(
-        cfg,
-        discover(raw),
-        discover(cfg.target),
-        workers=resolve_workers(workers),
-        progress=NoProgress(),
-        timings={},
-    )
-    return model.save(output)
-
-
-def _run_score(p: dict[str, Any], workers: int, overwrite: bool, no_progress: bool) -> Any:
-    from curate.io.inputs import Columns
-    from curate.pipeline import Pipeline
-    from curate.runner import run_map
-    from curate.select import counter_from_model
-    from curate.stages.importance import ImportanceModel, ImportanceScorer
-
-    m = ImportanceModel.load(p["model"])
-    stage = ImportanceScorer(model=m, counter=counter_from_model(m, p.get("tokenizer")))
-    cols = Columns(text=p.get("text_column", "text"), id=p.get("id_column"))
-    return run_map(
-        Pipeline(stages=(stage,)), p["input"], p["output"], columns=cols, workers=workers, overwrite=overwrite
-    )
-
-
-def _run_resample(p: dict[str, Any], workers: int, overwrite: bool, no_progress: bool) -> Any:
-    from curate.budget import parse_budget
-    from curate.io.inputs import Columns
-    from curate.runner import run_resample
-    from curate.stages.resample import GumbelTopK
-
-    sel = GumbelTopK(
-        by=p["by"],
-        budget=parse_budget(p["budget"]),
-        seed=p.get("seed", 0),
-        top_k=p.get("top_k", False),
-        temperature=float(p.get("temperature", 1.0)),
-        policy=p.get("policy", "cover"),
-        tokens_column=p.get("tokens_column", "n_tokens"),
-    )
-    cols = Columns(text=p.get("text_column", "text"), id=p.get("id_column"))
-    return run_resample(sel, p["input"], p["output"], columns=cols, workers=workers, overwrite=overwrite)
-
-
-def _run_featurize(p: dict[str, Any], workers: int, overwrite: bool, no_progress: bool) -> Any:
-    from curate.io.inputs import Columns
-    from curate.native import HashSpec
-    from curate.pipeline import Pipeline
-    from curate.runner import run_map
-    from curate.stages.features import NgramFeaturizer
-
-    spec = HashSpec(
-        buckets=p.get("buckets", 10_000), order=p.get("order", 2), lowercase=p.get("lowercase", True)
-    )
-    cols = Columns(text=p.get("text_column", "text"))
-    return run_map(
-        Pipeline(stages=(NgramFeaturizer(spec=spec),)),
-        p["input"],
-        p["output"],
-        columns=cols,
-        workers=workers,
-        overwrite=overwrite,
-    )
-
-
-_RUNNERS: dict[str, Callable[[dict[str, Any], int, bool, bool], Any]] = {
-    "select": _run_select,
-    "importance fit": _run_fit,
-    "score importance": _run_score,
-    "resample": _run_resample,
-    "featurize": _run_featurize,
-}

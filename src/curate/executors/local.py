@@ -31,7 +31,7 @@ def _call(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
 
 # Modules the fork server imports once, so each worker starts with them loaded (saves ~0.5 s
 # of numpy/pyarrow/curate imports per worker).
-PRELOAD = ["numpy", "pyarrow", "pyarrow.parquet", "curate.native", "curate.pipeline", "curate.select"]
+PRELOAD = ["numpy", "pyarrow", "pyarrow.parquet", "curate.native", "curate.pipeline", "curate.engine.tasks"]
 
 
 def _context() -> Any:
@@ -149,6 +149,30 @@ def map_tasks(
         for i in range(next_in_order, len(tasks)):
             results[i] = None
     return results
+
+
+class LocalExecutor:
+    """The executor a job runs on: one process pool for the whole run (started when first needed)."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.pool = WorkerPool(workers)
+
+    def map(
+        self,
+        fn: Callable[..., T],
+        tasks: Sequence[tuple[Any, ...]],
+        *,
+        on_result: Callable[[int, T], None] | None = None,
+        until: Callable[[int, T], bool] | None = None,
+    ) -> list[T | None]:
+        return map_tasks(fn, tasks, workers=self.workers, on_result=on_result, until=until, pool=self.pool)
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        self.pool.__exit__(exc_type)
 
 
 def cpu_count() -> int:

@@ -62,6 +62,54 @@ class NgramHistogram(Fittable[np.ndarray]):
         return summary
 
 
+@dataclass
+class HistogramSummary:
+    """A corpus' bucket histogram, its documents and bytes, and a few of its texts (for
+    calibrating a token estimate)."""
+
+    hist: np.ndarray
+    docs: int = 0
+    bytes: int = 0
+    sample: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NgramSample(Fittable[HistogramSummary]):
+    """Fittable: the histogram of `NgramHistogram` plus counts and, with `sample_docs`, the
+    non-empty texts among each batch's first `sample_docs` rows (merged in order, at most
+    `max_sample` kept)."""
+
+    name: ClassVar[str] = "ngram_sample"
+    spec: HashSpec = field(default_factory=HashSpec)
+    threads: int = 1
+    sample_docs: int = 0
+    max_sample: int = 1_000
+
+    def requires(self) -> tuple[str, ...]:
+        return (TEXT,)
+
+    def summarize(self, batch: pa.RecordBatch) -> HistogramSummary:
+        texts = batch.column(TEXT)
+        sample = [t for t in texts.to_pylist()[: self.sample_docs] if t] if self.sample_docs else []
+        return HistogramSummary(
+            hist=native.ngram_histogram(texts, self.spec, threads=self.threads),
+            docs=batch.num_rows,
+            bytes=int(pc.sum(pc.binary_length(texts)).as_py() or 0),
+            sample=sample,
+        )
+
+    def merge(self, a: HistogramSummary, b: HistogramSummary) -> HistogramSummary:
+        return HistogramSummary(
+            hist=a.hist + b.hist,
+            docs=a.docs + b.docs,
+            bytes=a.bytes + b.bytes,
+            sample=(a.sample + b.sample)[: self.max_sample],
+        )
+
+    def finalize(self, summary: HistogramSummary) -> np.ndarray:
+        return summary.hist
+
+
 @dataclass(frozen=True, kw_only=True)
 class ImportanceModel:
     """A fitted DSIR estimator; saved as npz (arrays) with JSON metadata, never pickle."""

@@ -1,0 +1,146 @@
+"""`curate dedup exact|minhash`: remove duplicate documents."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from curate.cli import render
+from curate.cli.options import (
+    BatchSize,
+    IdColumn,
+    Inputs,
+    KeepGoing,
+    NoProgress,
+    Overwrite,
+    Seed,
+    StatsJson,
+    TextColumn,
+    Workers,
+    dedup_app,
+    execute,
+    finish,
+    source,
+)
+
+Out = Annotated[str, typer.Argument(metavar="OUT", help="Output folder, or - for Arrow IPC on stdout.")]
+
+
+@dedup_app.command("exact")
+def dedup_exact(
+    input: Inputs,
+    output: Out,
+    workers: Workers = 0,
+    text_column: TextColumn = "text",
+    id_column: IdColumn = None,
+    stats_json: StatsJson = None,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+    keep_going: KeepGoing = False,
+    batch_size: BatchSize = 4096,
+) -> None:
+    """Drop exact duplicates: texts equal after NFKC, lower-casing and collapsing whitespace.
+
+    Keeps the first occurrence in input order (shards in sorted order, then rows), and adds
+    dedup_exact_hash and dedup_exact_copies (how many times the text occurs in the input, so
+    duplicated documents can be up-weighted later). Null and empty texts are kept and counted.
+    """
+    from curate.jobs.dedup_exact import ExactDedupConfig, exact_dedup_job
+
+    config = ExactDedupConfig(
+        input=source(input),
+        output=output,
+        text_column=text_column,
+        id_column=id_column,
+        batch_size=batch_size,
+    )
+    res = execute(
+        exact_dedup_job(config),
+        workers=workers,
+        overwrite=overwrite,
+        no_progress=no_progress,
+        keep_going=keep_going,
+        stats_json=stats_json,
+    )
+    s = res.summary
+    render.kv_table(
+        "curate dedup exact",
+        [
+            ("rows", f"{s['rows_in']:,} in, {s['rows_out']:,} out"),
+            (
+                "duplicates dropped",
+                f"{s['duplicates_dropped']:,} ({s['groups_with_copies']:,} texts had copies; largest group {s['largest_group']:,})",
+            ),
+            ("null / empty text", f"{s['null_text']:,} / {s['empty_text']:,} (kept)"),
+            ("normalisation", s["normalisation"]),
+            ("kept", s["kept"]),
+            ("seconds", f"{res.seconds:.2f}"),
+        ],
+    )
+    finish(res)
+
+
+@dedup_app.command("minhash")
+def dedup_minhash(
+    input: Inputs,
+    output: Out,
+    threshold: Annotated[
+        float, typer.Option(help="Estimated Jaccard similarity at which documents are near-duplicates.")
+    ] = 0.8,
+    num_perm: Annotated[
+        int, typer.Option(help="MinHash permutations (signature length).", min=1, max=4096)
+    ] = 128,
+    ngram: Annotated[int, typer.Option(help="Words per shingle.", min=1, max=8)] = 5,
+    seed: Seed = 0,
+    workers: Workers = 0,
+    text_column: TextColumn = "text",
+    id_column: IdColumn = None,
+    stats_json: StatsJson = None,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+    keep_going: KeepGoing = False,
+    batch_size: BatchSize = 4096,
+) -> None:
+    """Drop near-duplicates: MinHash over word shingles, LSH banding, candidate pairs verified on
+    the full signatures, connected components; the first document of each cluster (input order)
+    is kept, with minhash_cluster and minhash_cluster_size (to up-weight by cluster size later)."""
+    from curate.jobs.dedup_minhash import MinHashConfig, minhash_dedup_job
+
+    config = MinHashConfig(
+        input=source(input),
+        output=output,
+        threshold=threshold,
+        num_perm=num_perm,
+        ngram=ngram,
+        seed=seed,
+        text_column=text_column,
+        id_column=id_column,
+        batch_size=batch_size,
+    )
+    res = execute(
+        minhash_dedup_job(config),
+        workers=workers,
+        overwrite=overwrite,
+        no_progress=no_progress,
+        keep_going=keep_going,
+        stats_json=stats_json,
+    )
+    s = res.summary
+    render.kv_table(
+        "curate dedup minhash",
+        [
+            ("rows", f"{s['rows_in']:,} in, {s['rows_out']:,} out"),
+            (
+                "near-duplicates dropped",
+                f"{s['near_duplicates_dropped']:,} in {s['clusters']:,} clusters (largest {s['largest_cluster']:,})",
+            ),
+            (
+                "LSH",
+                f"{s['num_perm']} permutations = {s['bands']} bands x {s['rows_per_band']} rows; threshold {s['threshold']}; {s['verified_pairs']:,} verified pairs",
+            ),
+            ("shingles", s["shingles"]),
+            ("seconds", f"{res.seconds:.2f}"),
+        ],
+    )
+    finish(res)

@@ -1,0 +1,91 @@
+"""`curate inspect`, `curate run` and `curate demo`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from curate.cli import render
+from curate.cli.options import KeepGoing, NoProgress, Overwrite, Workers, app, execute, source
+
+
+@app.command()
+def inspect(
+    path: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="PATH", help="A dataset (folders, globs, files, in order), or a curate output folder."
+        ),
+    ],
+    sample: Annotated[int, typer.Option(help="Rows to show.", min=0)] = 3,
+    text_column: Annotated[str, typer.Option(help="Name of the input's text column.")] = "text",
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(help="Count tokens exactly with this tokenizer (cl100k, o200k, tokenizer.json)."),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+) -> None:
+    """Schema, rows, bytes and tokens of a dataset, and a sample of its rows."""
+    from curate.inspect import inspect_dataset
+
+    info = inspect_dataset(source(path), text_column=text_column, sample=sample, tokenizer=tokenizer)
+    if json_out:
+        sys.stdout.write(json.dumps(info, indent=2, default=str) + "\n")
+        return
+    render.inspect_report(info)
+
+
+@app.command()
+def run(
+    recipe: Annotated[
+        Path, typer.Argument(metavar="RECIPE.toml", help="A TOML recipe (see recipes/ and docs/recipes.md).")
+    ],
+    workers: Workers = 0,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+    keep_going: KeepGoing = False,
+) -> None:
+    """Run the steps of a TOML recipe in order: each step is a command, its keys the command's
+    options (strict: an unknown key is an error naming it). Steps resume like their commands."""
+    from curate.recipe import load_recipe
+
+    plan = load_recipe(recipe)
+    plan.execute(workers=workers, overwrite=overwrite, no_progress=no_progress, keep_going=keep_going)
+
+
+@app.command()
+def demo(
+    out: Annotated[
+        Path, typer.Argument(metavar="OUT", help="Folder for the demo corpus and selection.")
+    ] = Path("demo-out"),
+    budget: Annotated[str, typer.Option(help="Token budget of the selection.")] = "100K",
+    workers: Workers = 0,
+    no_progress: NoProgress = False,
+) -> None:
+    """Build a small real pool from this machine's text (Python docs, docstrings, stdlib code,
+    Debian changelogs and copyright files), select toward Python's language reference, report."""
+    from curate.jobs.select import SelectConfig, select_job
+    from curate.testing import build_corpus, doc_dir
+
+    render.info(f"building a pool from this machine's text in {out}/ ...")
+    corpus = build_corpus(out / "corpus", max_bytes_per_domain=1_000_000)
+    render.info("pool documents by domain: " + ", ".join(f"{k} {v}" for k, v in corpus.domains.items()))
+    if not any(d.startswith("debian") for d in corpus.domains):
+        render.info(
+            f"no Debian documentation under {doc_dir()}: the pool is Python's own text only "
+            "(the language reference, the standard library's docstrings and its source code)"
+        )
+    config = SelectConfig(
+        pool=str(corpus.pool),
+        output=str(out / "selected"),
+        target=str(corpus.target),
+        budget=budget,
+        group_by="domain",
+    )
+    result = execute(select_job(config), workers=workers, overwrite=True, no_progress=no_progress)
+    render.select_report(result.summary)
+    render.info(f"the selection is in {out / 'selected'}; try: curate inspect {out / 'selected'}")

@@ -1,0 +1,190 @@
+"""What every command shares: the typer apps, the common options, and running a job with
+progress bars, the stats JSON and --keep-going's exit status."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from curate.cli import render
+
+app = typer.Typer(
+    name="curate",
+    help=(
+        "Data curation for LLM pretraining corpora.\n\n"
+        "Select the documents of a large pool that best serve a target:\n\n"
+        "  curate select pool/ out/ --target wiki.parquet --budget 10B\n\n"
+        "or run the stages one by one, chained through Arrow IPC on stdin/stdout (`-`):\n\n"
+        "  curate importance fit --target wiki.parquet --raw pool/ -o imp.npz\n\n"
+        "  curate score importance --model imp.npz pool/ - | curate resample - out/ --by dsir_log_weight --budget 10B"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+importance_app = typer.Typer(
+    help="Fit DSIR importance models (target vs raw hashed n-gram distributions).", no_args_is_help=True
+)
+score_app = typer.Typer(
+    help="Add score columns to a dataset (one output shard per input shard).", no_args_is_help=True
+)
+dedup_app = typer.Typer(help="Remove duplicate documents.", no_args_is_help=True)
+train_app = typer.Typer(help="Train models used by scorers.", no_args_is_help=True)
+filter_app = typer.Typer(
+    help="Keep the rows that pass a rule; count the others by reason.", no_args_is_help=True
+)
+app.add_typer(train_app, name="train")
+app.add_typer(filter_app, name="filter")
+app.add_typer(importance_app, name="importance")
+app.add_typer(dedup_app, name="dedup")
+app.add_typer(score_app, name="score")
+
+MANY = "Several (files, folders, quoted globs) are read in the order given."
+Inputs = Annotated[
+    list[str], typer.Argument(metavar="IN", help=f"Input dataset, or - for Arrow IPC on stdin. {MANY}")
+]
+Output = Annotated[str, typer.Argument(metavar="OUT", help="Output folder, or - for Arrow IPC on stdout.")]
+Workers = Annotated[int, typer.Option("--workers", "-w", help="Worker processes (0: one per core).", min=0)]
+Seed = Annotated[int, typer.Option(help="Seed for every random choice (Gumbel noise, raw-sample order).")]
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Replace an output folder that holds another run.")
+]
+NoProgress = Annotated[
+    bool,
+    typer.Option(
+        "--no-progress", help="No progress bars (they are off anyway when stderr is not a terminal)."
+    ),
+]
+KeepGoing = Annotated[
+    bool,
+    typer.Option(
+        "--keep-going",
+        help="A shard that cannot be read is recorded in the report and left out, and the command "
+        "exits with status 1 at the end, instead of stopping at once.",
+    ),
+]
+TextColumn = Annotated[str, typer.Option(help="Name of the input's text column.")]
+IdColumn = Annotated[
+    str | None,
+    typer.Option(
+        help="Name of the input's document-id column (default: `id` if present, else ids derive from the text)."
+    ),
+]
+Tokenizer = Annotated[
+    str | None,
+    typer.Option(
+        help="Count tokens exactly with this tokenizer: cl100k, o200k, or a Hugging Face tokenizer.json path. "
+        "Default: a fast estimate calibrated on the pool against cl100k, with the selection then counted exactly."
+    ),
+]
+BatchSize = Annotated[int, typer.Option(help="Rows per record batch (bounds memory).", min=1)]
+StatsJson = Annotated[Path | None, typer.Option(help="Also write the summary as JSON to this file.")]
+Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")]
+
+
+def source(paths: list[str]) -> str | tuple[str, ...]:
+    """Positional inputs as a dataset spec: one path (or `-`) as is, several in order."""
+    return paths[0] if len(paths) == 1 else tuple(paths)
+
+
+def choice(option: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        from curate.errors import UsageError, did_you_mean
+
+        raise UsageError(
+            f"{option} {value!r} is not one of: {', '.join(allowed)}{did_you_mean(value, allowed)}"
+        )
+    return value
+
+
+def names(value: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
+
+
+def execute(
+    job: Any,
+    *,
+    workers: int = 0,
+    overwrite: bool = False,
+    no_progress: bool = False,
+    keep_going: bool = False,
+    stats_json: Path | None = None,
+) -> Any:
+    """Run a job with progress bars on stderr; write the stats JSON; under --keep-going, name the
+    shards that could not be read (the caller renders its table first, then `finish`)."""
+    from curate.engine.job import run_job
+
+    progress = render.RichProgress(not no_progress)
+    try:
+        result = run_job(job, workers=workers, overwrite=overwrite, progress=progress, keep_going=keep_going)
+    finally:
+        progress.close()
+    write_stats(stats_json, result.summary)
+    return result
+
+
+def finish(result: Any) -> None:
+    """Exit 1 when --keep-going left shards out, after the outputs and the report are written."""
+    if result.failed:
+        for path, why in result.failed.items():
+            render.error(f"{path}: left out ({why})")
+        render.error(
+            f"{len(result.failed)} input shard(s) could not be read and were left out",
+            "the outputs hold the other shards; fix or remove those files and rerun with --overwrite",
+        )
+        raise typer.Exit(1)
+
+
+def map_command(
+    title: str,
+    stages: tuple[Any, ...],
+    input: list[str],
+    output: str,
+    *,
+    text_column: str,
+    id_column: str | None,
+    workers: int,
+    overwrite: bool,
+    no_progress: bool,
+    keep_going: bool,
+    batch_size: int,
+    stats_json: Path | None = None,
+    rejected: str | None = None,
+) -> Any:
+    """Run a map job (annotators/filters over every shard) and print its table."""
+    from curate.jobs.map import MapConfig, map_job
+
+    config = MapConfig(
+        kind=title,
+        stages=stages,
+        input=source(input),
+        output=output,
+        rejected=rejected,
+        text_column=text_column,
+        id_column=id_column,
+        batch_size=batch_size,
+    )
+    res = execute(
+        map_job(config),
+        workers=workers,
+        overwrite=overwrite,
+        no_progress=no_progress,
+        keep_going=keep_going,
+        stats_json=stats_json,
+    )
+    render.stage_table(title, res.summary["report"], res.seconds)
+    finish(res)
+    return res
+
+
+def write_stats(path: Path | None, data: dict[str, Any]) -> None:
+    if path is None:
+        return
+    from curate.io.outputs import write_bytes_atomic
+
+    write_bytes_atomic(path, json.dumps(data, indent=2, sort_keys=True).encode())
+    render.info(f"stats written to {path}")

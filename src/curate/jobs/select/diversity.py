@@ -1,0 +1,89 @@
+"""`select --diversity K`: hashed embeddings computed from the text on the fly (never stored) and
+k-means on them, so that pass 1 can give every row its cluster and the budget can be spread
+across clusters. The idf and the centroids are saved in OUT (`_embed.npz`, `_kmeans.npz/.json`),
+so a rerun loads them instead of clustering again.
+
+idf (seeded units, up to 200K documents) -> diversity (k-means over the pool).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from curate.engine.job import JobRun
+from curate.engine.phases import Driver, Fit
+from curate.kmeans import KMeansModel
+from curate.stages.embed import HashedEmbedder
+from curate.steps.clusters import (
+    EMBED_ARTIFACT,
+    KMEANS_ARTIFACT,
+    POOL_EMBED_DIM,
+    fit_kmeans,
+    hashed_embedder,
+    idf_phase,
+    pool_embed_spec,
+)
+
+IDF_DOCS = 200_000
+
+
+def _fit(run: JobRun) -> dict[str, Any]:
+    from curate.stages.lm import resolve_device
+
+    config = run.config
+    embedder = hashed_embedder(run, "idf", pool_embed_spec(config.seed), POOL_EMBED_DIM, config.seed)
+    model, _, _, _ = fit_kmeans(
+        run,
+        embedder,
+        k=config.diversity,
+        seed=config.seed,
+        max_iter=20,
+        tol=1e-4,
+        sample_rows=None,  # the default seeding sample
+        device=str(resolve_device("auto")),
+        batch_size=config.batch_size,
+        source="pool",
+    )
+    return {"embedder": embedder, "model": model}
+
+
+def _save(run: JobRun, fitted: dict[str, Any]) -> None:
+    assert run.out is not None and run.manifest is not None
+    model: KMeansModel = fitted["model"]
+    np.savez(run.out / f"{EMBED_ARTIFACT}.npz", idf=fitted["embedder"].idf)
+    model.save(run.out / KMEANS_ARTIFACT)
+    run.manifest.set_phase(
+        "diversity stats",
+        {
+            "passes": model.iterations,
+            "converged": model.converged,
+            "inertia_per_pass": model.inertia,
+            "reseeded_empty_clusters": model.reseeded,
+            "rows": model.rows,
+        },
+    )
+
+
+def _load(run: JobRun) -> dict[str, Any] | None:
+    assert run.out is not None
+    embed_path, kmeans_path = run.out / f"{EMBED_ARTIFACT}.npz", run.out / KMEANS_ARTIFACT
+    if not (embed_path.exists() and kmeans_path.with_suffix(".npz").exists()):
+        return None
+    seed = run.config.seed
+    with np.load(embed_path, allow_pickle=False) as z:
+        embedder = HashedEmbedder(spec=pool_embed_spec(seed), idf=z["idf"], dim=POOL_EMBED_DIM, seed=seed)
+    return {"embedder": embedder, "model": KMeansModel.load(kmeans_path)}
+
+
+def kmeans_stats(run: JobRun) -> dict[str, Any]:
+    assert run.manifest is not None
+    return dict(run.manifest.phase("diversity stats") or {})
+
+
+def diversity_phases() -> tuple[Fit, Driver]:
+    return (
+        idf_phase("idf", lambda run: pool_embed_spec(run.config.seed), lambda run: IDF_DOCS),
+        Driver(name="diversity", fn=_fit, saver=_save, loader=_load, on_demand=True),
+    )

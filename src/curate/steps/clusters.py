@@ -1,0 +1,197 @@
+"""Hashed embeddings and k-means as phases (`curate embed`, `curate cluster`, `select --diversity`).
+
+The hashed embedder's idf is a Fit of document frequencies over a seeded random order of the
+pool's units, up to `idf_docs` documents. k-means seeds (k-means++) on a seeded sample of the
+rows and refines with Lloyd passes, each a map over the shards whose per-cluster sums are merged
+in shard order (`curate.kmeans`); the embeddings come from a column or from the text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from curate.engine.job import JobRun
+from curate.engine.phases import Fit
+from curate.errors import SchemaError, UsageError
+from curate.io.inputs import Columns, Shard, count_rows, iter_batches, read_schema
+from curate.kmeans import KMeansModel, KMeansSummary, default_sample_rows, fit, merge_summaries
+from curate.native import HashSpec
+from curate.stages.diversity import KMeansStep
+from curate.stages.embed import DocumentFrequency, HashedEmbedder, embedding_matrix
+from curate.types import TEXT
+
+EMBED_ARTIFACT = "_embed"
+KMEANS_ARTIFACT = "_kmeans"
+POOL_EMBED_BUCKETS, POOL_EMBED_DIM = 1 << 18, 256  # hashed embeddings: `embed` defaults, `select --diversity`
+
+EmbeddingSource = str | HashedEmbedder  # a column of embeddings, or an embedder of the text
+
+
+def pool_embed_spec(seed: int) -> HashSpec:
+    """The n-gram hashing of `select --diversity`'s embeddings (and of `embed`'s defaults)."""
+    return HashSpec(buckets=POOL_EMBED_BUCKETS, order=2, seed=seed)
+
+
+def idf_phase(name: str, spec: Callable[[JobRun], HashSpec], max_docs: Callable[[JobRun], int]) -> Fit:
+    """Document frequencies over a seeded random order of the pool's units, up to max_docs."""
+    return Fit(
+        name=name,
+        stage=lambda run: DocumentFrequency(spec=spec(run), threads=run.threads),
+        order=lambda run, n: np.random.default_rng(run.config.seed).permutation(n),
+        stop=lambda run, df: df.docs >= max_docs(run),
+        on_demand=True,
+    )
+
+
+def hashed_embedder(run: JobRun, idf_fit: str, spec: HashSpec, dim: int, seed: int) -> HashedEmbedder:
+    df = run.get(idf_fit).summary
+    if df.docs == 0:
+        raise UsageError("embed: no document in the input has any words to embed")
+    idf = DocumentFrequency(spec=spec).finalize(df)
+    return HashedEmbedder(spec=spec, idf=idf, dim=dim, seed=seed)
+
+
+# ---------------------------------------------------------------------------------- k-means
+def _iter_embeddings(shard: Shard, cols: Columns, column: EmbeddingSource, batch_size: int) -> Any:
+    """(valid rows' embeddings, valid mask) per batch, read from a column or computed from text."""
+    if isinstance(column, HashedEmbedder):
+        for b in iter_batches(shard, cols, columns=[TEXT], batch_size=batch_size):
+            vec, valid = column.vectors(b.column(TEXT))
+            yield vec[valid], valid
+        return
+    if column not in read_schema(shard).names:
+        raise SchemaError(f"{shard.path}: no embedding column {column!r}", hint="run `curate embed` first")
+    row = 0
+    for b in iter_batches(shard, cols, columns=[column], batch_size=batch_size):
+        x, valid = embedding_matrix(b, column, shard.path, row)
+        row += b.num_rows
+        yield x, valid
+
+
+def sample_unit(
+    shard: Shard, cols: Columns, column: EmbeddingSource, p: float, seed: int, batch_size: int
+) -> dict[str, Any]:
+    """Valid rows, a seeded share p of them, and the embedding dimension of one shard."""
+    rng = np.random.default_rng([seed, shard.index])
+    picked, rows, valid_rows, dim = [], 0, 0, None
+    for x, valid in _iter_embeddings(shard, cols, column, batch_size):
+        rows += len(valid)
+        valid_rows += len(x)
+        if len(x):
+            if dim is not None and x.shape[1] != dim:
+                raise SchemaError(f"{shard.path}: embeddings change dimension ({dim} then {x.shape[1]})")
+            dim = x.shape[1]
+            picked.append(x[rng.random(len(x)) < p])
+    sample = np.concatenate(picked) if picked else np.zeros((0, dim or 0), np.float32)
+    return {"sample": sample, "rows": rows, "valid": valid_rows, "dim": dim}
+
+
+def pass_unit(
+    shard: Shard, cols: Columns, column: EmbeddingSource, centroids: np.ndarray, device: str, batch_size: int
+) -> KMeansSummary:
+    """One shard's share of a Lloyd pass (the KMeansStep Fittable over its batches)."""
+    step = KMeansStep(centroids=centroids, device=device)
+    total = step.empty()
+    for x, _ in _iter_embeddings(shard, cols, column, batch_size):
+        try:
+            total = step.merge(total, step.summarize_matrix(x))
+        except SchemaError as exc:
+            raise SchemaError(f"{shard.path}: {exc.message}") from None
+    return total
+
+
+def fit_kmeans(
+    run: JobRun,
+    column: EmbeddingSource,
+    *,
+    k: int,
+    seed: int,
+    max_iter: int,
+    tol: float,
+    sample_rows: int | None,
+    device: str,
+    batch_size: int,
+    source: str,
+) -> tuple[KMeansModel, int, int, int]:
+    """k-means over the shards' embeddings: (model, sample rows, rows, rows with an embedding)."""
+    shards, cols = run.shards(), run.columns()
+    total_rows = sum(count_rows(s) or 0 for s in shards)
+    want = sample_rows or default_sample_rows(k)
+    p = 1.0 if not total_rows else min(1.0, 1.5 * want / total_rows)  # a seeded share, trimmed below
+    found = run.map(
+        "sample",
+        sample_unit,
+        [(s, cols, column, p, seed, batch_size) for s in shards],
+        shards=shards,
+        sizes=[1] * len(shards),
+        unit="shards",
+    )
+    dims = {r["dim"] for r in found if r and r["dim"] is not None}
+    if len(dims) > 1:
+        raise SchemaError(f"{source}: shards have embeddings of different dimensions: {sorted(dims)}")
+    valid = sum(r["valid"] for r in found if r)
+    rows = sum(r["rows"] for r in found if r)
+    if valid < k:
+        raise UsageError(
+            f"--k {k} is larger than the {valid:,} rows with an embedding ({rows - valid:,} more are null)",
+            hint=f"use --k {max(1, valid // 10)} or less; k-means needs several rows per cluster",
+        )
+    sample = np.concatenate([r["sample"] for r in found if r and len(r["sample"])])
+    if len(sample) > want:
+        sample = sample[np.sort(np.random.default_rng(seed).choice(len(sample), want, replace=False))]
+    if len(sample) < k:  # the sampling share undershot (few rows): seed from every row
+        every = run.map(
+            "sample all",
+            sample_unit,
+            [(s, cols, column, 1.0, seed, batch_size) for s in shards],
+            shards=shards,
+            sizes=[1] * len(shards),
+            unit="shards",
+        )
+        sample = np.concatenate([r["sample"] for r in every if r and len(r["sample"])])
+    passes = [0]
+
+    def one_pass(centroids: np.ndarray) -> KMeansSummary:
+        passes[0] += 1
+        parts = run.map(
+            f"k-means {passes[0]}",
+            pass_unit,
+            [(s, cols, column, centroids, device, batch_size) for s in shards],
+            shards=shards,
+            sizes=[1] * len(shards),
+            unit="shards",
+        )
+        total = KMeansSummary.empty(*centroids.shape)
+        for part in parts:  # shard order: the float sums do not depend on which worker finished first
+            if part is not None:
+                total = merge_summaries(total, part)
+        return total
+
+    model = fit(sample, one_pass, k, seed=seed, max_iter=max_iter, tol=tol, device=device)
+    model.info = {
+        "column": column if isinstance(column, str) else "hashed embeddings of the text",
+        "source": source,
+        "sample_rows": len(sample),
+        "tol": tol,
+        "max_iter": max_iter,
+    }
+    return model, len(sample), rows, valid
+
+
+def size_summary(sizes: np.ndarray) -> dict[str, Any]:
+    """Cluster size histogram: quantiles and log2 bins."""
+    nonempty = sizes[sizes > 0]
+    if not len(nonempty):
+        return {"clusters": len(sizes), "nonempty": 0}
+    bins = np.bincount(np.floor(np.log2(nonempty)).astype(int))
+    return {
+        "clusters": len(sizes),
+        "nonempty": len(nonempty),
+        "min": int(nonempty.min()),
+        "median": float(np.median(nonempty)),
+        "max": int(nonempty.max()),
+        "log2_histogram": {f"{2**i}-{2 ** (i + 1) - 1}": int(c) for i, c in enumerate(bins) if c},
+    }
