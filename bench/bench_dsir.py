@@ -61,15 +61,18 @@ def run_reference(work: Path, k: int, workers: int) -> dict:
 
 
 def run_curate(work: Path, k: int, workers: int, budget: str | None = None, out: str = "curate_out") -> dict:
-    from curate.select import SelectConfig, select
+    from curate.engine.run import run_job
+    from curate.jobs.select import SelectConfig, select_job
 
     t0 = time.perf_counter()
-    res = select(
-        SelectConfig(
-            pool=str(work / "corpus" / "pool"),
-            output=str(work / out),
-            target=str(work / "corpus" / "target.parquet"),
-            budget=budget or f"docs:{k}",
+    res = run_job(
+        select_job(
+            SelectConfig(
+                pool=str(work / "corpus" / "pool"),
+                output=str(work / out),
+                target=str(work / "corpus" / "target.parquet"),
+                budget=budget or f"docs:{k}",
+            )
         ),
         workers=workers,
         overwrite=True,

@@ -22,11 +22,14 @@ from _common import peak_rss_mb
 
 
 def measure(pool: str, target: str, out: str, budget: str, workers: int) -> dict:
-    from curate.select import SelectConfig, select
+    from curate.engine.run import run_job
+    from curate.jobs.select import SelectConfig, select_job
 
     t = time.perf_counter()
-    res = select(
-        SelectConfig(pool=pool, output=out, target=target, budget=budget), workers=workers, overwrite=True
+    res = run_job(
+        select_job(SelectConfig(pool=pool, output=out, target=target, budget=budget)),
+        workers=workers,
+        overwrite=True,
     )
     return {
         "seconds": round(time.perf_counter() - t, 2),

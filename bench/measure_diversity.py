@@ -37,8 +37,18 @@ def coverage(folder: Path, cluster_of: dict[str, int]) -> dict[str, int]:
 
 def main() -> None:
     from curate.budget import parse_budget
-    from curate.diversity import run_cluster, run_diversify, run_embed
-    from curate.select import SelectConfig, select
+    from curate.engine.run import run_job
+    from curate.jobs.cluster import ClusterConfig, cluster_job
+    from curate.jobs.diversify import DiversifyConfig, diversify_job
+    from curate.jobs.embed import EmbedConfig, embed_job
+    from curate.jobs.select import SelectConfig, select_job
+
+    def select(config: SelectConfig, workers: int) -> None:
+        run_job(select_job(config), workers=workers)
+
+    def diversify(source: str, dest: str, **kw: object) -> None:
+        run_job(diversify_job(DiversifyConfig(input=source, output=dest, **kw)), workers=2)  # type: ignore[arg-type]
+
     from curate.testing import build_corpus
 
     ap = argparse.ArgumentParser()
@@ -61,8 +71,11 @@ def main() -> None:
             ),
             workers=2,
         )
-        run_embed(str(sel_all), str(t / "emb"), seed=args.seed, workers=2)
-        run_cluster(str(t / "emb"), str(t / "cl"), k=args.k, seed=args.seed, workers=2)
+        run_job(embed_job(EmbedConfig(input=str(sel_all), output=str(t / "emb"), seed=args.seed)), workers=2)
+        run_job(
+            cluster_job(ClusterConfig(input=str(t / "emb"), output=str(t / "cl"), k=args.k, seed=args.seed)),
+            workers=2,
+        )
         cl = pq.read_table(t / "cl", columns=["id", "kmeans_cluster"])
         cluster_of = dict(
             zip(cl.column("id").to_pylist(), cl.column("kmeans_cluster").to_pylist(), strict=True)
@@ -82,18 +95,13 @@ def main() -> None:
                 workers=2,
             )
             div = t / f"div{pct}"
-            run_diversify(
-                str(t / "cl"),
-                str(div),
-                budget=parse_budget(pct),
-                seed=args.seed,
-                tokens_column="n_tokens",
-                workers=2,
+            diversify(
+                str(t / "cl"), str(div), budget=parse_budget(pct), seed=args.seed, tokens_column="n_tokens"
             )
             both = t / f"both{pct}"
-            run_diversify(
+            diversify(
                 str(t / "cl"), str(both), budget=parse_budget(pct), quality_column="dsir_log_weight",
-                seed=args.seed, tokens_column="n_tokens", workers=2,
+                seed=args.seed, tokens_column="n_tokens",
             )  # fmt: skip
             rows.append(
                 {

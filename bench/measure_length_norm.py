@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 
 def main() -> None:
-    from curate.select import SelectConfig, select
+    from curate.engine.run import run_job
+    from curate.jobs.select import SelectConfig, select_job
     from curate.testing import build_corpus
 
     ap = argparse.ArgumentParser()
@@ -47,16 +48,18 @@ def main() -> None:
             for norm in ("sum", "per-chunk"):
                 for seed in range(args.seeds):
                     out = Path(tmp) / f"{norm}-{budget}-{seed}"
-                    res = select(
-                        SelectConfig(
-                            pool=str(c.pool),
-                            output=str(out),
-                            target=str(c.target),
-                            budget=budget,
-                            seed=seed,
-                            length_norm=norm,
-                            min_words=20,
-                            group_by="domain",
+                    res = run_job(
+                        select_job(
+                            SelectConfig(
+                                pool=str(c.pool),
+                                output=str(out),
+                                target=str(c.target),
+                                budget=budget,
+                                seed=seed,
+                                length_norm=norm,
+                                min_words=20,
+                                group_by="domain",
+                            )
                         ),
                         workers=0,
                     )

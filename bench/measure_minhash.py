@@ -25,8 +25,8 @@ import pyarrow.parquet as pq
 
 
 def main() -> None:
-    from curate.io.inputs import Columns
-    from curate.runner import run_minhash_dedup
+    from curate.engine.run import run_job
+    from curate.jobs.dedup_minhash import MinHashConfig, minhash_dedup_job
     from curate.testing import build_corpus
     from curate.testing import near_duplicate_edit as edit
     from curate.testing import shingle_jaccard as jaccard
@@ -55,7 +55,8 @@ def main() -> None:
         pq.write_table(pa.Table.from_pylist(rows, schema=t.schema), pool / "a.parquet")
         pq.write_table(pa.Table.from_pylist(variants, schema=t.schema), pool / "b.parquet")
         start = time.perf_counter()
-        res = run_minhash_dedup(str(pool), str(tmp / "out"), columns=Columns(), threshold=args.threshold)
+        config = MinHashConfig(input=str(pool), output=str(tmp / "out"), threshold=args.threshold)
+        res = run_job(minhash_dedup_job(config))
         seconds = time.perf_counter() - start
         kept = pq.read_table(tmp / "out")
         removed = {r["id"] for r in rows + variants} - set(kept.column("id").to_pylist())
@@ -89,12 +90,12 @@ def main() -> None:
             "removed_not_planted": len(natural),
             "of_which_true_near_duplicates": natural_ok,
             "seconds": round(seconds, 2),
-            "signature_mb": res.extra["signature_mb"],
+            "signature_mb": res.summary["signature_mb"],
             "signature_mb_s_per_core": round(
-                res.extra["signature_mb"] / max(res.extra["signature_seconds"], 1e-9), 1
+                res.summary["signature_mb"] / max(res.summary["signature_seconds"], 1e-9), 1
             ),
             **{
-                k: res.extra[k]
+                k: res.summary[k]
                 for k in ("bands", "rows_per_band", "verified_pairs", "clusters", "largest_cluster")
             },
         }

@@ -229,7 +229,7 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
 # ------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
 def fixtures(corpus, tmp_path_factory: pytest.TempPathFactory) -> Fixtures:  # type: ignore[no-untyped-def]
-    from curate.engine.job import run_job
+    from curate.engine.run import run_job
     from curate.jobs.importance_fit import ImportanceFitConfig, importance_fit_job
     from curate.proxy_lm import ProxyLMConfig, TrainSettings, train_proxy_lm
     from curate.stages.quality import FastTextSettings, train_fasttext

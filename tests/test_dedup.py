@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 from hypothesis import given
 from hypothesis import strategies as st
 
-from curate.engine.job import JobResult, run_job
+from curate.engine.job import JobResult
+from curate.engine.run import run_job
 from curate.jobs.dedup_exact import ExactDedupConfig, exact_dedup_job
 from curate.stages.dedup import ExactHash, ExactIndex, exact_hashes, first_occurrences
 from curate.testing import check_stage, near_duplicate_edit, shingle_jaccard

@@ -99,7 +99,7 @@ def test_stages_conform(corpus) -> None:  # type: ignore[no-untyped-def]
 def test_rule_sets_on_real_text(tmp_path, corpus) -> None:  # type: ignore[no-untyped-def]
     import pyarrow.parquet as pq
 
-    from curate.engine.job import run_job
+    from curate.engine.run import run_job
     from curate.jobs.map import MapConfig, map_job
     from curate.stages.heuristics import RuleFilter
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curate.engine.job import run_job
+from curate.engine.run import run_job
 from curate.jobs.threshold import ThresholdConfig, threshold_job
 from curate.stages.quality import (
     FastTextScorer,

@@ -16,7 +16,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from curate.engine.job import JobResult, run_job
+from curate.engine.job import JobResult
+from curate.engine.run import run_job
 from curate.jobs.select import SelectConfig, select_job
 
 

@@ -116,7 +116,7 @@ def execute(
 ) -> Any:
     """Run a job with progress bars on stderr; write the stats JSON; under --keep-going, name the
     shards that could not be read (the caller renders its table first, then `finish`)."""
-    from curate.engine.job import run_job
+    from curate.engine.run import run_job
 
     progress = render.RichProgress(not no_progress)
     try:

@@ -10,24 +10,19 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from curate.engine.job import Job, JobResult
+from curate.engine.phases import Map
 from curate.errors import UsageError
 from curate.executors.local import threads_per_worker
 from curate.io.inputs import STDIO, Columns, canonical_schema, discover, iter_batches, iter_stdin, read_schema
 from curate.io.outputs import Manifest, ParquetShardWriter, StdoutWriter
 from curate.pipeline import run_stream
 
-if TYPE_CHECKING:
-    from curate.engine.job import Job, JobResult
-
 
 def run_stream_job(job: Job, *, workers: int, overwrite: bool) -> JobResult:
-    from curate.engine.job import JobResult
-    from curate.engine.phases import Map
-
     start = time.perf_counter()
     phase = job.phases[0]
     assert isinstance(phase, Map) and len(job.phases) == 1, "only a single-map job streams"

@@ -1,16 +1,16 @@
-"""Dataset discovery and streaming readers.
+"""The one door to input data: datasets, their shards, schemas and batches.
 
-A dataset is a folder (its Parquet/JSONL files, recursively), a glob, a single file, or `-`
-(an Arrow IPC stream on stdin). Readers rename the user's text/id columns to the canonical
-`text`/`id` once; every other column passes through in order and type.
+A dataset is a folder (its Parquet/JSONL files, recursively), a glob, a single file, several of
+those in order, or `-` (an Arrow IPC stream on stdin). Every read goes through `iter_batches`:
+it renames the user's text/id columns to the canonical `text`/`id`, decodes the text column to
+a string type (dictionary-encoded, binary and view columns included) and checks it is UTF-8,
+naming the file, row group and row at fault; every other column passes through in order and
+type. The per-format readers are in `curate.io.readers`.
 """
 
 from __future__ import annotations
 
 import glob
-import gzip
-import io
-import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.json as pajson
-import pyarrow.parquet as pq
 
 from curate.errors import InputDataError, SchemaError, UsageError
+from curate.io.readers import Located, iter_ipc, iter_jsonl, iter_parquet, open_parquet
 from curate.types import ID, TEXT
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -151,52 +150,18 @@ def _discover_one(spec: str) -> list[tuple[str, str]]:
     return paths
 
 
-# ------------------------------------------------------------------------------------- Parquet
-# Raw readers yield (batch, where, first row): the batch as stored, a location for messages and
-# the file row its first row is. `iter_batches` canonicalises them; nothing else reads files.
-Located = tuple[pa.RecordBatch, str, int]
-
-
-def _open_parquet(path: str) -> pq.ParquetFile:
-    try:
-        return pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputDataError(
-            f"{path}: not a readable Parquet file ({exc})",
-            hint="the file may be truncated or not Parquet; re-export it, or remove it from the pool",
-        ) from exc
-
-
 def row_groups(shard: Shard) -> int | None:
     """Row groups of a Parquet shard (None for JSONL/IPC, read whole)."""
     if shard.format != "parquet":
         return None
-    return int(_open_parquet(shard.path).num_row_groups)
+    return int(open_parquet(shard.path).num_row_groups)
 
 
 def count_rows(shard: Shard) -> int | None:
     """Row count from metadata where cheap (Parquet), else None."""
     if shard.format == "parquet":
-        return int(_open_parquet(shard.path).metadata.num_rows)
+        return int(open_parquet(shard.path).metadata.num_rows)
     return None
-
-
-def _iter_parquet(
-    path: str, columns: Sequence[str] | None, batch_size: int, row_group: int | None = None
-) -> Iterator[Located]:
-    pf = _open_parquet(path)
-    todo = range(pf.num_row_groups) if row_group is None else [row_group]
-    row = sum(pf.metadata.row_group(i).num_rows for i in range(todo[0])) if len(todo) else 0
-    for rg in todo:
-        try:
-            # use_threads=False: workers are processes, one per core; nested decode threads only contend
-            for b in pf.iter_batches(
-                batch_size=batch_size, row_groups=[rg], columns=columns, use_threads=False
-            ):
-                yield b, f"{path}: row group {rg}", row
-                row += b.num_rows
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise InputDataError(f"{path}: row group {rg} cannot be read ({exc})") from exc
 
 
 # ------------------------------------------------------------------------------------- text
@@ -251,90 +216,10 @@ def _decode_text(col: pa.Array, where: str, first_row: int, name: str) -> pa.Arr
     return col
 
 
-# ------------------------------------------------------------------------------------- JSONL
-def _open_binary(path: str) -> io.BufferedIOBase:
-    lower = path.lower()
-    if lower.endswith(".gz"):
-        return gzip.open(path, "rb")
-    if lower.endswith(".zst"):
-        import zstandard
-
-        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"))  # type: ignore[return-value]
-    return open(path, "rb")
-
-
-def _locate_jsonl_error(path: str) -> str:
-    """Find the first bad line to name it in the error (only runs after a parse failure)."""
-    with _open_binary(path) as fh, io.BufferedReader(fh) as reader:
-        for lineno, raw in enumerate(reader, start=1):
-            if not raw.strip():
-                continue
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                return f"line {lineno}: invalid UTF-8 at byte {exc.start} of the line"
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                return f"line {lineno}: invalid JSON ({exc.msg}, column {exc.colno})"
-            if not isinstance(value, dict):
-                return f"line {lineno}: expected a JSON object, got {type(value).__name__}"
-    return "the file could not be parsed as JSON lines"
-
-
-def _iter_jsonl(path: str, columns: Sequence[str] | None, batch_size: int) -> Iterator[Located]:
-    try:
-        with _open_binary(path) as fh:
-            data = fh.read()
-    except (OSError, EOFError) as exc:
-        raise InputDataError(
-            f"{path}: cannot read compressed JSONL ({exc})", hint="the file may be truncated"
-        ) from exc
-    except Exception as exc:  # zstandard raises its own error type
-        raise InputDataError(f"{path}: cannot decompress ({exc})", hint="the file may be truncated") from exc
-    if not data.strip():
-        return
-    try:
-        table = pajson.read_json(pa.BufferReader(data), read_options=pajson.ReadOptions(block_size=1 << 26))
-        table.validate(full=True)  # the JSON reader does not reject invalid UTF-8 inside strings
-    except pa.ArrowInvalid as exc:
-        raise InputDataError(f"{path}: {_locate_jsonl_error(path)}", hint="fix or remove that line") from exc
-    if columns is not None:
-        table = table.select([c for c in columns if c in table.column_names])
-    row = 0
-    for b in table.to_batches(max_chunksize=batch_size):
-        yield b, path, row
-        row += b.num_rows
-
-
-# ------------------------------------------------------------------------------------- IPC
-def _iter_ipc(path: str, columns: Sequence[str] | None, batch_size: int) -> Iterator[Located]:
-    try:
-        try:
-            reader = pa.ipc.open_file(path)
-            batches: Iterator[pa.RecordBatch] = (
-                reader.get_batch(i) for i in range(reader.num_record_batches)
-            )
-        except pa.ArrowInvalid:
-            batches = iter(pa.ipc.open_stream(path))
-        row = 0
-        for b in batches:
-            if columns is not None:
-                b = b.select([c for c in columns if c in b.schema.names])
-            for part in pa.Table.from_batches([b]).to_batches(max_chunksize=batch_size):
-                yield part, path, row
-                row += part.num_rows
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputDataError(
-            f"{path}: not a readable Arrow IPC file or stream ({exc})",
-            hint="the file may be truncated or not Arrow IPC; re-export it, or remove it from the pool",
-        ) from exc
-
-
 def read_schema(shard: Shard) -> pa.Schema:
     """The shard's schema as written (before canonical renaming)."""
     if shard.format == "parquet":
-        return _open_parquet(shard.path).schema_arrow
+        return open_parquet(shard.path).schema_arrow
     for batch, _, _ in _raw_batches(shard, None, 1024):
         return batch.schema
     return pa.schema([])
@@ -344,10 +229,10 @@ def _raw_batches(
     shard: Shard, columns: Sequence[str] | None, batch_size: int, row_group: int | None = None
 ) -> Iterator[Located]:
     if shard.format == "parquet":
-        return _iter_parquet(shard.path, columns, batch_size, row_group)
+        return iter_parquet(shard.path, columns, batch_size, row_group)
     if shard.format == "jsonl":
-        return _iter_jsonl(shard.path, columns, batch_size)
-    return _iter_ipc(shard.path, columns, batch_size)
+        return iter_jsonl(shard.path, columns, batch_size)
+    return iter_ipc(shard.path, columns, batch_size)
 
 
 def canonical_schema(schema: pa.Schema, cols: Columns, source: str) -> pa.Schema:

@@ -1,0 +1,129 @@
+"""The raw readers behind `curate.io.inputs`, one per format: Parquet (by row group), JSON
+lines (plain, gzip, zstd) and Arrow IPC (file or stream). Each yields (batch, where, first row):
+the batch as stored, a location for messages and the file row its first row is. Nothing but
+`curate.io.inputs` uses them; everyone else reads through that door.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from collections.abc import Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from curate.errors import InputDataError
+
+# ------------------------------------------------------------------------------------- Parquet
+Located = tuple[pa.RecordBatch, str, int]
+
+
+def open_parquet(path: str) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputDataError(
+            f"{path}: not a readable Parquet file ({exc})",
+            hint="the file may be truncated or not Parquet; re-export it, or remove it from the pool",
+        ) from exc
+
+
+def iter_parquet(
+    path: str, columns: Sequence[str] | None, batch_size: int, row_group: int | None = None
+) -> Iterator[Located]:
+    pf = open_parquet(path)
+    todo = range(pf.num_row_groups) if row_group is None else [row_group]
+    row = sum(pf.metadata.row_group(i).num_rows for i in range(todo[0])) if len(todo) else 0
+    for rg in todo:
+        try:
+            # use_threads=False: workers are processes, one per core; nested decode threads only contend
+            for b in pf.iter_batches(
+                batch_size=batch_size, row_groups=[rg], columns=columns, use_threads=False
+            ):
+                yield b, f"{path}: row group {rg}", row
+                row += b.num_rows
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputDataError(f"{path}: row group {rg} cannot be read ({exc})") from exc
+
+
+# ------------------------------------------------------------------------------------- JSONL
+def _open_binary(path: str) -> io.BufferedIOBase:
+    lower = path.lower()
+    if lower.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if lower.endswith(".zst"):
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"))  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+def _locate_jsonl_error(path: str) -> str:
+    """Find the first bad line to name it in the error (only runs after a parse failure)."""
+    with _open_binary(path) as fh, io.BufferedReader(fh) as reader:
+        for lineno, raw in enumerate(reader, start=1):
+            if not raw.strip():
+                continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return f"line {lineno}: invalid UTF-8 at byte {exc.start} of the line"
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                return f"line {lineno}: invalid JSON ({exc.msg}, column {exc.colno})"
+            if not isinstance(value, dict):
+                return f"line {lineno}: expected a JSON object, got {type(value).__name__}"
+    return "the file could not be parsed as JSON lines"
+
+
+def iter_jsonl(path: str, columns: Sequence[str] | None, batch_size: int) -> Iterator[Located]:
+    try:
+        with _open_binary(path) as fh:
+            data = fh.read()
+    except (OSError, EOFError) as exc:
+        raise InputDataError(
+            f"{path}: cannot read compressed JSONL ({exc})", hint="the file may be truncated"
+        ) from exc
+    except Exception as exc:  # zstandard raises its own error type
+        raise InputDataError(f"{path}: cannot decompress ({exc})", hint="the file may be truncated") from exc
+    if not data.strip():
+        return
+    try:
+        table = pajson.read_json(pa.BufferReader(data), read_options=pajson.ReadOptions(block_size=1 << 26))
+        table.validate(full=True)  # the JSON reader does not reject invalid UTF-8 inside strings
+    except pa.ArrowInvalid as exc:
+        raise InputDataError(f"{path}: {_locate_jsonl_error(path)}", hint="fix or remove that line") from exc
+    if columns is not None:
+        table = table.select([c for c in columns if c in table.column_names])
+    row = 0
+    for b in table.to_batches(max_chunksize=batch_size):
+        yield b, path, row
+        row += b.num_rows
+
+
+# ------------------------------------------------------------------------------------- IPC
+def iter_ipc(path: str, columns: Sequence[str] | None, batch_size: int) -> Iterator[Located]:
+    try:
+        try:
+            reader = pa.ipc.open_file(path)
+            batches: Iterator[pa.RecordBatch] = (
+                reader.get_batch(i) for i in range(reader.num_record_batches)
+            )
+        except pa.ArrowInvalid:
+            batches = iter(pa.ipc.open_stream(path))
+        row = 0
+        for b in batches:
+            if columns is not None:
+                b = b.select([c for c in columns if c in b.schema.names])
+            for part in pa.Table.from_batches([b]).to_batches(max_chunksize=batch_size):
+                yield part, path, row
+                row += part.num_rows
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputDataError(
+            f"{path}: not a readable Arrow IPC file or stream ({exc})",
+            hint="the file may be truncated or not Arrow IPC; re-export it, or remove it from the pool",
+        ) from exc
