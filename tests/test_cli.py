@@ -198,6 +198,18 @@ def test_recipes_run(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped
     assert digest(demo / "recipe-selected") == digest(tmp_path / "cli")
     staged = pq.read_table(demo / "stages" / "selected", columns=["id"]).column("id").to_pylist()
     assert len(staged) > 0
+    # pipeline.toml: dedup -> gopher -> fastText -> quality threshold -> select --diversity -> diversify
+    final = pq.read_table(demo / "pipeline" / "final")
+    selected = pq.read_table(demo / "pipeline" / "selected")
+    quality = pq.read_table(demo / "pipeline" / "quality")
+    assert 0 < final.num_rows < selected.num_rows < quality.num_rows
+    assert set(final.column("id").to_pylist()) <= set(selected.column("id").to_pylist())
+    assert {"fasttext_quality", "dsir_log_weight", "kmeans_cluster", "minhash_cluster"} <= set(final.column_names)
+    assert json.loads((demo / "pipeline" / "final-stats.json").read_text())["selected_docs"] == final.num_rows
+    # a rerun of the recipe resumes every step: nothing changes
+    before = {p: digest(demo / "pipeline" / p) for p in ("deduped", "gopher", "scored", "selected", "final")}
+    run("run", str(tmp_path / "recipes" / "pipeline.toml"), "--no-progress")
+    assert before == {p: digest(demo / "pipeline" / p) for p in before}
 
 
 def test_demo_runs(tmp_path: Path) -> None:
