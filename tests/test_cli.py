@@ -204,7 +204,9 @@ def test_recipes_run(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped
     quality = pq.read_table(demo / "pipeline" / "quality")
     assert 0 < final.num_rows < selected.num_rows < quality.num_rows
     assert set(final.column("id").to_pylist()) <= set(selected.column("id").to_pylist())
-    assert {"fasttext_quality", "dsir_log_weight", "kmeans_cluster", "minhash_cluster"} <= set(final.column_names)
+    assert {"fasttext_quality", "dsir_log_weight", "kmeans_cluster", "minhash_cluster"} <= set(
+        final.column_names
+    )
     assert json.loads((demo / "pipeline" / "final-stats.json").read_text())["selected_docs"] == final.num_rows
     # a rerun of the recipe resumes every step: nothing changes
     before = {p: digest(demo / "pipeline" / p) for p in ("deduped", "gopher", "scored", "selected", "final")}
