@@ -127,9 +127,16 @@ def _json_value(v: Any) -> Any:
     raise TypeError(type(v).__name__)
 
 
+def _array_digest(h: Any, name: str, a: Any) -> None:
+    import numpy as np
+
+    h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
+    h.update(np.ascontiguousarray(a).tobytes())
+
+
 def file_digest(path: Path) -> str:
     """Content digest: Parquet by schema and rows (not bytes, which carry the writer's version),
-    npz by arrays, anything else by bytes."""
+    npz and safetensors by arrays, anything else by bytes."""
     h = hashlib.sha256()
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
@@ -142,9 +149,12 @@ def file_digest(path: Path) -> str:
 
         with np.load(path, allow_pickle=False) as z:
             for k in sorted(set(z.files) - {"metadata"}):  # metadata: provenance, with paths
-                a = z[k]
-                h.update(f"{k}:{a.dtype.str}:{a.shape}".encode())
-                h.update(np.ascontiguousarray(a).tobytes())
+                _array_digest(h, k, z[k])
+    elif path.suffix == ".safetensors":
+        from safetensors.numpy import load_file
+
+        for k, a in sorted(load_file(str(path)).items()):
+            _array_digest(h, k, a)
     else:
         h.update(path.read_bytes())
     return h.hexdigest()[:20]
@@ -218,15 +228,54 @@ def run_all(work: Path) -> dict[str, dict[str, str]]:
     return out
 
 
+# torch's CPU kernels are chosen by the CPU's vector unit (AVX2, AVX-512) and round differently;
+# pinning them to AVX2 (on every x86 machine CI may use) and MKL to its reproducible mode makes
+# the digests the same on any of them. The runs happen in a child process so that the pins hold.
+PINNED_ENV = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_CBWR": "COMPATIBLE",
+    "OMP_NUM_THREADS": "1",
+    "HF_HUB_OFFLINE": "1",
+}
+
+
+def changes(expected: dict[str, dict[str, str]], got: dict[str, dict[str, str]]) -> list[str]:
+    out = [f"runs added or removed: {sorted(set(got) ^ set(expected))}"] if set(got) != set(expected) else []
+    for run in sorted(set(got) & set(expected)):
+        for name in sorted(set(got[run]) | set(expected[run])):
+            if expected[run].get(name) != got[run].get(name):
+                out.append(f"{run}: {name}: {expected[run].get(name)} -> {got[run].get(name)}")
+    return out
+
+
 def main() -> None:
     import tempfile
 
-    if sys.argv[1:] != ["--update"]:
-        raise SystemExit("usage: python tests/golden/runs.py --update   (rewrites tests/golden/digests.json)")
-    with tempfile.TemporaryDirectory(prefix="curate-golden-") as tmp:
+    if sys.argv[1:] not in (["--update"], ["--check"]):
+        raise SystemExit("usage: python tests/golden/runs.py --update | --check")
+    if any(os.environ.get(k) != v for k, v in PINNED_ENV.items()):
+        import subprocess
+
+        code = subprocess.run(
+            [sys.executable, __file__, *sys.argv[1:]], env={**os.environ, **PINNED_ENV}
+        ).returncode
+        raise SystemExit(code)
+    import contextlib
+
+    with (
+        tempfile.TemporaryDirectory(prefix="curate-golden-") as tmp,
+        open(os.devnull, "w") as quiet,
+        contextlib.redirect_stdout(quiet),
+        contextlib.redirect_stderr(quiet),
+    ):
         digests = run_all(Path(tmp))
-    DIGESTS.write_text(json.dumps(digests, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {DIGESTS}: {sum(len(v) for v in digests.values())} files from {len(digests)} runs")
+    if sys.argv[1] == "--update":
+        DIGESTS.write_text(json.dumps(digests, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {DIGESTS}: {sum(len(v) for v in digests.values())} files from {len(digests)} runs")
+        return
+    diff = changes(json.loads(DIGESTS.read_text()), digests)
+    print("outputs changed:\n" + "\n".join(diff) if diff else "golden outputs unchanged", file=sys.stderr)
+    raise SystemExit(1 if diff else 0)
 
 
 if __name__ == "__main__":
