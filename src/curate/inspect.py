@@ -9,18 +9,25 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.io.inputs import Columns, DatasetSpec, describe, discover, iter_batches, read_schema
+from curate.io.inputs import Columns, DatasetSpec, describe, discover, iter_batches, read_schema, shard_schema
 from curate.io.outputs import MANIFEST
 from curate.tokens import exact_counter
 
 
 def inspect_dataset(
-    path: DatasetSpec, *, text_column: str = "text", sample: int = 3, tokenizer: str | None = None
+    path: DatasetSpec,
+    *,
+    text_column: str = "text",
+    sample: int = 3,
+    tokenizer: str | None = None,
+    sidecars: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     shards = discover(path)
+    cols = Columns(text=text_column, sidecars=sidecars)
     schema = read_schema(shards[0])
-    cols = Columns(text=text_column)
     has_text = text_column in schema.names
+    if has_text:
+        schema = shard_schema(shards[0], cols)  # canonical, with the sidecars' columns
     counter = exact_counter(tokenizer) if tokenizer else None
     rows = 0
     text_bytes = 0

@@ -17,10 +17,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.io.inputs import Columns, Shard, canonical_schema, iter_batches, read_schema
+from curate.errors import UsageError
+from curate.io.inputs import Columns, Shard, canonical_schema, iter_batches, shard_schema
 from curate.io.outputs import ParquetShardWriter
+from curate.io.sidecars import key_name, row_keys
 from curate.stages.base import Annotator, Filter, StageContext, with_columns
-from curate.types import TEXT
+from curate.types import ID, TEXT
 
 MapStage = Annotator | Filter
 REJECT_REASON = "filter_reason"
@@ -186,6 +188,7 @@ class RunContext:
     output: str | None = None
     rejected: str | None = None  # a folder for the rows filters drop
     tally: str | None = None  # an integer column whose values run_shard counts in what it writes
+    sidecar: bool = False  # write only the row key and the added columns (curate.io.sidecars)
 
 
 def output_name(shard: Shard) -> str:
@@ -198,8 +201,10 @@ def run_shard(pipeline: Pipeline, shard: Shard, ctx: RunContext) -> ShardReport:
     assert ctx.output is not None
     report = ShardReport(shard=shard.name)
     pipeline.setup(StageContext(threads=ctx.threads, shard=shard.path))
-    schema = canonicalize_schema(read_schema(shard), ctx.columns, shard.path)
+    schema = shard_schema(shard, ctx.columns)
     out_schema = pipeline.validate(schema, shard.path)
+    if ctx.sidecar:
+        out_schema = sidecar_schema(pipeline, schema, out_schema)
     target = Path(ctx.output) / output_name(shard)
     sides: list[ParquetShardWriter] = []  # the rejected rows' shard, opened at the first one
 
@@ -214,6 +219,10 @@ def run_shard(pipeline: Pipeline, shard: Shard, ctx: RunContext) -> ShardReport:
             for batch in iter_batches(shard, ctx.columns, batch_size=ctx.batch_size):
                 text_stats(batch, report)
                 out = pipeline.apply(batch, report, reject if ctx.rejected is not None else None)
+                if ctx.sidecar:
+                    out = pa.RecordBatch.from_arrays(
+                        [row_keys(batch), *(out.column(f.name) for f in list(out_schema)[1:])], schema=out_schema
+                    )
                 writer.write(out.cast(out_schema) if out.schema != out_schema else out)
                 report.rows_out += out.num_rows
                 if ctx.tally is not None:
@@ -228,6 +237,20 @@ def run_shard(pipeline: Pipeline, shard: Shard, ctx: RunContext) -> ShardReport:
     report.seconds = time.perf_counter() - start
     report.peak_rss_mb = peak_rss_mb()
     return report
+
+
+def sidecar_schema(pipeline: Pipeline, schema: pa.Schema, out_schema: pa.Schema) -> pa.Schema:
+    """A sidecar's schema: the row key, then the columns the pipeline adds (no filters: a
+    sidecar must keep every row, in order, to join back)."""
+    if any(isinstance(st, Filter) for st in pipeline.stages):
+        raise UsageError("a sidecar keeps every row: --write-sidecar does not go with a filter")
+    added = [f for f in out_schema if f.name not in schema.names or f.name in _added(pipeline)]
+    key = pa.field(key_name(schema), schema.field(ID).type if ID in schema.names else pa.uint64())
+    return pa.schema([key, *added])
+
+
+def _added(pipeline: Pipeline) -> set[str]:
+    return {name for st in pipeline.stages for name in st.adds()}
 
 
 def _tally(batch: pa.RecordBatch, column: str, report: ShardReport) -> None:

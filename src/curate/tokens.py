@@ -2,9 +2,11 @@
 
 - exact: an OpenAI encoding shipped offline by `bpe-openai` (`cl100k`, `o200k`), or a Hugging Face
   `tokenizer.json` given by path (through `tokenizers`);
-- estimate: UTF-8 bytes divided by a bytes-per-token ratio calibrated on a sample of the pool with
-  an exact counter. It is ~25x cheaper than exact counting and is what selection uses by default;
-  the selected documents are then counted exactly.
+- estimate: a·words + UTF-8 bytes/b, calibrated on a sample of the pool against an exact counter.
+  It is ~10x cheaper than exact counting and is what selection cuts on by default; pass 1 also
+  counts a seeded sample exactly to correct the cut, and the selected documents are counted
+  exactly, so budgets and reports are in exact cl100k tokens. bpe-openai is a dependency: there
+  is no fixed bytes-per-token guess anywhere.
 """
 
 from __future__ import annotations
@@ -154,6 +156,7 @@ def exact_counter(spec: str) -> TokenCounter:
     """`cl100k`, `o200k`, or the path of a Hugging Face tokenizer.json."""
     key = spec.strip()
     if key.lower() in _ENCODINGS:
+        _bpe(_ENCODINGS[key.lower()])  # fail now (missing package), not in a worker
         return TokenCounter(kind="bpe", name=_ENCODINGS[key.lower()])
     path = Path(key)
     if path.is_dir() and (path / "tokenizer.json").exists():
@@ -179,26 +182,16 @@ def bytes_counter(bytes_per_token: float, calibration: str, per_word: float = 0.
     )
 
 
-DEFAULT_BYTES_PER_TOKEN = 4.0
-
-
 def calibrate(sample: pa.Array | pa.ChunkedArray, reference: TokenCounter | None = None) -> TokenCounter:
-    """A bytes-per-token estimate fitted on a sample with an exact counter (cl100k by default).
-
-    Falls back to a fixed 4.0 bytes per token, said so in its description, when no exact
-    counter is installed or the sample is empty.
-    """
-    if reference is None:
-        try:
-            reference = exact_counter("cl100k")
-            _bpe(reference.name)
-        except MissingDependencyError:
-            return bytes_counter(DEFAULT_BYTES_PER_TOKEN, "fixed default; bpe-openai not installed")
+    """A token estimate fitted on a sample with an exact counter (cl100k by default): tokens ≈
+    a·words + bytes/b by least squares (bytes alone when the fit is degenerate). With nothing to
+    fit on (no text in the sample) it is the exact counter itself: never a guessed ratio."""
+    reference = reference or exact_counter("cl100k")
     tokens = reference.count(sample)
     nbytes = utf8_lengths(sample)
     n_docs = int((tokens > 0).sum())
     if tokens.sum() == 0:
-        return bytes_counter(DEFAULT_BYTES_PER_TOKEN, "fixed default; empty calibration sample")
+        return reference
     # Words (the kernel's word/punctuation runs) and bytes together predict BPE counts better
     # than bytes alone (code and prose differ in bytes per token, less so in tokens per word).
     from curate import native

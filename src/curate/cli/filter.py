@@ -14,6 +14,7 @@ from curate.cli.options import (
     KeepGoing,
     NoProgress,
     Overwrite,
+    Sidecars,
     StatsJson,
     TextColumn,
     Workers,
@@ -40,6 +41,7 @@ def _rules_command(rule_set: str) -> Any:
             str, typer.Argument(metavar="OUT", help="Output folder for the documents kept, or -.")
         ],
         rejected: Rejected = None,
+        sidecar: Sidecars = None,
         workers: Workers = 0,
         text_column: TextColumn = "text",
         id_column: IdColumn = None,
@@ -65,6 +67,7 @@ def _rules_command(rule_set: str) -> Any:
             batch_size=batch_size,
             stats_json=stats_json,
             rejected=rejected,
+            sidecars=sidecar,
         )
 
     command.__doc__ = (
@@ -94,6 +97,7 @@ def filter_threshold(
     min_value: Annotated[float | None, typer.Option("--min", help="Keep rows with values >= this.")] = None,
     max_value: Annotated[float | None, typer.Option("--max", help="Keep rows with values <= this.")] = None,
     rejected: Annotated[str | None, typer.Option(help="Also write the dropped rows to this folder.")] = None,
+    sidecar: Sidecars = None,
     workers: Workers = 0,
     text_column: TextColumn = "text",
     stats_json: StatsJson = None,
@@ -121,6 +125,7 @@ def filter_threshold(
         minimum=min_value,
         maximum=max_value,
         rejected=rejected,
+        sidecars=tuple(sidecar or ()),
         text_column=text_column,
         batch_size=batch_size,
     )

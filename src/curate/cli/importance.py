@@ -18,10 +18,12 @@ from curate.cli.options import (
     Output,
     Overwrite,
     Seed,
+    Sidecars,
     StatsJson,
     TextColumn,
     Tokenizer,
     Workers,
+    WriteSidecar,
     app,
     choice,
     execute,
@@ -113,6 +115,8 @@ def score_importance(
     text_column: TextColumn = "text",
     id_column: IdColumn = None,
     stats_json: StatsJson = None,
+    sidecar: Sidecars = None,
+    write_sidecar: WriteSidecar = False,
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
     keep_going: KeepGoing = False,
@@ -137,6 +141,8 @@ def score_importance(
         keep_going=keep_going,
         batch_size=batch_size,
         stats_json=stats_json,
+        sidecars=sidecar,
+        write_sidecar=write_sidecar,
     )
     render.info(f"token counter: {counter.describe()}")
 
@@ -153,6 +159,8 @@ def featurize(
     text_column: TextColumn = "text",
     id_column: IdColumn = None,
     stats_json: StatsJson = None,
+    sidecar: Sidecars = None,
+    write_sidecar: WriteSidecar = False,
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
     keep_going: KeepGoing = False,
@@ -176,4 +184,6 @@ def featurize(
         keep_going=keep_going,
         batch_size=batch_size,
         stats_json=stats_json,
+        sidecars=sidecar,
+        write_sidecar=write_sidecar,
     )

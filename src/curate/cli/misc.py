@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from curate.cli import render
-from curate.cli.options import KeepGoing, NoProgress, Overwrite, Workers, app, execute, source
+from curate.cli.options import KeepGoing, NoProgress, Overwrite, Sidecars, Workers, app, execute, source
 
 
 @app.command()
@@ -28,11 +28,18 @@ def inspect(
         typer.Option(help="Count tokens exactly with this tokenizer (cl100k, o200k, tokenizer.json)."),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+    sidecar: Sidecars = None,
 ) -> None:
     """Schema, rows, bytes and tokens of a dataset, and a sample of its rows."""
     from curate.inspect import inspect_dataset
 
-    info = inspect_dataset(source(path), text_column=text_column, sample=sample, tokenizer=tokenizer)
+    info = inspect_dataset(
+        source(path),
+        text_column=text_column,
+        sample=sample,
+        tokenizer=tokenizer,
+        sidecars=tuple(sidecar or ()),
+    )
     if json_out:
         sys.stdout.write(json.dumps(info, indent=2, default=str) + "\n")
         return

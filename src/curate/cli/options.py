@@ -82,6 +82,23 @@ Tokenizer = Annotated[
     ),
 ]
 BatchSize = Annotated[int, typer.Option(help="Rows per record batch (bounds memory).", min=1)]
+Sidecars = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--sidecar",
+        help="A folder of score sidecars (from --write-sidecar on this input) whose columns are "
+        "joined to every row by shard and row order, the key checked; repeatable.",
+    ),
+]
+WriteSidecar = Annotated[
+    bool,
+    typer.Option(
+        "--write-sidecar",
+        help="Write only the row key (id, or a hash of the text) and the new columns, one shard per "
+        "input shard, instead of every column: scoring never rewrites the text. Join it back "
+        "with --sidecar.",
+    ),
+]
 StatsJson = Annotated[Path | None, typer.Option(help="Also write the summary as JSON to this file.")]
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")]
 
@@ -154,6 +171,8 @@ def map_command(
     batch_size: int,
     stats_json: Path | None = None,
     rejected: str | None = None,
+    sidecars: list[str] | None = None,
+    write_sidecar: bool = False,
 ) -> Any:
     """Run a map job (annotators/filters over every shard) and print its table."""
     from curate.jobs.map import MapConfig, map_job
@@ -164,6 +183,8 @@ def map_command(
         input=source(input),
         output=output,
         rejected=rejected,
+        sidecars=tuple(sidecars or ()),
+        write_sidecar=write_sidecar,
         text_column=text_column,
         id_column=id_column,
         batch_size=batch_size,

@@ -17,9 +17,11 @@ from curate.cli.options import (
     NoProgress,
     Output,
     Overwrite,
+    Sidecars,
     StatsJson,
     TextColumn,
     Workers,
+    WriteSidecar,
     app,
     choice,
     execute,
@@ -39,6 +41,8 @@ def score_heuristics(
     text_column: TextColumn = "text",
     id_column: IdColumn = None,
     stats_json: StatsJson = None,
+    sidecar: Sidecars = None,
+    write_sidecar: WriteSidecar = False,
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
     keep_going: KeepGoing = False,
@@ -62,6 +66,8 @@ def score_heuristics(
         keep_going=keep_going,
         batch_size=batch_size,
         stats_json=stats_json,
+        sidecars=sidecar,
+        write_sidecar=write_sidecar,
     )
 
 
@@ -74,6 +80,8 @@ def score_fasttext(
     text_column: TextColumn = "text",
     id_column: IdColumn = None,
     stats_json: StatsJson = None,
+    sidecar: Sidecars = None,
+    write_sidecar: WriteSidecar = False,
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
     keep_going: KeepGoing = False,
@@ -96,6 +104,8 @@ def score_fasttext(
         keep_going=keep_going,
         batch_size=batch_size,
         stats_json=stats_json,
+        sidecars=sidecar,
+        write_sidecar=write_sidecar,
     )
 
 
@@ -135,6 +145,8 @@ def score_lm(
     text_column: TextColumn = "text",
     id_column: IdColumn = None,
     stats_json: StatsJson = None,
+    sidecar: Sidecars = None,
+    write_sidecar: WriteSidecar = False,
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
     keep_going: KeepGoing = False,
@@ -166,6 +178,8 @@ def score_lm(
         keep_going=keep_going,
         batch_size=batch_size,
         stats_json=stats_json,
+        sidecars=sidecar,
+        write_sidecar=write_sidecar,
     )
 
 
@@ -193,6 +207,8 @@ def score_combine(
     workers: Workers = 0,
     text_column: TextColumn = "text",
     stats_json: StatsJson = None,
+    sidecar: Sidecars = None,
+    write_sidecar: WriteSidecar = False,
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
     keep_going: KeepGoing = False,
@@ -216,6 +232,8 @@ def score_combine(
         normalisation=normalisation,  # type: ignore[arg-type]
         weights_file=str(weights_file) if weights_file is not None else None,
         output_column=output_column,
+        sidecars=tuple(sidecar or ()),
+        write_sidecar=write_sidecar,
         text_column=text_column,
         batch_size=batch_size,
     )
@@ -266,6 +284,8 @@ def reweight(
     workers: Workers = 0,
     text_column: TextColumn = "text",
     stats_json: StatsJson = None,
+    sidecar: Sidecars = None,
+    write_sidecar: WriteSidecar = False,
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
     keep_going: KeepGoing = False,
@@ -284,6 +304,8 @@ def reweight(
         strategy=strategy,
         temperature=temperature,
         delta=delta,
+        sidecars=tuple(sidecar or ()),
+        write_sidecar=write_sidecar,
         text_column=text_column,
         batch_size=batch_size,
     )

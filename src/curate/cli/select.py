@@ -17,6 +17,7 @@ from curate.cli.options import (
     Output,
     Overwrite,
     Seed,
+    Sidecars,
     StatsJson,
     TextColumn,
     Tokenizer,
@@ -115,6 +116,7 @@ def select(
     diversity_allocation: Annotated[
         str, typer.Option(help="With --diversity: proportional (to cluster size) or equal shares.")
     ] = "proportional",
+    sidecar: Sidecars = None,
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
     keep_going: KeepGoing = False,
@@ -158,6 +160,7 @@ def select(
         quality_keep=quality_keep,
         diversity=diversity,
         diversity_allocation=diversity_allocation,
+        sidecars=tuple(sidecar or ()),
     )
     result = execute(
         select_job(config),
@@ -195,6 +198,7 @@ def resample(
     text_column: TextColumn = "text",
     id_column: IdColumn = None,
     stats_json: StatsJson = None,
+    sidecar: Sidecars = None,
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
     keep_going: KeepGoing = False,
@@ -223,6 +227,7 @@ def resample(
         input=source(input),
         output=output,
         selector=sel,
+        sidecars=tuple(sidecar or ()),
         text_column=text_column,
         id_column=id_column,
         batch_size=batch_size,

@@ -13,6 +13,7 @@ from curate.cli.options import (
     Device,
     NoProgress,
     Seed,
+    Sidecars,
     StatsJson,
     TextColumn,
     Workers,
@@ -102,6 +103,7 @@ def train_combine(
     seed: Seed = 0,
     workers: Workers = 0,
     text_column: TextColumn = "text",
+    sidecar: Sidecars = None,
     stats_json: StatsJson = None,
     no_progress: NoProgress = False,
 ) -> None:
@@ -117,6 +119,7 @@ def train_combine(
         lower_is_better=names(lower_is_better),
         normalisation=normalisation,  # type: ignore[arg-type]
         seed=seed,
+        sidecars=tuple(sidecar or ()),
         text_column=text_column,
     )
     res = execute(train_combine_job(config), workers=workers, no_progress=no_progress, stats_json=stats_json)

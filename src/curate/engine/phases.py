@@ -87,6 +87,7 @@ class Map(Phase):
     name: str = "map"
     pipeline: PipelineFn
     tally: str | None = None  # an integer column whose values are counted in what is written
+    sidecar: bool = False  # write the row key and the added columns only (curate.io.sidecars)
 
     def run(self, run: JobRun) -> ShardResults:
         assert run.out is not None
@@ -99,6 +100,7 @@ class Map(Phase):
             output=str(run.out),
             rejected=run.job.rejected,
             tally=self.tally,
+            sidecar=self.sidecar,
         )
         done, todo = _shard_phase(run, self.name, shards, lambda s: f"{self.name}:{s.index}")
         reports = {i: _report(rec) for i, rec in done.items()}

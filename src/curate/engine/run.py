@@ -19,7 +19,7 @@ from curate.engine.job import Job, JobResult, JobRun
 from curate.engine.streaming import run_stream_job
 from curate.errors import InputDataError, SchemaError
 from curate.executors.local import LocalExecutor, resolve_workers
-from curate.io.inputs import STDIO, Columns, Shard, canonical_schema, discover, read_schema
+from curate.io.inputs import STDIO, Columns, Shard, discover, shard_schema
 from curate.io.outputs import Manifest
 from curate.pipeline import peak_rss_mb
 from curate.progress import NoProgress, Progress
@@ -96,7 +96,7 @@ def _validate(job: Job, datasets: dict[str, list[Shard]], keep_going: bool) -> d
     for name, shards in datasets.items():
         for s in shards:
             try:
-                schema = canonical_schema(read_schema(s), job.columns.get(name, Columns()), s.path)
+                schema = shard_schema(s, job.columns.get(name, Columns()))
                 if job.validate is not None:
                     job.validate(name, s, schema)
             except (InputDataError, SchemaError) as exc:

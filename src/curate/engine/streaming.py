@@ -17,7 +17,7 @@ from curate.engine.job import Job, JobResult
 from curate.engine.phases import Map
 from curate.errors import UsageError
 from curate.executors.local import threads_per_worker
-from curate.io.inputs import STDIO, Columns, canonical_schema, discover, iter_batches, iter_stdin, read_schema
+from curate.io.inputs import STDIO, Columns, discover, iter_batches, iter_stdin, shard_schema
 from curate.io.outputs import Manifest, ParquetShardWriter, StdoutWriter
 from curate.pipeline import run_stream
 
@@ -34,11 +34,11 @@ def run_stream_job(job: Job, *, workers: int, overwrite: bool) -> JobResult:
     else:
         shards = discover(source)
         where = shards[0].path
-        schema = canonical_schema(read_schema(shards[0]), columns, shards[0].path)
+        schema = shard_schema(shards[0], columns)
 
         def gen() -> Iterator[pa.RecordBatch]:
             for s in shards:
-                if canonical_schema(read_schema(s), columns, s.path) != schema:
+                if shard_schema(s, columns) != schema:
                     raise UsageError(
                         f"{s.path}: schema differs from {shards[0].path}; streaming to stdout needs one schema"
                     )

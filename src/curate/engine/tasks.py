@@ -13,13 +13,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.errors import SchemaError
-from curate.io.inputs import Shard, iter_batches, read_schema
+from curate.io.inputs import Shard, iter_batches, shard_schema
 from curate.io.outputs import ParquetShardWriter
 from curate.pipeline import (
     Pipeline,
     RunContext,
     ShardReport,
-    canonicalize_schema,
     output_name,
     peak_rss_mb,
     text_stats,
@@ -71,7 +70,7 @@ def collect_keys(
     start = time.perf_counter()
     report = ShardReport(shard=shard.name)
     pipeline.setup(StageContext(threads=ctx.threads, shard=shard.path))
-    schema = canonicalize_schema(read_schema(shard), ctx.columns, shard.path)
+    schema = shard_schema(shard, ctx.columns)
     wanted = set(pipeline.required_columns()) | {"id", TEXT}
     wanted |= {c for c in selector.requires() if c in schema.names}
     if group_by:
@@ -169,7 +168,7 @@ def write_selected(
     assert ctx.output is not None
     report = ShardReport(shard=shard.name)
     pipeline.setup(StageContext(threads=ctx.threads, shard=shard.path))
-    schema = canonicalize_schema(read_schema(shard), ctx.columns, shard.path)
+    schema = shard_schema(shard, ctx.columns)
     probe = pipeline.validate(schema, shard.path)
     target = Path(ctx.output) / output_name(shard)
     offset = 0

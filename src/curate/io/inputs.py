@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from curate.errors import InputDataError, SchemaError, UsageError
 from curate.io.readers import Located, iter_ipc, iter_jsonl, iter_parquet, open_parquet
+from curate.io.sidecars import SidecarReader, join, sidecar_fields, sidecar_file
 from curate.types import ID, TEXT
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -66,6 +67,7 @@ class Columns:
 
     text: str = TEXT
     id: str | None = None  # None: use `id` when present, else derive ids from the text
+    sidecars: tuple[str, ...] = ()  # folders of score sidecars joined to every shard (io.sidecars)
 
 
 DatasetSpec = str | Sequence[str]
@@ -343,11 +345,40 @@ def iter_batches(
     """
     schema = read_schema(shard)
     canonical_schema(schema, cols, shard.path)
+    sidecars = _sidecars(shard, cols)
+    if sidecars:
+        sidecar_fields(sidecars, canonical_schema(schema, cols, shard.path))
+        if columns is not None:  # join only the sidecars whose columns are asked for
+            sidecars = [r for r in sidecars if any(f.name in columns for f in r.columns())]
     wanted = source_columns(columns, cols)
     if wanted is not None:
-        wanted = [c for c in wanted if c in schema.names]
+        if sidecars:  # the key each sidecar row is checked against
+            wanted += source_columns([ID if (cols.id or ID) in schema.names else TEXT], cols) or []
+        wanted = list(dict.fromkeys(c for c in wanted if c in schema.names))
     for batch, where, row in _raw_batches(shard, wanted, batch_size, row_group):
-        yield canonicalize(batch, cols, where, row)
+        batch = join(canonicalize(batch, cols, where, row), row, sidecars)
+        if columns is not None and sidecars:
+            batch = batch.select(
+                [c for c in batch.schema.names if c in columns or c not in _sidecar_names(sidecars)]
+            )
+        yield batch
+
+
+def _sidecar_names(sidecars: list[SidecarReader]) -> set[str]:
+    return {f.name for r in sidecars for f in r.columns()}
+
+
+def _sidecars(shard: Shard, cols: Columns) -> list[SidecarReader]:
+    return [SidecarReader(sidecar_file(folder, shard.stem), shard.path) for folder in cols.sidecars]
+
+
+def shard_schema(shard: Shard, cols: Columns) -> pa.Schema:
+    """The schema the stages see for a shard: canonical (`canonical_schema`), plus the columns
+    of its sidecars. Errors name the shard or the sidecar."""
+    schema = canonical_schema(read_schema(shard), cols, shard.path)
+    for f in sidecar_fields(_sidecars(shard, cols), schema):
+        schema = schema.append(f)
+    return schema
 
 
 def iter_raw_batches(shard: Shard, *, batch_size: int = 4096) -> Iterator[pa.RecordBatch]:

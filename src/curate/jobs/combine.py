@@ -29,6 +29,8 @@ class CombineConfig:
     normalisation: Normalisation = "zscore"
     weights_file: str | None = None  # learned weights from `curate train combine`
     output_column: str = "combined_score"
+    sidecars: tuple[str, ...] = ()
+    write_sidecar: bool = False
     text_column: str = TEXT
     batch_size: int = 4096
 
@@ -76,12 +78,12 @@ def combine_job(config: CombineConfig) -> Job:
         kind="score combine",
         config=config,
         inputs={"input": config.input},
-        columns={"input": Columns(text=config.text_column)},
+        columns={"input": Columns(text=config.text_column, sidecars=config.sidecars)},
         output=config.output,
         phases=(
             spill_scores("scores", lambda run: run.config.columns),
             Driver(name="combination", fn=_combination),
-            Map(name="map", pipeline=pipeline),
+            Map(name="map", pipeline=pipeline, sidecar=config.write_sidecar),
         ),
         summarize=_summary,
         validate=require_columns(list(config.columns)),

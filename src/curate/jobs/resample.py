@@ -28,6 +28,7 @@ class ResampleConfig:
     input: DatasetSpec
     output: str
     selector: GumbelTopK
+    sidecars: tuple[str, ...] = ()
     text_column: str = TEXT
     id_column: str | None = None
     batch_size: int = 4096
@@ -96,7 +97,7 @@ def resample_job(config: ResampleConfig) -> Job:
         kind="resample",
         config=config,
         inputs={"input": config.input},
-        columns={"input": Columns(text=config.text_column, id=config.id_column)},
+        columns={"input": Columns(text=config.text_column, id=config.id_column, sidecars=config.sidecars)},
         output=config.output,
         phases=(
             Keys(

@@ -30,6 +30,8 @@ class ReweightConfig:
     strategy: str = "linupper"
     temperature: float = 1.0
     delta: float = 1.0
+    sidecars: tuple[str, ...] = ()
+    write_sidecar: bool = False
     text_column: str = TEXT
     batch_size: int = 4096
 
@@ -73,7 +75,7 @@ def reweight_job(config: ReweightConfig) -> Job:
         kind="reweight",
         config=config,
         inputs={"input": config.input},
-        columns={"input": Columns(text=config.text_column)},
+        columns={"input": Columns(text=config.text_column, sidecars=config.sidecars)},
         output=config.output,
         phases=(
             spill_scores("losses", lambda run: [run.config.by]),
@@ -81,6 +83,7 @@ def reweight_job(config: ReweightConfig) -> Job:
             Map(
                 name="map",
                 pipeline=lambda run: Pipeline(stages=(ReweightLogWeight(spec=run.get("scale")["spec"]),)),
+                sidecar=config.write_sidecar,
             ),
         ),
         summarize=_summary,

@@ -32,6 +32,7 @@ class ThresholdConfig:
     minimum: float | None = None
     maximum: float | None = None
     rejected: str | None = None
+    sidecars: tuple[str, ...] = ()
     text_column: str = TEXT
     batch_size: int = 4096
 
@@ -129,7 +130,7 @@ def threshold_job(config: ThresholdConfig) -> Job:
         kind="filter threshold",
         config=config,
         inputs={"input": config.input},
-        columns={"input": Columns(text=config.text_column)},
+        columns={"input": Columns(text=config.text_column, sidecars=config.sidecars)},
         output=config.output,
         rejected=config.rejected,
         phases=(

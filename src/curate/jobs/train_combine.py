@@ -27,6 +27,7 @@ class TrainCombineConfig:
     lower_is_better: tuple[str, ...] = ()
     normalisation: Normalisation = "zscore"
     seed: int = 0
+    sidecars: tuple[str, ...] = ()
     text_column: str = TEXT
     batch_size: int = 4096
 
@@ -65,7 +66,7 @@ def train_combine_job(config: TrainCombineConfig) -> Job:
         kind="train combine",
         config=config,
         inputs={"input": config.input},
-        columns={"input": Columns(text=config.text_column)},
+        columns={"input": Columns(text=config.text_column, sidecars=config.sidecars)},
         output=None,
         phases=(
             spill_scores("scores", lambda run: [*run.config.columns, run.config.label]),

@@ -129,12 +129,5 @@ def exact_ratio(keys_paths: list[str], per_shard: list[np.ndarray]) -> tuple[flo
 
 
 def exact_or_none() -> TokenCounter | None:
-    """The exact cl100k counter when bpe-openai is installed."""
-    try:
-        c = exact_counter("cl100k")
-        from curate.tokens import _bpe
-
-        _bpe(c.name)
-        return c
-    except Exception:
-        return None
+    """The exact cl100k counter (bpe-openai is a dependency; a broken install says so)."""
+    return exact_counter("cl100k")

@@ -16,7 +16,7 @@ import numpy as np
 from curate.engine.job import JobRun
 from curate.engine.phases import Fit
 from curate.errors import SchemaError, UsageError
-from curate.io.inputs import Columns, Shard, count_rows, iter_batches, read_schema
+from curate.io.inputs import Columns, Shard, count_rows, iter_batches, shard_schema
 from curate.kmeans import KMeansModel, KMeansSummary, default_sample_rows, fit, merge_summaries
 from curate.native import HashSpec
 from curate.stages.diversity import KMeansStep
@@ -62,7 +62,7 @@ def _iter_embeddings(shard: Shard, cols: Columns, column: EmbeddingSource, batch
             vec, valid = column.vectors(b.column(TEXT))
             yield vec[valid], valid
         return
-    if column not in read_schema(shard).names:
+    if column not in shard_schema(shard, cols).names:
         raise SchemaError(f"{shard.path}: no embedding column {column!r}", hint="run `curate embed` first")
     row = 0
     for b in iter_batches(shard, cols, columns=[column], batch_size=batch_size):

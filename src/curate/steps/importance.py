@@ -155,4 +155,4 @@ def counter_from_model(model: ImportanceModel, tokenizer: str | None) -> TokenCo
         return exact_counter(tokenizer)
     if model.bytes_per_token > 0:
         return bytes_counter(model.bytes_per_token, model.token_calibration, per_word=model.tokens_per_word)
-    return bytes_counter(4.0, "fixed default; the model carries no calibration")
+    return exact_counter("cl100k")  # a model fitted with an exact counter carries no estimate

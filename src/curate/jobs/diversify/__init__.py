@@ -23,7 +23,7 @@ from curate.budget import Budget
 from curate.engine.job import Job, JobRun
 from curate.engine.phases import Decide, Decision, Keys, ShardResults, Write
 from curate.errors import SchemaError, UsageError
-from curate.io.inputs import Columns, DatasetSpec, Shard, read_schema
+from curate.io.inputs import Columns, DatasetSpec, Shard, shard_schema
 from curate.jobs.diversify.keys import keys_unit, previous_unit
 from curate.stages.diversity import (
     KMEANS_CLUSTER,
@@ -237,7 +237,7 @@ def _group_stats(
 def _summary(run: JobRun) -> dict[str, Any]:
     c: DiversifyConfig = run.config
     stats = dict(run.get("decide").stats)
-    has_tokens = all(c.tokens_column in read_schema(s).names for s in run.shards())
+    has_tokens = all(c.tokens_column in shard_schema(s, run.columns()).names for s in run.shards())
     groups = stats.pop("groups", None)
     refinement = stats.pop("refinement", None)
     summary: dict[str, Any] = {

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.errors import SchemaError
-from curate.io.inputs import Shard, iter_batches, read_schema
+from curate.io.inputs import Shard, iter_batches, shard_schema
 from curate.pipeline import RunContext, ShardReport, peak_rss_mb
 from curate.stages.diversity import KMEANS_CLUSTER
 from curate.types import ID, TEXT
@@ -30,7 +30,7 @@ def keys_unit(
     from curate.tokens import exact_counter, utf8_lengths
 
     start = time.perf_counter()
-    schema = read_schema(shard)
+    schema = shard_schema(shard, ctx.columns)
     need = [KMEANS_CLUSTER] + ([quality_column] if quality_column else []) + ([group_by] if group_by else [])
     read = [*need, TEXT] + ([ID] if ID in schema.names or ctx.columns.id else [])
     use_tokens_col = unit == "tokens" and tokens_column in schema.names
@@ -91,7 +91,7 @@ def previous_unit(shard: Shard, ctx: RunContext, out_path: str, score_column: st
     from curate.stages.resample import document_ids
 
     report = ShardReport(shard=shard.name)
-    names = read_schema(shard).names
+    names = shard_schema(shard, ctx.columns).names
     ties, clusters, values = [], [], []
     want = [c for c in (ID, TEXT, KMEANS_CLUSTER, score_column) if c and (c in names or c == TEXT)]
     for b in iter_batches(shard, ctx.columns, columns=want, batch_size=ctx.batch_size):

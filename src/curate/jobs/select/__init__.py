@@ -46,6 +46,7 @@ class SelectConfig(FitConfig):
     top_k: bool = False
     temperature: float = 1.0
     policy: Policy = "cover"
+    sidecars: tuple[str, ...] = ()  # score sidecars joined to the pool (their columns are kept)
 
     def __post_init__(self) -> None:
         parse_budget(self.budget)
@@ -202,7 +203,7 @@ def select_job(config: SelectConfig) -> Job:
         config=config,
         inputs={"input": config.pool, "target": config.target},
         columns={
-            "input": Columns(text=config.text_column, id=config.id_column),
+            "input": Columns(text=config.text_column, id=config.id_column, sidecars=config.sidecars),
             "target": Columns(text=config.target_text_column or config.text_column),
         },
         output=config.output,
