@@ -221,7 +221,8 @@ def run_shard(pipeline: Pipeline, shard: Shard, ctx: RunContext) -> ShardReport:
                 out = pipeline.apply(batch, report, reject if ctx.rejected is not None else None)
                 if ctx.sidecar:
                     out = pa.RecordBatch.from_arrays(
-                        [row_keys(batch), *(out.column(f.name) for f in list(out_schema)[1:])], schema=out_schema
+                        [row_keys(batch), *(out.column(f.name) for f in list(out_schema)[1:])],
+                        schema=out_schema,
                     )
                 writer.write(out.cast(out_schema) if out.schema != out_schema else out)
                 report.rows_out += out.num_rows

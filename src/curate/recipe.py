@@ -192,10 +192,10 @@ def _check_parses(kind: str, command: Any, argv: list[str], where: str, key_of: 
     try:
         command.make_context(f"curate {kind}", list(argv), resilient_parsing=False)
     except click_exceptions.MissingParameter as exc:
-        name = exc.param.name if exc.param is not None else "?"
+        name = (exc.param.name if exc.param is not None else None) or "?"
         raise RecipeError(f"{where}: {kind} needs key {name!r} ({exc.format_message()})") from None
     except click_exceptions.BadParameter as exc:
-        name = exc.param.name if exc.param is not None else "?"
+        name = (exc.param.name if exc.param is not None else None) or "?"
         raise RecipeError(f"{where}.{key_of.get(name, name)}: {exc.format_message()}") from None
     except click_exceptions.UsageError as exc:
         raise RecipeError(f"{where}: {exc.format_message()}") from None

@@ -31,7 +31,7 @@ Rejected = Annotated[
 
 
 def _rules_command(rule_set: str) -> Any:
-    from curate.stages.heuristics import RULE_SETS
+    from curate.stages.rules import RULE_SETS
 
     listing = "; ".join(r.describe() for r in RULE_SETS[rule_set])
 

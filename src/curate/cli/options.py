@@ -4,12 +4,14 @@ progress bars, the stats JSON and --keep-going's exit status."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from curate.cli import render
+from curate.errors import CurateError
 
 app = typer.Typer(
     name="curate",
@@ -209,3 +211,22 @@ def write_stats(path: Path | None, data: dict[str, Any]) -> None:
 
     write_bytes_atomic(path, json.dumps(data, indent=2, sort_keys=True).encode())
     render.info(f"stats written to {path}")
+
+
+def run_app(typer_app: Any, argv: list[str] | None) -> None:
+    """Run the CLI: user errors print `error:`/`hint:` and exit 1, never a traceback; usage
+    errors exit 2."""
+    try:
+        typer_app(args=argv, standalone_mode=True)
+    except CurateError as exc:
+        render.error(exc.message, exc.hint)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        render.error("interrupted", "rerun the same command to resume")
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(1)
+    except OSError as exc:  # e.g. a full disk or a permission problem while writing
+        where = f"{exc.filename}: " if exc.filename else ""
+        render.error(f"{where}{exc.strerror or exc}", "check the path, its permissions and free space")
+        sys.exit(1)

@@ -1,29 +1,50 @@
-"""Everything the CLI shows on stderr. The only module that imports rich."""
+"""Everything the CLI shows on stderr. The only module that imports rich, and only when it
+first prints: a command pays for rich when it has something to show, not at start-up."""
 
 from __future__ import annotations
 
 import sys
+from functools import cache
 from typing import Any
-
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
 from curate.budget import human_count
 
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+
+@cache
+def _consoles() -> tuple[Any, Any]:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False), Console(highlight=False)
+
+
+def _err() -> Any:
+    return _consoles()[0]
+
+
+def _out() -> Any:
+    return _consoles()[1]
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return str(escape(text))
+
+
+def _table(**kw: Any) -> Any:
+    from rich.table import Table
+
+    return Table(**kw)
 
 
 def error(message: str, hint: str | None = None) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    _err().print(f"[bold red]error:[/] {_escape(message)}", soft_wrap=True)
     if hint:
-        err.print(f"[yellow]hint:[/] {escape(hint)}", soft_wrap=True)
+        _err().print(f"[yellow]hint:[/] {_escape(hint)}", soft_wrap=True)
 
 
 def info(message: str) -> None:
-    err.print(escape(message), soft_wrap=True)
+    _err().print(_escape(message), soft_wrap=True)
 
 
 class RichProgress:
@@ -31,18 +52,20 @@ class RichProgress:
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled and sys.stderr.isatty()
-        self._bars: Progress | None = None
-        self._tasks: dict[str, TaskID] = {}
+        self._bars: Any = None
+        self._tasks: dict[str, Any] = {}
 
-    def _ensure(self) -> Progress:
+    def _ensure(self) -> Any:
         if self._bars is None:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
             self._bars = Progress(
                 TextColumn("[bold]{task.description:<11}"),
                 BarColumn(),
                 TextColumn("{task.fields[done]}"),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
-                console=err,
+                console=_err(),
                 transient=False,
             )
             self._bars.start()
@@ -91,7 +114,7 @@ def _pct(x: float | None) -> str:
 
 def select_report(s: dict[str, Any]) -> None:
     """The report at the end of `curate select`."""
-    t = Table(title="curate select", show_header=False, title_justify="left", box=None, pad_edge=False)
+    t = _table(title="curate select", show_header=False, title_justify="left", box=None, pad_edge=False)
     t.add_column(style="bold")
     t.add_column()
     unit = s["budget_resolved"]["unit"]
@@ -163,27 +186,27 @@ def select_report(s: dict[str, Any]) -> None:
         )
     if s.get("resumed"):
         t.add_row("resumed", ", ".join(s["resumed"]))
-    err.print(t)
+    _err().print(t)
     if s.get("groups"):
-        g = Table(title=f"share by {s['group_by']} (tokens)", title_justify="left")
+        g = _table(title=f"share by {s['group_by']} (tokens)", title_justify="left")
         for col in ("group", "pool docs", "pool share", "selected docs", "selected share"):
             g.add_column(col, justify="right" if col != "group" else "left")
         for row in s["groups"]:
             g.add_row(
-                escape(row["group"]),
+                _escape(row["group"]),
                 f"{row['pool_docs']:,}",
                 f"{row['pool_share'] * 100:.1f}%",
                 f"{row['selected_docs']:,}",
                 f"{row['selected_share'] * 100:.1f}%",
             )
-        err.print(g)
+        _err().print(g)
     timings_table(s.get("timings", {}))
 
 
 def timings_table(timings: dict[str, dict[str, float]]) -> None:
     if not timings:
         return
-    p = Table(title="passes", title_justify="left")
+    p = _table(title="passes", title_justify="left")
     for col in ("pass", "seconds", "text MB", "MB/s", "MB/s/worker"):
         p.add_column(col, justify="right" if col != "pass" else "left")
     for name, v in timings.items():
@@ -194,11 +217,11 @@ def timings_table(timings: dict[str, dict[str, float]]) -> None:
             f"{v['mb_per_s']:.1f}",
             f"{v['mb_per_s_per_worker']:.1f}",
         )
-    err.print(p)
+    _err().print(p)
 
 
 def stage_table(title: str, report: dict[str, Any], seconds: float) -> None:
-    t = Table(title=title, title_justify="left")
+    t = _table(title=title, title_justify="left")
     for col in ("rows in", "rows out", "null text", "empty text", "text MB", "seconds", "MB/s"):
         t.add_column(col, justify="right")
     mb = report["text_bytes"] / 1e6
@@ -211,7 +234,7 @@ def stage_table(title: str, report: dict[str, Any], seconds: float) -> None:
         f"{seconds:.2f}",
         f"{mb / seconds if seconds > 0 else 0:.1f}",
     )
-    err.print(t)
+    _err().print(t)
     for reason, n in sorted(report.get("drops", {}).items()):
         info(f"  dropped {n:,} rows: {reason}")
     for col, n in sorted(report.get("nulls", {}).items()):
@@ -219,12 +242,12 @@ def stage_table(title: str, report: dict[str, Any], seconds: float) -> None:
 
 
 def kv_table(title: str, rows: list[tuple[str, str]]) -> None:
-    t = Table(title=title, show_header=False, title_justify="left", box=None)
+    t = _table(title=title, show_header=False, title_justify="left", box=None)
     t.add_column(style="bold")
     t.add_column()
     for k, v in rows:
         t.add_row(k, v)
-    err.print(t)
+    _err().print(t)
 
 
 def inspect_report(info: dict[str, Any]) -> None:
@@ -243,22 +266,22 @@ def inspect_report(info: dict[str, Any]) -> None:
         rows.append(
             ("curate run", "complete" if m["complete"] else "incomplete (rerun the command to resume)")
         )
-    t = Table(title="curate inspect", show_header=False, title_justify="left", box=None)
+    t = _table(title="curate inspect", show_header=False, title_justify="left", box=None)
     t.add_column(style="bold")
     t.add_column()
     for k, v in rows:
-        t.add_row(k, escape(str(v)))
-    out.print(t)
-    sch = Table(title="schema", title_justify="left")
+        t.add_row(k, _escape(str(v)))
+    _out().print(t)
+    sch = _table(title="schema", title_justify="left")
     sch.add_column("column")
     sch.add_column("type")
     for name, typ in info["schema"]:
-        sch.add_row(escape(name), escape(typ))
-    out.print(sch)
+        sch.add_row(_escape(name), _escape(typ))
+    _out().print(sch)
     for i, r in enumerate(info["sample"]):
-        out.print(f"[bold]row {i}[/]")
+        _out().print(f"[bold]row {i}[/]")
         for k, v in r.items():
-            out.print(f"  [cyan]{escape(str(k))}[/]: {escape(repr(v))}", soft_wrap=True)
+            _out().print(f"  [cyan]{_escape(str(k))}[/]: {_escape(repr(v))}", soft_wrap=True)
 
 
 def diversify_report(s: dict[str, Any], seconds: float) -> None:

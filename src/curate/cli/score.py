@@ -88,9 +88,9 @@ def score_fasttext(
     batch_size: BatchSize = 4096,
 ) -> None:
     """Add fasttext_quality: the probability of __label__hq (null for null or empty text)."""
-    from curate.stages.quality import FastTextScorer, load_model
+    from curate.stages.quality import FastTextScorer, check_model_file
 
-    load_model(model)  # fail here with a clear message, not in a worker
+    check_model_file(model)  # fail here with a clear message; workers load it
     map_command(
         "score fasttext",
         (FastTextScorer(model_path=str(model)),),
@@ -153,9 +153,9 @@ def score_lm(
     batch_size: BatchSize = 1024,
 ) -> None:
     """Add lm_loss (mean token cross-entropy), lm_perplexity, lm_tokens (and lm_el2n) per document."""
-    from curate.stages.lm import LMScorer, load_causal_lm, resolve_device
+    from curate.stages.lm import LMScorer, check_model_folder
 
-    load_causal_lm(str(model), "cpu") if resolve_device(device) == "cpu" else None  # fail early, clearly
+    check_model_folder(str(model))  # fail here with a clear message; workers load the model
     scorer = LMScorer(
         model_path=str(model),
         device=device,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import ClassVar
 
 import numpy as np
@@ -168,18 +169,22 @@ def lsh_params(threshold: float, num_perm: int, fp_weight: float = 0.5) -> tuple
     return best[1], best[2]
 
 
-_BAND_MULT = np.random.default_rng(0x1B5D).integers(1, 2**63, size=(4096,), dtype=np.int64).astype(
-    np.uint64
-) | np.uint64(1)
+@cache
+def _band_mult() -> np.ndarray:
+    """Odd multipliers of the band hash (made on first use: numpy.random is slow to import)."""
+    return np.random.default_rng(0x1B5D).integers(1, 2**63, size=(4096,), dtype=np.int64).astype(
+        np.uint64
+    ) | np.uint64(1)
 
 
 def band_hashes(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """uint64 (documents x bands): a hash of each band's `rows` signature values."""
     out = np.zeros((sig.shape[0], bands), dtype=np.uint64)
+    mult = _band_mult()
     with np.errstate(over="ignore"):
         for k in range(bands):
             cols = sig[:, k * rows : (k + 1) * rows].astype(np.uint64)
-            h = (cols * _BAND_MULT[k * rows : (k + 1) * rows]).sum(axis=1, dtype=np.uint64)
+            h = (cols * mult[k * rows : (k + 1) * rows]).sum(axis=1, dtype=np.uint64)
             h ^= h >> np.uint64(29)
             h *= np.uint64(0xBF58476D1CE4E5B9)
             h ^= h >> np.uint64(32)

@@ -49,6 +49,26 @@ def one_line(texts: pa.Array | pa.ChunkedArray) -> list[str]:
     return [t or "" for t in joined.to_pylist()]
 
 
+FASTTEXT_MAGIC = 793712314  # the int32 every fastText binary model starts with
+
+
+def check_model_file(path: str | Path) -> None:
+    """A cheap check (no fastText import, no model load) that `path` is a fastText model, so a
+    command fails at once and clearly; the scorer loads it in its workers."""
+    import struct
+
+    path = Path(path)
+    if not path.is_file():
+        raise StageError(f"{path}: no such fastText model", hint="train one with `curate train fasttext`")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if len(head) < 4 or struct.unpack("<i", head)[0] != FASTTEXT_MAGIC:
+        raise StageError(
+            f"{path}: not a fastText model (no fastText header)",
+            hint="train one with `curate train fasttext`",
+        )
+
+
 def load_model(path: str | Path) -> Any:
     path = Path(path)
     if not path.exists():

@@ -174,9 +174,9 @@ def _summary(run: JobRun) -> dict[str, Any]:
 
 def select_job(config: SelectConfig) -> Job:
     if config.quality is not None:
-        from curate.stages.quality import load_model
+        from curate.stages.quality import check_model_file
 
-        load_model(config.quality)  # a clear error before any work
+        check_model_file(config.quality)  # a clear error before any work
 
     def validate(dataset: str, shard: Any, schema: Any) -> None:
         if dataset == "input" and config.group_by and config.group_by not in schema.names:
