@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -40,11 +41,13 @@ def run_reference(work: Path, k: int, workers: int) -> dict:
         num_proc=workers,
         min_example_length=100,
     )
+    c0 = cpu_seconds()
     t0 = time.perf_counter()
     dsir.fit_importance_estimator(num_tokens_to_fit="auto")
     t1 = time.perf_counter()
     dsir.compute_importance_weights()
     t2 = time.perf_counter()
+    fit_score_cpu = cpu_seconds() - c0
     dsir.resample(out_dir=str(work / "ref_out"), num_to_sample=k, cache_dir=str(work / "ref_tmp"))
     t3 = time.perf_counter()
     ids = []
@@ -53,6 +56,7 @@ def run_reference(work: Path, k: int, workers: int) -> dict:
     return {
         "fit_s": t1 - t0,
         "score_s": t2 - t1,
+        "fit_plus_score_cpu_s": fit_score_cpu,
         "resample_s": t3 - t2,
         "total_s": t3 - t0,
         "ids": ids,
@@ -88,6 +92,33 @@ def run_curate(work: Path, k: int, workers: int, budget: str | None = None, out:
         "ids": ids,
         "peak_rss_mb": max(peak_rss_mb(), peak_rss_mb(children=True)),
     }
+
+
+def cpu_seconds() -> float:
+    """User + system CPU of this process and its finished children."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def whole_commands(work: Path) -> dict:
+    """`curate importance fit` then `curate score importance` as users run them: new processes,
+    one worker, start-up included; CPU seconds of each, full rows and --write-sidecar."""
+    pool, target = str(work / "corpus" / "pool"), str(work / "corpus" / "target.parquet")
+    curate = [sys.executable, "-m", "curate.cli.main"]
+    steps = {
+        "fit": ["importance", "fit", "--target", target, "--raw", pool, "-o", str(work / "w.npz")],
+        "score": ["score", "importance", "--model", str(work / "w.npz"), pool, str(work / "w-full")],
+        "score_sidecar": [
+            *("score", "importance", "--model", str(work / "w.npz"), pool, str(work / "w-side")),
+            "--write-sidecar",
+        ],
+    }
+    out = {}
+    for name, argv in steps.items():
+        c0 = cpu_seconds()
+        subprocess.run([*curate, *argv, "-w", "1", "--no-progress"], check=True, capture_output=True)
+        out[f"{name}_cpu_s"] = round(cpu_seconds() - c0, 3)
+    return out
 
 
 def quality(work: Path, ids: list[str], target_domain: str) -> dict:
@@ -222,6 +253,20 @@ def main() -> None:
             line["curate"]["fit_plus_score_mb_s_per_core"] / line["ref"]["fit_plus_score_mb_s_per_core"], 1
         )
         line["ratio_end_to_end"] = round(line["ref"]["end_to_end_s"] / line["curate"]["end_to_end_s"], 1)
+        # The whole commands, start-up and Parquet I/O included, per CPU-second of pool text.
+        cmds = whole_commands(work)
+        ref_mb_cpu = pool_mb / results["ref"]["fit_plus_score_cpu_s"]
+        full = pool_mb / (cmds["fit_cpu_s"] + cmds["score_cpu_s"])
+        side = pool_mb / (cmds["fit_cpu_s"] + cmds["score_sidecar_cpu_s"])
+        line["whole_commands"] = {
+            **cmds,
+            "ref_fit_plus_score_cpu_s": round(results["ref"]["fit_plus_score_cpu_s"], 2),
+            "ref_mb_per_cpu_s": round(ref_mb_cpu, 2),
+            "curate_mb_per_cpu_s": round(full, 1),
+            "curate_sidecar_mb_per_cpu_s": round(side, 1),
+            "ratio": round(full / ref_mb_cpu, 1),
+            "ratio_sidecar": round(side / ref_mb_cpu, 1),
+        }
         print(json.dumps(line))
 
 

@@ -200,3 +200,43 @@ def test_minhash_estimates_jaccard_on_real_text(python_source_texts: list[str]) 
     sig = native.minhash_signatures(pa.array([a, b]), num_perm=512, ngram=5)
     est = float((sig[0] == sig[1]).mean())
     assert abs(est - true_j) < 0.06, (est, true_j)
+
+
+# Long documents: the kernel reads 64-byte windows, classifying ASCII ones 8-16 bytes at a time
+# and hashing short tokens a word at a time; these cross windows with long tokens (over 8 bytes,
+# over 64), runs of separators and punctuation, and non-ASCII characters at any offset.
+PIECES = st.sampled_from(
+    ["the", "Quick", "BROWN_fox", "x" * 9, "y" * 70, "12345678", "1234567890123", " ", "  \n\t", ".", "...",
+     "--->", "(", ")", "\x7f", "\x00", "é", "Ωmega", "中文", "😀", "\xa0", "—", "a", "Z_", "__init__"]
+)  # fmt: skip
+LONG_TEXTS = st.lists(st.lists(PIECES, max_size=120).map("".join), min_size=1, max_size=4)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts=LONG_TEXTS, spec=SPECS)
+def test_long_documents_across_windows_match_reference(texts: list[str], spec: HashSpec) -> None:
+    arr = pa.array(texts, type=pa.string())
+    indptr, indices, counts = native.ngram_features(arr, spec, threads=1)
+    for i, t in enumerate(texts):
+        d = t.encode()
+        assert native.token_counts(pa.array([t]), lowercase=spec.lowercase, threads=1)[0] == len(
+            ref.tokens(d, spec.lowercase)
+        )
+        expected: dict[int, int] = {}
+        for b in ref.ngram_buckets(
+            d, buckets=spec.buckets, order=spec.order, lowercase=spec.lowercase, seed=spec.seed
+        ):
+            expected[b] = expected.get(b, 0) + 1
+        got = dict(
+            zip(
+                indices[indptr[i] : indptr[i + 1]].tolist(),
+                counts[indptr[i] : indptr[i + 1]].tolist(),
+                strict=True,
+            )
+        )
+        assert got == expected
+    for t in texts:  # MinHash shingles drop punctuation: the words-only path
+        sig = native.minhash_signatures(
+            pa.array([t]), num_perm=16, ngram=3, seed=spec.seed % 1000, threads=1
+        )[0]
+        assert sig.tolist() == ref.minhash(t.encode(), num_perm=16, ngram=3, seed=spec.seed % 1000)

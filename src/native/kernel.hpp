@@ -9,6 +9,9 @@
 #include <string>
 #include <thread>
 #include <vector>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace curate {
 
@@ -285,53 +288,216 @@ struct HashSpec {
 
 constexpr int kMaxOrder = 8;
 
+// ---------------------------------------------------------------- byte classes, 8 at a time
+// SWAR over 8 bytes that are all ASCII (< 0x80): a byte's high bit in the result is set when
+// the byte is in the class. Adding (0x80 - c) sets the high bit exactly when byte >= c, with no
+// carry into the next byte since every byte is below 0x80.
+constexpr uint64_t kOnes = 0x0101010101010101ULL;
+constexpr uint64_t kHigh = 0x8080808080808080ULL;
+
+inline uint64_t swar_ge(uint64_t x, unsigned c) { return (x + (0x80u - c) * kOnes) & kHigh; }
+inline uint64_t swar_range(uint64_t x, unsigned lo, unsigned hi) { return swar_ge(x, lo) & ~swar_ge(x, hi + 1); }
+
+// The high bit of each of the 8 bytes, gathered into the low 8 bits (byte k -> bit k).
+inline uint32_t gather_high_bits(uint64_t m) { return static_cast<uint32_t>(((m >> 7) * 0x0102040810204080ULL) >> 56); }
+
+inline uint64_t ascii_word_bytes(uint64_t x) {
+  return swar_range(x, '0', '9') | swar_range(x, 'A', 'Z') | swar_range(x, 'a', 'z') | swar_range(x, '_', '_');
+}
+inline uint64_t ascii_sep_bytes(uint64_t x) { return (kHigh & ~swar_ge(x, 0x21)) | swar_ge(x, 0x7F); }
+// ASCII upper-case letters to lower case, 8 at a time (0x80 >> 2 is the 0x20 case bit).
+inline uint64_t ascii_lower(uint64_t x) { return x | (swar_range(x, 'A', 'Z') >> 2); }
+
+// The n (<= 8) bytes at p, zero-padded; reads a whole word when 8 bytes remain before `end`
+// (a fixed-size load the compiler inlines), else only the n bytes.
+inline uint64_t load_le(const uint8_t* p, int64_t n, const uint8_t* end) {
+  uint64_t w = 0;
+  if (end - p >= 8) {
+    std::memcpy(&w, p, 8);
+    return n >= 8 ? w : (w & ((1ULL << (8 * n)) - 1));
+  }
+  std::memcpy(&w, p, static_cast<size_t>(n));
+  return w;
+}
+
+// Appends n ASCII bytes to a token hash a word at a time: the same state as n push() calls.
+inline void push_ascii(TokenHasher& th, const uint8_t* p, int64_t n, bool lowercase, const uint8_t* end) {
+  while (n > 0) {
+    const int64_t take = std::min<int64_t>(n, 8 - th.nacc);
+    uint64_t w = load_le(p, take, end);
+    if (lowercase) w = ascii_lower(w);
+    th.acc |= w << (8 * th.nacc);
+    th.nacc += static_cast<uint32_t>(take);
+    th.len += static_cast<uint64_t>(take);
+    p += take;
+    n -= take;
+    if (th.nacc == 8) {
+      th.h = (th.h ^ th.acc) * kMulB;
+      th.h ^= th.h >> 32;
+      th.acc = 0;
+      th.nacc = 0;
+    }
+  }
+}
+
+// Word and punctuation bitmasks (bit k: byte k) of a window of len <= 64 bytes; false (masks
+// unusable) when a byte is not ASCII. SSE2 on x86-64 (16 bytes at a time), SWAR elsewhere.
+inline bool classify_window(const uint8_t* q, int64_t len, const uint8_t* end, uint64_t& word, uint64_t& punct) {
+#if defined(__SSE2__)
+  if (end - q >= 64) {
+    const __m128i lo_digit = _mm_set1_epi8('0' - 1), hi_digit = _mm_set1_epi8('9' + 1);
+    const __m128i lo_alpha = _mm_set1_epi8('a' - 1), hi_alpha = _mm_set1_epi8('z' + 1);
+    const __m128i case_bit = _mm_set1_epi8(0x20), underscore = _mm_set1_epi8('_');
+    const __m128i space = _mm_set1_epi8(0x20), del = _mm_set1_epi8(0x7F);
+    uint64_t nonascii = 0;
+    for (int k = 0; k < 64; k += 16) {
+      const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + k));
+      const __m128i folded = _mm_or_si128(x, case_bit);  // letters to lower case (others: unused)
+      const __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(x, lo_digit), _mm_cmpgt_epi8(hi_digit, x));
+      const __m128i alpha = _mm_and_si128(_mm_cmpgt_epi8(folded, lo_alpha), _mm_cmpgt_epi8(hi_alpha, folded));
+      const __m128i w = _mm_or_si128(_mm_or_si128(digit, alpha), _mm_cmpeq_epi8(x, underscore));
+      // separators: bytes 0x00-0x20 and 0x7F (signed compare: bytes >= 0x80 are negative, and
+      // are caught by the ASCII check)
+      const __m128i sep = _mm_or_si128(_mm_cmpgt_epi8(_mm_add_epi8(space, _mm_set1_epi8(1)), x), _mm_cmpeq_epi8(x, del));
+      const uint64_t mw = static_cast<uint32_t>(_mm_movemask_epi8(w));
+      const uint64_t ms = static_cast<uint32_t>(_mm_movemask_epi8(sep));
+      nonascii |= static_cast<uint32_t>(_mm_movemask_epi8(x));
+      word |= mw << k;
+      punct |= (~(mw | ms) & 0xFFFFULL) << k;
+    }
+    if (nonascii) return false;
+    if (len < 64) {
+      const uint64_t valid = (1ULL << len) - 1;
+      word &= valid;
+      punct &= valid;
+    }
+    return true;
+  }
+#endif
+  for (int64_t k = 0; k < len; k += 8) {
+    const uint64_t x = load_le(q + k, std::min<int64_t>(8, len - k), end);
+    if (x & kHigh) return false;
+    const uint64_t w = ascii_word_bytes(x), s = ascii_sep_bytes(x);
+    word |= static_cast<uint64_t>(gather_high_bits(w)) << k;
+    punct |= static_cast<uint64_t>(gather_high_bits(kHigh & ~w & ~s)) << k;
+  }
+  return true;
+}
+
 // Calls emit(token_hash) for every token of the document: maximal runs of word characters
 // and maximal runs of punctuation characters; separators end a token and are dropped.
+//
+// The document is read in windows of 64 bytes. A window of ASCII bytes is classified 8 bytes at
+// a time into word and punctuation bitmasks, and its runs are walked with bit scans and hashed
+// a word at a time; a window holding other bytes is read code point by code point. Both keep
+// the same state (the current class and the token hash), so the tokens and their hashes are
+// those of the byte-at-a-time definition (tests/reference.py), whatever the mix.
 template <class Emit>
 inline void for_each_token(const uint8_t* p, int64_t n, const HashSpec& spec, Emit&& emit) {
   const AsciiTables& T = ascii_tables();
   TokenHasher th(spec.seed);
   uint8_t cur = kSep;
+  auto switch_to = [&](uint8_t cls) {
+    if (cur == kWord || (cur == kPunct && !spec.words_only)) emit(th.finish());
+    th.reset(spec.seed);
+    cur = cls;
+  };
   int64_t i = 0;
   while (i < n) {
-    uint8_t b = p[i];
-    uint8_t cls;
-    int step;
-    uint32_t cp = 0;
-    if (b < 0x80) {
-      cls = T.cls[b];
-      step = 1;
-    } else {
-      step = decode_utf8(p + i, n - i, cp);
-      if (step == 0) {  // invalid byte: part of a word, hashed as it is
-        cls = kWord;
+    const int64_t len = std::min<int64_t>(64, n - i);
+    const uint8_t* q = p + i;
+    uint64_t word = 0, punct = 0;  // bit k: byte i + k is a word / punctuation byte
+    const bool ascii = classify_window(q, len, p + n, word, punct);
+    if (ascii) {
+      const uint64_t valid = len == 64 ? ~0ULL : ((1ULL << len) - 1);
+      word &= valid;
+      punct = spec.words_only ? 0 : (punct & valid);  // MinHash: punctuation only separates words
+      uint64_t w_start = word & ~(word << 1), p_start = punct & ~(punct << 1);
+      bool open = cur == kWord || (cur == kPunct && !spec.words_only);  // a token runs into this window
+      if (open) {
+        const uint64_t same = cur == kWord ? word : punct;
+        if (same & 1) {  // the token goes on
+          w_start &= ~1ULL;
+          p_start &= ~1ULL;
+          const uint64_t other = ~same & valid;
+          const int64_t end = other ? __builtin_ctzll(other) : len;
+          push_ascii(th, q, end, spec.lowercase, p + n);
+          if (end == len) {
+            i += len;
+            continue;
+          }
+        }
+        emit(th.finish());
+        th.reset(spec.seed);
+        cur = kSep;
+      } else if (cur != kSep) {  // a punctuation run under words_only: never emitted, but hashed
+        th.reset(spec.seed);
+        cur = kSep;
+      }
+      for (uint64_t starts = w_start | p_start; starts; starts &= starts - 1) {
+        const int64_t s = __builtin_ctzll(starts);
+        const bool is_word = (w_start >> s) & 1;
+        const uint64_t same = is_word ? word : punct;
+        const uint64_t other = ~same & valid & (~0ULL << s);
+        const int64_t end = other ? __builtin_ctzll(other) : len;
+        const int64_t size = end - s;
+        // ASCII punctuation has no case: only word tokens are lower-cased
+        const bool lower = spec.lowercase && is_word;
+        if (end < len && size <= 8) {  // most tokens: one word of bytes, hashed straight away
+          const uint64_t raw = load_le(q + s, size, p + n), folded = ascii_lower(raw);
+          uint64_t h = (th.h ^ (lower ? folded : raw)) * kMulB;  // a select, not a branch
+          h ^= h >> 32;
+          emit(fmix64(h ^ static_cast<uint64_t>(size)));
+          continue;
+        }
+        push_ascii(th, q + s, size, lower, p + n);
+        if (end < len) {
+          emit(th.finish());
+          th.reset(spec.seed);
+        } else {
+          cur = is_word ? kWord : kPunct;  // it runs into the next window
+        }
+      }
+      i += len;
+      continue;
+    }
+    const int64_t stop = i + len;
+    while (i < stop) {  // code point by code point; may end a few bytes past the window
+      uint8_t b = p[i];
+      uint8_t cls;
+      int step;
+      uint32_t cp = 0;
+      if (b < 0x80) {
+        cls = T.cls[b];
         step = 1;
       } else {
-        cls = classify_cp(cp);
-      }
-    }
-    if (cls != cur) {
-      if (cur == kWord || (cur == kPunct && !spec.words_only)) emit(th.finish());
-      th.reset(spec.seed);
-      cur = cls;
-    }
-    if (cls != kSep) {
-      if (b < 0x80) {
-        th.push(spec.lowercase ? T.lower[b] : b);
-      } else if (cp == 0) {
-        th.push(b);
-      } else if (spec.lowercase) {
-        uint32_t lc = lower_cp(cp);
-        if (lc == cp) {
-          for (int k = 0; k < step; ++k) th.push(p[i + k]);
+        step = decode_utf8(p + i, n - i, cp);
+        if (step == 0) {  // invalid byte: part of a word, hashed as it is
+          cls = kWord;
+          step = 1;
         } else {
-          push_utf8(th, lc);
+          cls = classify_cp(cp);
         }
-      } else {
-        for (int k = 0; k < step; ++k) th.push(p[i + k]);
       }
+      if (cls != cur) switch_to(cls);
+      if (cls != kSep) {
+        if (b < 0x80) {
+          th.push(spec.lowercase ? T.lower[b] : b);
+        } else if (cp == 0) {
+          th.push(b);
+        } else if (spec.lowercase) {
+          uint32_t lc = lower_cp(cp);
+          if (lc == cp) {
+            for (int k = 0; k < step; ++k) th.push(p[i + k]);
+          } else {
+            push_utf8(th, lc);
+          }
+        } else {
+          for (int k = 0; k < step; ++k) th.push(p[i + k]);
+        }
+      }
+      i += step;
     }
-    i += step;
   }
   if (cur == kWord || (cur == kPunct && !spec.words_only)) emit(th.finish());
 }

@@ -45,12 +45,16 @@ def document_ids(batch: pa.RecordBatch, *, seed: int = 0) -> np.ndarray:
     return native.string_hashes(col, seed=seed)
 
 
-def gumbel_noise(ids: np.ndarray, seed: int) -> np.ndarray:
-    """Gumbel(0, 1) noise from hashed ids: reproducible and independent of processing order."""
+def hash_uniform(ids: np.ndarray, seed: int) -> np.ndarray:
+    """A uniform in (0, 1) per hashed id: reproducible and independent of processing order."""
     mixed = _mix(ids ^ np.uint64((seed * 0x9E3779B97F4A7C15 + _NOISE_SALT) % 2**64))
     u = (mixed.astype(np.float64) + 0.5) / _TWO64
-    u = np.clip(u, 1e-300, 1 - 2**-53)  # float64 rounding of values near 2^64
-    return -np.log(-np.log(u))
+    return np.clip(u, 1e-300, 1 - 2**-53)  # float64 rounding of values near 2^64
+
+
+def gumbel_noise(ids: np.ndarray, seed: int) -> np.ndarray:
+    """Gumbel(0, 1) noise from hashed ids: reproducible and independent of processing order."""
+    return -np.log(-np.log(hash_uniform(ids, seed)))
 
 
 def _mix(x: np.ndarray) -> np.ndarray:

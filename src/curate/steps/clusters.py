@@ -181,6 +181,72 @@ def fit_kmeans(
     return model, len(sample), rows, valid
 
 
+def sample_rows(k: int) -> int:
+    """Rows `select --diversity` fits k-means on, in memory: 100 per cluster (at least 10,000, at
+    most 1M). The fit then costs a few Lloyd steps on the sample instead of passes over the pool
+    (bench/measure_diversity_cost.py: the inertia this gives up over the pool)."""
+    return int(min(1_000_000, max(10_000, 100 * k)))
+
+
+def embedded_sample_unit(
+    shard: Shard, cols: Columns, embedder: HashedEmbedder, p: float, seed: int, batch_size: int
+) -> dict[str, Any]:
+    """The hashed embeddings of a seeded share p of a shard's rows (chosen by id hash before any
+    embedding is computed), the shard's rows and its rows with an embedding among those."""
+    from curate.stages.resample import document_ids, hash_uniform
+
+    picked, rows, valid_rows = [], 0, 0
+    for b in iter_batches(shard, cols, columns=[TEXT, "id"], batch_size=batch_size):
+        rows += b.num_rows
+        chosen = np.flatnonzero(hash_uniform(document_ids(b), seed ^ 0x5A_3B1E) < p)
+        if not len(chosen):
+            continue
+        vec, valid = embedder.vectors(b.column(TEXT).take(chosen))
+        valid_rows += int(valid.sum())
+        picked.append(vec[valid])
+    dim = embedder.dim
+    return {
+        "sample": np.concatenate(picked) if picked else np.zeros((0, dim), np.float32),
+        "rows": rows,
+        "valid": valid_rows,
+    }
+
+
+def fit_kmeans_on_sample(
+    run: JobRun, embedder: HashedEmbedder, *, k: int, seed: int, device: str, batch_size: int
+) -> KMeansModel:
+    """k-means on a seeded sample of the pool's hashed embeddings held in memory (`sample_rows`),
+    with no pass over the pool: rows are assigned later, in the pass that needs their clusters."""
+    from curate.kmeans import fit_array
+
+    shards, cols = run.shards(), run.columns()
+    want = sample_rows(k)
+    counts = [count_rows(s) for s in shards]
+    total = sum(c or 0 for c in counts)
+    # a seeded share a little over the target, trimmed below; every row where counts are unknown (JSONL)
+    p = 1.0 if not total or any(c is None for c in counts) else min(1.0, 1.2 * want / total)
+    found = run.map(
+        "sample",
+        embedded_sample_unit,
+        [(s, cols, embedder, p, seed, batch_size) for s in shards],
+        shards=shards,
+        sizes=[1] * len(shards),
+        unit="shards",
+    )
+    sample = np.concatenate([np.zeros((0, embedder.dim), np.float32)] + [r["sample"] for r in found if r])
+    if len(sample) > want:
+        sample = sample[np.sort(np.random.default_rng(seed).choice(len(sample), want, replace=False))]
+    if len(sample) < k:
+        raise UsageError(
+            f"--diversity {k} is larger than the {len(sample):,} sampled rows with words to embed",
+            hint=f"use --diversity {max(1, len(sample) // 10)} or less",
+        )
+    model = fit_array(sample, k, seed=seed, max_iter=20, tol=1e-4, device=device)
+    model.info = {"column": "hashed embeddings of the text", "source": "pool", "fit_on": "a seeded sample",
+                  "sample_rows": len(sample), "sampled_share": p, "pool_rows": sum(r["rows"] for r in found if r)}  # fmt: skip
+    return model
+
+
 def size_summary(sizes: np.ndarray) -> dict[str, Any]:
     """Cluster size histogram: quantiles and log2 bins."""
     nonempty = sizes[sizes > 0]

@@ -1,9 +1,10 @@
 """`select --diversity K`: hashed embeddings computed from the text on the fly (never stored) and
-k-means on them, so that pass 1 can give every row its cluster and the budget can be spread
-across clusters. The idf and the centroids are saved in OUT (`_embed.npz`, `_kmeans.npz/.json`),
+k-means fitted on a seeded sample of them held in memory (100 rows per cluster), so that pass 1
+can give every row its cluster, with no pass over the pool for k-means itself, and the budget can
+be spread across clusters. The idf and the centroids are saved in OUT (`_embed.npz`, `_kmeans.npz/.json`),
 so a rerun loads them instead of clustering again.
 
-idf (seeded units, up to 200K documents) -> diversity (k-means over the pool).
+idf (seeded units, up to 200K documents) -> diversity (the sample, then k-means on it).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from curate.steps.clusters import (
     EMBED_ARTIFACT,
     KMEANS_ARTIFACT,
     POOL_EMBED_DIM,
-    fit_kmeans,
+    fit_kmeans_on_sample,
     hashed_embedder,
     idf_phase,
     pool_embed_spec,
@@ -34,17 +35,13 @@ def _fit(run: JobRun) -> dict[str, Any]:
 
     config = run.config
     embedder = hashed_embedder(run, "idf", pool_embed_spec(config.seed), POOL_EMBED_DIM, config.seed)
-    model, _, _, _ = fit_kmeans(
+    model = fit_kmeans_on_sample(
         run,
         embedder,
         k=config.diversity,
         seed=config.seed,
-        max_iter=20,
-        tol=1e-4,
-        sample_rows=None,  # the default seeding sample
         device=str(resolve_device("auto")),
         batch_size=config.batch_size,
-        source="pool",
     )
     return {"embedder": embedder, "model": model}
 

@@ -1,0 +1,106 @@
+"""What `select --diversity K` costs next to plain `select`, and what fitting k-means on an
+in-memory sample (100 rows per cluster) gives up against Lloyd passes over the whole pool.
+Prints one JSON line.
+
+    python bench/measure_diversity_cost.py [--mb-per-domain 20] [--k 256]
+
+Both selections run as users run them (`curate select ...`, new processes, default workers).
+The inertia of each centroid set is measured over every row's hashed embedding (the same
+embedding `select --diversity` computes: `curate embed`'s defaults), against `curate cluster`'s
+centroids (streamed Lloyd passes over the pool, to convergence or 20 passes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+
+def cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def curate(*args: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one curate command."""
+    c0, t0 = cpu(), time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "curate.cli.main", *args, "--no-progress"], check=True, capture_output=True
+    )
+    return round(time.perf_counter() - t0, 2), round(cpu() - c0, 2)
+
+
+def main() -> None:
+    from curate.kmeans import KMeansModel, inertia_of
+    from curate.stages.embed import embedding_matrix
+    from curate.testing import build_corpus
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mb-per-domain", type=float, default=20.0)
+    ap.add_argument("--k", type=int, default=256)
+    ap.add_argument("--budget", default="1%")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="curate-divcost-") as tmp:
+        t = Path(tmp)
+        c = build_corpus(
+            t / "c", max_bytes_per_domain=int(args.mb_per_domain * 1e6), shards=8, row_group_size=1024
+        )
+        pool, target = str(c.pool), str(c.target)
+        plain = curate("select", pool, str(t / "plain"), "--target", target, "--budget", args.budget)
+        div = curate(
+            "select",
+            pool,
+            str(t / "div"),
+            "--target",
+            target,
+            "--budget",
+            args.budget,
+            "--diversity",
+            str(args.k),
+        )
+        curate("embed", pool, str(t / "emb"))
+        streamed = curate("cluster", str(t / "emb"), str(t / "cl"), "--k", str(args.k))
+        x = np.concatenate(
+            [embedding_matrix(b, "embedding", "emb", 0)[0] for p in sorted((t / "emb").glob("*.parquet")) for b in pq.ParquetFile(p).iter_batches(columns=["embedding"])]
+        )  # fmt: skip
+        sampled = KMeansModel.load(t / "div" / "_kmeans")
+        full = KMeansModel.load(t / "cl" / "_kmeans")
+        i_sampled, i_full = inertia_of(x, sampled.centroids), inertia_of(x, full.centroids)
+        pool_mb = sum(p.stat().st_size for p in c.pool.glob("*.parquet")) / 1e6
+    print(
+        json.dumps(
+            {
+                "bench": "diversity_cost",
+                "pool_docs": int(len(x)),
+                "pool_parquet_mb": round(pool_mb, 1),
+                "k": args.k,
+                "budget": args.budget,
+                "plain_select": {"wall_s": plain[0], "cpu_s": plain[1]},
+                "select_diversity": {
+                    "wall_s": div[0],
+                    "cpu_s": div[1],
+                    "sample_rows": sampled.info.get("sample_rows"),
+                },
+                "ratio_wall": round(div[0] / plain[0], 2),
+                "ratio_cpu": round(div[1] / plain[1], 2),
+                "inertia_sample_fit": round(i_sampled, 2),
+                "inertia_streamed_lloyd": round(i_full, 2),
+                "streamed_passes": full.iterations,
+                "inertia_cost": round(i_sampled / i_full - 1, 4),
+                "streamed_cluster_cpu_s": streamed[1],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
