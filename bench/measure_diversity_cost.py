@@ -80,7 +80,7 @@ def main() -> None:
         json.dumps(
             {
                 "bench": "diversity_cost",
-                "pool_docs": int(len(x)),
+                "pool_docs": len(x),
                 "pool_parquet_mb": round(pool_mb, 1),
                 "k": args.k,
                 "budget": args.budget,
