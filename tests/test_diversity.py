@@ -613,3 +613,37 @@ def test_select_diversity_resumes_after_the_clustering_phase(tmp_path: Path, cor
     assert r.returncode == 0, r.stderr
     assert "diversity" in json.loads(stats.read_text())["resumed"]  # loaded, not refitted
     assert pq.read_table(killed).column("id").equals(pq.read_table(clean).column("id"))
+
+
+def test_select_diversity_on_a_jsonl_copy_samples_the_same_rows(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]
+    """JSONL shards carry no row count: the pool is counted first, so the k-means sample (and the
+    memory it takes) is the same share as for Parquet shards of the same rows, and so is the
+    selection. The rows are the corpus's lines, enough of them for a sample below the pool."""
+    pools = {"parquet": tmp_path / "pool_parquet", "jsonl": tmp_path / "pool_jsonl"}
+    for p in pools.values():
+        p.mkdir()
+    for shard in sorted(Path(corpus.pool).glob("*.parquet")):
+        rows = [
+            {"id": f"{r['id']}-{j}", "text": line}
+            for r in pq.read_table(shard).to_pylist()
+            for j, line in enumerate(r["text"].split("\n"))
+            if len(line.strip()) > 20
+        ]
+        pq.write_table(pa.Table.from_pylist(rows), pools["parquet"] / f"{shard.stem}.parquet")
+        (pools["jsonl"] / f"{shard.stem}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    outs = {}
+    for name, pool in pools.items():
+        stats = tmp_path / f"{name}.json"
+        r = cli(
+            "select", str(pool), str(tmp_path / name), "--target", str(corpus.target), "--budget", "3%",
+            "--diversity", "8", "--min-words", "5", "--no-progress", "--stats-json", str(stats),
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        outs[name] = json.loads(stats.read_text())["diversity"]["kmeans"]
+    # the lines are shorter than DSIR's 100 words: a percentage of nothing is an error, not 0
+    r = cli("select", str(pools["jsonl"]), str(tmp_path / "none"), "--target", str(corpus.target), "--budget", "3%")
+    assert r.returncode != 0 and "nothing to select" in r.stderr and "--min-words" in r.stderr
+    assert outs["jsonl"]["sample_rows"] == outs["parquet"]["sample_rows"] == 10_000
+    assert outs["jsonl"]["sampled_share"] == outs["parquet"]["sampled_share"] < 1
+    ids = {n: pq.read_table(tmp_path / n).column("id").to_pylist() for n in outs}
+    assert ids["jsonl"] == ids["parquet"] and len(ids["jsonl"]) > 0

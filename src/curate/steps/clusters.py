@@ -118,7 +118,7 @@ def fit_kmeans(
 ) -> tuple[KMeansModel, int, int, int]:
     """k-means over the shards' embeddings: (model, sample rows, rows, rows with an embedding)."""
     shards, cols = run.shards(), run.columns()
-    total_rows = sum(count_rows(s) or 0 for s in shards)
+    total_rows = pool_rows(run, shards, cols, batch_size, column if isinstance(column, str) else TEXT)
     want = sample_rows or default_sample_rows(k)
     p = 1.0 if not total_rows else min(1.0, 1.5 * want / total_rows)  # a seeded share, trimmed below
     found = run.map(
@@ -181,6 +181,20 @@ def fit_kmeans(
     return model, len(sample), rows, valid
 
 
+def count_unit(shard: Shard, cols: Columns, column: str, batch_size: int) -> int:
+    """A shard's rows, read through the input door (JSONL and IPC have no row count to look up)."""
+    return sum(b.num_rows for b in iter_batches(shard, cols, columns=[column], batch_size=batch_size))
+
+
+def pool_rows(run: JobRun, shards: list[Shard], cols: Columns, batch_size: int, column: str = TEXT) -> int:
+    """Rows in the pool: Parquet metadata, and a counting read of the shards without any, so
+    that the sampling share (and so the memory a sample takes) is right for JSONL pools too."""
+    counts = [count_rows(s) for s in shards]
+    unknown = [s for s, c in zip(shards, counts, strict=True) if c is None]
+    counted = run.map("count rows", count_unit, [(s, cols, column, batch_size) for s in unknown], shards=unknown) if unknown else []
+    return sum(c for c in counts if c is not None) + sum(c for c in counted if c is not None)
+
+
 def sample_rows(k: int) -> int:
     """Rows `select --diversity` fits k-means on, in memory: 100 per cluster (at least 10,000, at
     most 1M). The fit then costs a few Lloyd steps on the sample instead of passes over the pool
@@ -221,10 +235,8 @@ def fit_kmeans_on_sample(
 
     shards, cols = run.shards(), run.columns()
     want = sample_rows(k)
-    counts = [count_rows(s) for s in shards]
-    total = sum(c or 0 for c in counts)
-    # a seeded share a little over the target, trimmed below; every row where counts are unknown (JSONL)
-    p = 1.0 if not total or any(c is None for c in counts) else min(1.0, 1.2 * want / total)
+    total = pool_rows(run, shards, cols, batch_size)
+    p = 1.0 if not total else min(1.0, 1.2 * want / total)  # a seeded share a little over the target, trimmed below
     found = run.map(
         "sample",
         embedded_sample_unit,

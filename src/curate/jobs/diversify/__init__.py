@@ -142,6 +142,8 @@ def _decide(run: JobRun) -> Decision:
             prev_cost += int(z["cost"][was].sum())
             left += int((ok & ~was).sum())
     resolved = c.budget.resolve(pool_cost)
+    if not pool_cost:
+        raise UsageError(f"nothing to select: none of the {pool_docs:,} rows has a cluster, a score and a cost")
     if resolved.amount > pool_cost:
         raise UsageError(
             f"budget {c.budget} is larger than the selectable pool ({pool_cost:,} {c.unit})",

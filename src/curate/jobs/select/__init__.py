@@ -133,6 +133,11 @@ def _decide(run: JobRun) -> Decision:
         for p in paths:
             with np.load(p, allow_pickle=False) as z:
                 available["bytes"] += int(z["bytes"][np.isfinite(z["key"])].sum())
+    if not eligible_rows:
+        raise UsageError(
+            f"nothing to select: all {rows_in:,} documents are null, empty or shorter than {c.min_words} words",
+            hint="lower --min-words (DSIR's default is 100 words)" if c.min_words else None,
+        )
     if resolved.amount > available[resolved.unit]:
         raise UsageError(
             f"budget {budget} is larger than the selectable pool: {human_count(available[resolved.unit])} "
