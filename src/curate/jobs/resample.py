@@ -50,7 +50,9 @@ def _decide(run: JobRun) -> Decision:
             rows += int(ok.sum())
             cost += int(z["cost"][ok].sum())
     if not cost:
-        raise UsageError(f"nothing to select: no row has a finite {selector.by!r} and a nonzero cost ({rows:,} finite)")
+        raise UsageError(
+            f"nothing to select: no row has a finite {selector.by!r} and a nonzero cost ({rows:,} finite)"
+        )
     if budget.unit == "fraction":
         budget = Budget(unit="tokens", amount=float(np.ceil(budget.amount * cost)))
     if budget.amount > cost:

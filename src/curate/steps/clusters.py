@@ -191,7 +191,11 @@ def pool_rows(run: JobRun, shards: list[Shard], cols: Columns, batch_size: int, 
     that the sampling share (and so the memory a sample takes) is right for JSONL pools too."""
     counts = [count_rows(s) for s in shards]
     unknown = [s for s, c in zip(shards, counts, strict=True) if c is None]
-    counted = run.map("count rows", count_unit, [(s, cols, column, batch_size) for s in unknown], shards=unknown) if unknown else []
+    counted = (
+        run.map("count rows", count_unit, [(s, cols, column, batch_size) for s in unknown], shards=unknown)
+        if unknown
+        else []
+    )
     return sum(c for c in counts if c is not None) + sum(c for c in counted if c is not None)
 
 
@@ -236,7 +240,9 @@ def fit_kmeans_on_sample(
     shards, cols = run.shards(), run.columns()
     want = sample_rows(k)
     total = pool_rows(run, shards, cols, batch_size)
-    p = 1.0 if not total else min(1.0, 1.2 * want / total)  # a seeded share a little over the target, trimmed below
+    p = (
+        1.0 if not total else min(1.0, 1.2 * want / total)
+    )  # a seeded share a little over the target, trimmed below
     found = run.map(
         "sample",
         embedded_sample_unit,

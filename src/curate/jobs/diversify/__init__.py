@@ -143,7 +143,9 @@ def _decide(run: JobRun) -> Decision:
             left += int((ok & ~was).sum())
     resolved = c.budget.resolve(pool_cost)
     if not pool_cost:
-        raise UsageError(f"nothing to select: none of the {pool_docs:,} rows has a cluster, a score and a cost")
+        raise UsageError(
+            f"nothing to select: none of the {pool_docs:,} rows has a cluster, a score and a cost"
+        )
     if resolved.amount > pool_cost:
         raise UsageError(
             f"budget {c.budget} is larger than the selectable pool ({pool_cost:,} {c.unit})",

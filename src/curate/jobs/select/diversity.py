@@ -59,7 +59,11 @@ def _save(run: JobRun, fitted: dict[str, Any]) -> None:
             "inertia_per_pass": model.inertia,
             "reseeded_empty_clusters": model.reseeded,
             "rows": model.rows,
-            **{k: model.info[k] for k in ("fit_on", "sample_rows", "sampled_share", "pool_rows") if k in model.info},
+            **{
+                k: model.info[k]
+                for k in ("fit_on", "sample_rows", "sampled_share", "pool_rows")
+                if k in model.info
+            },
         },
     )
 
