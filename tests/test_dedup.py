@@ -191,11 +191,10 @@ def test_minhash_stage_conforms(corpus) -> None:  # type: ignore[no-untyped-def]
 
 def test_minhash_dedup_finds_planted_near_duplicates(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]
     """A constructed case with known answers. Variants whose true shingle Jaccard with their
-    original is >= 0.95 are found with near certainty (LSH 9 x 13 makes them candidates with
-    probability > 0.998, and the 128-permutation estimate sits > 7 standard errors above 0.8),
-    so recall >= 0.9 over them cannot flake; no removal may be a document unlike every kept
-    cluster head (true Jaccard < 0.6: an estimate of 0.8 would be > 4 standard errors off).
-    The measured recall at the threshold itself is a bench figure (bench/measure_minhash.py)."""
+    original is >= 0.95 are candidates with probability > 1 - 1e-9 (LSH 25 x 5) and are decided
+    on their exact Jaccard, so recall >= 0.9 over them cannot flake; no removal may be a
+    document unlike every kept cluster head (true Jaccard < 0.6). The measured recall against
+    datatrove is a bench figure (bench/bench_minhash.py)."""
     from curate.jobs.dedup_minhash import MinHashConfig, minhash_dedup_job
 
     rng = np.random.default_rng(0)
@@ -254,7 +253,8 @@ def test_minhash_cli(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped
         text=True,
     )
     assert res.returncode == 0, res.stderr
-    assert "near-duplicates dropped" in res.stderr and "9 bands x 13 rows" in res.stderr
+    assert "near-duplicates dropped" in res.stderr and "25 bands x 5 rows" in res.stderr
+    assert "exact Jaccard >= 0.8" in res.stderr
     out = pq.read_table(tmp_path / "out")
     # exact copies are near-duplicates too: none of the planted copies survives
     assert not any(i.startswith("copy-") for i in out.column("id").to_pylist())
@@ -285,3 +285,118 @@ def test_minhash_index_and_filter_as_stages(corpus) -> None:  # type: ignore[no-
     cluster, size = clusters.lookup(np.arange(70))
     assert all(cluster[60 + i] == i and size[i] >= 2 for i in range(10))
     check_stage(flt, batch)
+
+
+def _distinct_ascii_documents(corpus, n: int, min_words: int) -> list[str]:  # type: ignore[no-untyped-def]
+    """Real documents as lower-cased ASCII words, taken greedily so that under 30% of each one's
+    shingles occur in those taken before: no two have a Jaccard of 0.3 or more."""
+    seen: set[tuple[str, ...]] = set()
+    out = []
+    for text in pq.read_table(corpus.pool).column("text").to_pylist():
+        words = re.findall(r"\w+", text.lower()) if text and text.isascii() else []
+        if len(words) < min_words:
+            continue
+        sh = {tuple(words[i : i + 5]) for i in range(len(words) - 4)}
+        if len(sh & seen) < 0.3 * len(sh):
+            out.append(" ".join(words))
+            seen |= sh
+        if len(out) == n:
+            break
+    return out
+
+
+def test_minhash_decides_on_the_exact_jaccard_at_the_threshold(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]
+    """Variants made by cutting words off the end of a document have a known Jaccard with it
+    (their shingles are a subset: J = kept shingles / all). Those at 0.81-0.84 must all go and
+    those at 0.74-0.78 must all stay: the signature estimate (±0.035) cannot tell them apart,
+    the exact decision must. The documents are pairwise below 0.3, so no chain joins them."""
+    from curate.jobs.dedup_minhash import MinHashConfig, minhash_dedup_job
+
+    docs = _distinct_ascii_documents(corpus, 60, min_words=150)
+    assert len(docs) == 60, "the corpus should hold 60 distinct ASCII documents of 150 words"
+    rng = np.random.default_rng(0)
+    rows, above, below = [], set(), set()
+    for i, text in enumerate(docs):
+        words = text.split()
+        target = rng.uniform(0.81, 0.84) if i % 2 == 0 else rng.uniform(0.74, 0.78)
+        cut = next(
+            m for m in range(len(words)) if shingle_jaccard(text, " ".join(words[: len(words) - m])) <= target
+        )
+        variant = " ".join(words[: len(words) - cut])
+        j = shingle_jaccard(text, variant)
+        assert (0.8 < j < 0.845) if i % 2 == 0 else (0.73 < j < 0.785), j
+        (above if i % 2 == 0 else below).add(f"v{i}")
+        rows += [{"id": f"d{i}", "text": text}, {"id": f"v{i}", "text": variant}]
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    pq.write_table(pa.Table.from_pylist(rows[:60]), pool / "a.parquet")
+    pq.write_table(pa.Table.from_pylist(rows[60:]), pool / "b.parquet")
+    res = run_job(minhash_dedup_job(MinHashConfig(input=str(pool), output=str(tmp_path / "out"))), workers=2)
+    kept = set(pq.read_table(tmp_path / "out").column("id").to_pylist())
+    assert {r["id"] for r in rows} - kept == above
+    assert res.summary["verify"] == "exact" and res.summary["linked_pairs"] == len(above)
+
+
+@given(
+    st.lists(
+        st.lists(st.sampled_from(["a", "b", "c", "dd", "e1", "F_", "x", "y"]), min_size=1, max_size=30).map(
+            lambda w: " ".join(w) + "."
+        ),
+        min_size=2,
+        max_size=8,
+    )
+)
+def test_pair_jaccard_matches_a_python_reference(texts: list[str]) -> None:
+    """The kernel's shingle sets give the Jaccard of plain Python sets of lower-cased word
+    5-grams (ASCII words: the two tokenisers agree), for every pair, across two set stores."""
+    from curate import native
+
+    a = native.shingle_sets(pa.array(texts))
+    b = native.shingle_sets(pa.array(texts[::-1]))
+    n = len(texts)
+    ia, ib = np.repeat(np.arange(n), n), np.tile(np.arange(n), n)
+    got = native.pair_jaccard(a, ia, b, n - 1 - ib)
+    want = [shingle_jaccard(texts[i], texts[j]) for i, j in zip(ia, ib, strict=True)]
+    assert np.array_equal(got, np.array(want))
+
+
+@given(st.lists(st.tuples(st.integers(0, 30), st.integers(0, 30)), max_size=60))
+def test_connected_components_match_union_find(edges: list[tuple[int, int]]) -> None:
+    from curate.stages.dedup import connected_components
+
+    parent: dict[int, int] = {}
+
+    def find(x: int) -> int:
+        while parent.get(x, x) != x:
+            x = parent[x]
+        return x
+
+    for u, v in edges:
+        ru, rv = find(u), find(v)
+        parent[max(ru, rv)] = min(ru, rv)
+    pairs = np.array(edges, dtype=np.int64).reshape(-1, 2) * 7  # positions need not be dense
+    members, roots, sizes = connected_components(pairs)
+    nodes = sorted({x for e in edges for x in e})
+    assert members.tolist() == [x * 7 for x in nodes]
+    assert roots.tolist() == [find(x) * 7 for x in nodes]
+    count = {r: sum(find(y) == r for y in nodes) for r in map(find, nodes)}
+    assert sizes.tolist() == [count[find(x)] for x in nodes]
+
+
+@given(st.lists(st.integers(0, 5), min_size=0, max_size=40))
+def test_bucket_pairs_join_exactly_the_documents_of_a_bucket(hashes: list[int]) -> None:
+    """Every pair within small buckets, a star in large ones: in both, the components of the
+    pairs are the buckets, and no pair crosses buckets."""
+    from curate.stages.dedup import bucket_pairs, connected_components
+
+    h = np.array(hashes, dtype=np.uint64)
+    pos = np.arange(len(h), dtype=np.int64) * 3
+    pairs = bucket_pairs(pos, h, small=4)
+    assert (pairs[:, 0] < pairs[:, 1]).all() and (h[pairs[:, 0] // 3] == h[pairs[:, 1] // 3]).all()
+    members, roots, _ = connected_components(pairs)
+    for m, r in zip(members.tolist(), roots.tolist(), strict=True):
+        assert r == pos[h == h[m // 3]].min()
+    for v in set(hashes):
+        size = hashes.count(v)
+        inside = int((h[pairs[:, 0] // 3] == v).sum())
+        assert inside == (size * (size - 1) // 2 if size <= 4 else size - 1)

@@ -195,6 +195,36 @@ def minhash_signatures(
     return np.concatenate(parts) if parts else np.zeros((0, num_perm), np.uint32)
 
 
+def shingle_sets(
+    texts: Any, *, ngram: int = 5, lowercase: bool = True, threads: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct word `ngram`-shingle hashes of each document, sorted: (offsets int64 [n + 1],
+    values uint64), document i's set being values[offsets[i]:offsets[i + 1]]. The same shingles
+    and hashes as minhash_signatures, so pair_jaccard gives the Jaccard that MinHash estimates."""
+    offsets, values, total = [np.zeros(1, np.int64)], [np.zeros(0, np.uint64)], 0
+    for c in _chunks(texts):
+        off, val = _native.shingle_sets(*_capsules(c), ngram, lowercase, _threads(threads))
+        offsets.append(off[1:] + total)
+        values.append(val)
+        total += len(val)
+    return np.concatenate(offsets), np.concatenate(values)
+
+
+def pair_jaccard(
+    a: tuple[np.ndarray, np.ndarray], ia: np.ndarray, b: tuple[np.ndarray, np.ndarray], ib: np.ndarray
+) -> np.ndarray:
+    """Exact Jaccard of set ia[k] of `a` and set ib[k] of `b` (each (offsets, values) from
+    shingle_sets); float64."""
+    return _native.pair_jaccard(
+        np.ascontiguousarray(a[0], np.int64),
+        np.ascontiguousarray(a[1], np.uint64),
+        np.ascontiguousarray(ia, np.int64),
+        np.ascontiguousarray(b[0], np.int64),
+        np.ascontiguousarray(b[1], np.uint64),
+        np.ascontiguousarray(ib, np.int64),
+    )
+
+
 # Column order of heuristic_signals (the Signal enum in src/native/heuristics.hpp).
 HEURISTIC_SIGNALS = (
     "words",

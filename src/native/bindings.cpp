@@ -314,6 +314,56 @@ nb::ndarray<nb::numpy, uint32_t, nb::ndim<2>> minhash(nb::handle schema, nb::han
   return nb::ndarray<nb::numpy, uint32_t, nb::ndim<2>>(out->data(), {static_cast<size_t>(col.length), static_cast<size_t>(num_perm)}, owner);
 }
 
+// Distinct sorted shingle hashes of every document, flattened: (offsets [n + 1], values).
+std::pair<Array1D<int64_t>, Array1D<uint64_t>> shingle_sets(nb::handle schema, nb::handle array, int ngram,
+                                                             bool lowercase, int threads) {
+  StringColumn col = column_from_capsules(schema, array);
+  if (ngram < 1 || ngram > kMaxOrder) throw std::invalid_argument("ngram must be between 1 and 8");
+  HashSpec spec = make_spec(1, 1, lowercase, 0);
+  spec.words_only = true;
+  std::vector<std::vector<uint64_t>> sets(static_cast<size_t>(col.length));
+  {
+    nb::gil_scoped_release release;
+    parallel_blocks(col.length, clamp_threads(threads, col.length), [&](int64_t b, int64_t e, int) {
+      for (int64_t i = b; i < e; ++i) {
+        const uint8_t* p;
+        int64_t n;
+        col.get(i, p, n);
+        shingle_set(p, n, spec, ngram, sets[static_cast<size_t>(i)]);
+      }
+    });
+  }
+  std::vector<int64_t> offsets(sets.size() + 1, 0);
+  for (size_t i = 0; i < sets.size(); ++i) offsets[i + 1] = offsets[i] + static_cast<int64_t>(sets[i].size());
+  std::vector<uint64_t> values(static_cast<size_t>(offsets.back()));
+  for (size_t i = 0; i < sets.size(); ++i) std::copy(sets[i].begin(), sets[i].end(), values.begin() + offsets[i]);
+  return {to_numpy(std::move(offsets)), to_numpy(std::move(values))};
+}
+
+// Jaccard of pairs of sets held as (offsets, values): set ia[k] of A against set ib[k] of B.
+Array1D<double> pair_jaccard(Array1D<const int64_t> off_a, Array1D<const uint64_t> val_a, Array1D<const int64_t> ia,
+                             Array1D<const int64_t> off_b, Array1D<const uint64_t> val_b, Array1D<const int64_t> ib) {
+  if (ia.shape(0) != ib.shape(0)) throw std::invalid_argument("ia and ib differ in length");
+  const int64_t na = static_cast<int64_t>(off_a.shape(0)) - 1, nb_ = static_cast<int64_t>(off_b.shape(0)) - 1;
+  const int64_t m = static_cast<int64_t>(ia.shape(0));
+  std::vector<double> out(static_cast<size_t>(m));
+  const int64_t *oa = off_a.data(), *ob = off_b.data(), *xa = ia.data(), *xb = ib.data();
+  if (na < 0 || nb_ < 0 || oa[na] > static_cast<int64_t>(val_a.shape(0)) || ob[nb_] > static_cast<int64_t>(val_b.shape(0)))
+    throw std::invalid_argument("offsets run past the values");
+  for (int64_t k = 0; k < m; ++k) {
+    if (xa[k] < 0 || xa[k] >= na || xb[k] < 0 || xb[k] >= nb_) throw std::out_of_range("set index out of range");
+  }
+  {
+    nb::gil_scoped_release release;
+    for (int64_t k = 0; k < m; ++k) {
+      const int64_t i = xa[k], j = xb[k];
+      out[static_cast<size_t>(k)] =
+          sorted_jaccard(val_a.data() + oa[i], oa[i + 1] - oa[i], val_b.data() + ob[j], ob[j + 1] - ob[j]);
+    }
+  }
+  return to_numpy(std::move(out));
+}
+
 // Quality signals: a row-major (documents x kNumSignals) float64 matrix (see heuristics.hpp).
 nb::ndarray<nb::numpy, double, nb::ndim<2>> heuristic_signals(nb::handle schema, nb::handle array, int threads) {
   StringColumn col = column_from_capsules(schema, array);
@@ -381,6 +431,10 @@ NB_MODULE(_native, m) {
         nb::arg("seed"), nb::arg("threads"));
   m.def("minhash", &minhash, nb::arg("schema"), nb::arg("array"), nb::arg("num_perm"), nb::arg("ngram"),
         nb::arg("lowercase"), nb::arg("seed"), nb::arg("threads"));
+  m.def("shingle_sets", &shingle_sets, nb::arg("schema"), nb::arg("array"), nb::arg("ngram"), nb::arg("lowercase"),
+        nb::arg("threads"));
+  m.def("pair_jaccard", &pair_jaccard, nb::arg("off_a"), nb::arg("val_a"), nb::arg("ia"), nb::arg("off_b"),
+        nb::arg("val_b"), nb::arg("ib"));
   m.def("heuristic_signals", &heuristic_signals, nb::arg("schema"), nb::arg("array"), nb::arg("threads"));
   m.attr("HEURISTIC_SIGNALS") = static_cast<int>(kNumSignals);
   m.def("string_hashes", &string_hashes, nb::arg("schema"), nb::arg("array"), nb::arg("seed"), nb::arg("threads"));

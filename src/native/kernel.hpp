@@ -562,20 +562,13 @@ struct MinHashParams {
   }
 };
 
-inline void minhash_document(const uint8_t* p, int64_t n, const HashSpec& spec, const MinHashParams& mh, uint32_t* sig) {
-  const int np = static_cast<int>(mh.a.size());
-  for (int i = 0; i < np; ++i) sig[i] = 0xFFFFFFFFu;
+// Calls emit(h) with the 64-bit hash of each word `ngram`-shingle of a document, in order
+// (repeats included); a document with fewer words than `ngram` has one shingle of all its words.
+template <class Emit>
+inline void for_each_shingle(const uint8_t* p, int64_t n, const HashSpec& spec, int ngram, Emit&& emit) {
   uint64_t ring[kMaxOrder];
   int filled = 0;
-  const int k = mh.ngram;
-  auto update = [&](uint64_t x) {
-    const uint64_t* a = mh.a.data();
-    const uint64_t* b = mh.b.data();
-    for (int i = 0; i < np; ++i) {
-      const uint32_t v = static_cast<uint32_t>((a[i] * x + b[i]) >> 32);
-      sig[i] = v < sig[i] ? v : sig[i];
-    }
-  };
+  const int k = ngram;
   for_each_token(p, n, spec, [&](uint64_t h) {
     if (filled < k) {
       ring[filled++] = h;
@@ -583,9 +576,48 @@ inline void minhash_document(const uint8_t* p, int64_t n, const HashSpec& spec, 
       for (int j = 0; j + 1 < k; ++j) ring[j] = ring[j + 1];
       ring[k - 1] = h;
     }
-    if (filled == k) update(k == 1 ? ring[0] : ngram_hash(ring, k));
+    if (filled == k) emit(k == 1 ? ring[0] : ngram_hash(ring, k));
   });
-  if (filled > 0 && filled < k) update(filled == 1 ? ring[0] : ngram_hash(ring, filled));
+  if (filled > 0 && filled < k) emit(filled == 1 ? ring[0] : ngram_hash(ring, filled));
+}
+
+inline void minhash_document(const uint8_t* p, int64_t n, const HashSpec& spec, const MinHashParams& mh, uint32_t* sig) {
+  const int np = static_cast<int>(mh.a.size());
+  for (int i = 0; i < np; ++i) sig[i] = 0xFFFFFFFFu;
+  const uint64_t* a = mh.a.data();
+  const uint64_t* b = mh.b.data();
+  for_each_shingle(p, n, spec, mh.ngram, [&](uint64_t x) {
+    for (int i = 0; i < np; ++i) {
+      const uint32_t v = static_cast<uint32_t>((a[i] * x + b[i]) >> 32);
+      sig[i] = v < sig[i] ? v : sig[i];
+    }
+  });
+}
+
+// The distinct shingle hashes of a document, sorted (the set MinHash estimates Jaccard over).
+inline void shingle_set(const uint8_t* p, int64_t n, const HashSpec& spec, int ngram, std::vector<uint64_t>& out) {
+  out.clear();
+  for_each_shingle(p, n, spec, ngram, [&](uint64_t x) { out.push_back(x); });
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+}
+
+// |A ∩ B| / |A ∪ B| of two sorted, distinct ranges (0 when both are empty).
+inline double sorted_jaccard(const uint64_t* a, int64_t na, const uint64_t* b, int64_t nb) {
+  if (na + nb == 0) return 0.0;
+  int64_t i = 0, j = 0, common = 0;
+  while (i < na && j < nb) {
+    if (a[i] < b[j]) {
+      ++i;
+    } else if (b[j] < a[i]) {
+      ++j;
+    } else {
+      ++common;
+      ++i;
+      ++j;
+    }
+  }
+  return static_cast<double>(common) / static_cast<double>(na + nb - common);
 }
 
 // ---------------------------------------------------------------- parallel driver

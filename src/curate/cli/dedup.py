@@ -86,12 +86,21 @@ def dedup_minhash(
     input: Inputs,
     output: Out,
     threshold: Annotated[
-        float, typer.Option(help="Estimated Jaccard similarity at which documents are near-duplicates.")
+        float,
+        typer.Option(help="Jaccard similarity of word-shingle sets at which documents are near-duplicates."),
     ] = 0.8,
     num_perm: Annotated[
         int, typer.Option(help="MinHash permutations (signature length).", min=1, max=4096)
     ] = 128,
     ngram: Annotated[int, typer.Option(help="Words per shingle.", min=1, max=8)] = 5,
+    verify: Annotated[
+        str,
+        typer.Option(
+            help="How candidate pairs are decided: exact (the Jaccard of the two shingle sets, "
+            "recomputed from the text of candidate rows: a second read of the shards that hold "
+            "them) or signature (the MinHash estimate, ±0.035 at 128 permutations; no second read).",
+        ),
+    ] = "exact",
     seed: Seed = 0,
     workers: Workers = 0,
     text_column: TextColumn = "text",
@@ -102,9 +111,14 @@ def dedup_minhash(
     keep_going: KeepGoing = False,
     batch_size: BatchSize = 4096,
 ) -> None:
-    """Drop near-duplicates: MinHash over word shingles, LSH banding, candidate pairs verified on
-    the full signatures, connected components; the first document of each cluster (input order)
-    is kept, with minhash_cluster and minhash_cluster_size (to up-weight by cluster size later)."""
+    """Drop near-duplicates: documents whose word-shingle sets have a Jaccard similarity of at
+    least --threshold.
+
+    MinHash signatures and LSH banding find candidate pairs (banded so that a pair at the
+    threshold is a candidate with probability >= 0.999), each candidate pair is decided on its
+    exact Jaccard (--verify), and near-duplicates are joined into clusters (connected
+    components). The first document of each cluster in input order is kept, with
+    minhash_cluster and minhash_cluster_size (to up-weight by cluster size later)."""
     from curate.jobs.dedup_minhash import MinHashConfig, minhash_dedup_job
 
     config = MinHashConfig(
@@ -114,6 +128,7 @@ def dedup_minhash(
         num_perm=num_perm,
         ngram=ngram,
         seed=seed,
+        verify=verify,
         text_column=text_column,
         id_column=id_column,
         batch_size=batch_size,
@@ -137,7 +152,11 @@ def dedup_minhash(
             ),
             (
                 "LSH",
-                f"{s['num_perm']} permutations = {s['bands']} bands x {s['rows_per_band']} rows; threshold {s['threshold']}; {s['verified_pairs']:,} verified pairs",
+                f"{s['num_perm']} permutations = {s['bands']} bands x {s['rows_per_band']} rows; {s['banded_pairs']:,} banded pairs, {s['candidate_pairs']:,} after the signature screen",
+            ),
+            (
+                "decided on",
+                f"{'exact Jaccard' if s['verify'] == 'exact' else 'signature estimate'} >= {s['threshold']}: {s['linked_pairs']:,} pairs linked",
             ),
             ("shingles", s["shingles"]),
             ("seconds", f"{res.seconds:.2f}"),

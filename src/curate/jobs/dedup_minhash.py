@@ -1,8 +1,9 @@
-"""`curate dedup minhash`: near-duplicate removal. MinHash + LSH banding, candidates verified on
-full signatures, connected components; one document kept per cluster (the first in input
-order), with `minhash_cluster` (the kept document's global position) and `minhash_cluster_size`.
+"""`curate dedup minhash`: near-duplicate removal. MinHash + LSH banding for candidates, the exact
+Jaccard of candidate pairs (or their signature estimate), connected components; one document
+kept per cluster (the first in input order), with `minhash_cluster` (the kept document's global
+position) and `minhash_cluster_size`.
 
-keys (signatures and band hashes, spilled) -> decide (clusters) -> write.
+signatures (spilled) -> candidates -> shingles of candidate rows (spilled) -> decide -> write.
 """
 
 from __future__ import annotations
@@ -13,11 +14,16 @@ from typing import Any
 import numpy as np
 
 from curate.engine.job import Job, JobRun
-from curate.engine.phases import Decide, Decision, Keys, ShardResults, Write
+from curate.engine.phases import Decide, Decision, ShardResults, Write
 from curate.errors import UsageError
 from curate.io.inputs import Columns, DatasetSpec
-from curate.stages.dedup import lsh_params
-from curate.steps.dedup import minhash_decision, signature_shard
+from curate.steps.near_duplicates import (
+    VERIFY,
+    NearDupParams,
+    near_duplicate_decision,
+    signature_phase,
+    verify_phases,
+)
 from curate.types import TEXT
 
 
@@ -29,6 +35,7 @@ class MinHashConfig:
     num_perm: int = 128
     ngram: int = 5
     seed: int = 0
+    verify: str = "exact"
     text_column: str = TEXT
     id_column: str | None = None
     batch_size: int = 4096
@@ -36,26 +43,27 @@ class MinHashConfig:
     def __post_init__(self) -> None:
         if not 0 < self.threshold <= 1:
             raise UsageError(f"--threshold must be in (0, 1], got {self.threshold}")
+        if self.verify not in VERIFY:
+            raise UsageError(f"--verify must be one of {', '.join(VERIFY)}, got {self.verify!r}")
 
     @property
-    def lsh(self) -> tuple[int, int]:
-        return lsh_params(self.threshold, self.num_perm)
+    def params(self) -> NearDupParams:
+        return NearDupParams(
+            threshold=self.threshold,
+            num_perm=self.num_perm,
+            ngram=self.ngram,
+            seed=self.seed,
+            verify=self.verify,
+        )
 
 
-def _args(run: JobRun, shard: Any) -> tuple[Any, ...]:
-    c: MinHashConfig = run.config
-    bands, rows = c.lsh
-    return (c.num_perm, c.ngram, c.seed, bands, rows)
+def _params(run: JobRun) -> NearDupParams:
+    return run.config.params
 
 
 def _decide(run: JobRun) -> Decision:
-    c: MinHashConfig = run.config
     shards = run.shards()
-    spills: ShardResults = run.get("signatures")
-    paths = [spills.paths[s.index] for s in shards]
-    keeps, clusters, sizes, stats = minhash_decision(
-        shards, paths, num_perm=c.num_perm, bands=c.lsh[0], threshold=c.threshold
-    )
+    keeps, clusters, sizes, stats = near_duplicate_decision(run, _params(run), signatures="signatures")
     return Decision(
         rows={s.index: np.flatnonzero(k).astype(np.int64) for s, k in zip(shards, keeps, strict=True)},
         columns={
@@ -71,12 +79,13 @@ def _summary(run: JobRun) -> dict[str, Any]:
     spills: ShardResults = run.get("signatures")
     read = spills.total()
     stats = run.get("decide").stats
-    bands, rows = c.lsh
+    bands, rows = c.params.lsh
+    keys = ("clusters", "largest_cluster", "verify", "banded_pairs", "candidate_pairs", "linked_pairs")
     return {
         "rows_in": read.rows_in,
         "rows_out": run.get("write").total().rows_out,
         "near_duplicates_dropped": stats["near_duplicates_dropped"],
-        **{k: stats[k] for k in ("clusters", "largest_cluster", "verified_pairs")},
+        **{k: stats[k] for k in keys},
         "threshold": c.threshold,
         "num_perm": c.num_perm,
         "bands": bands,
@@ -84,6 +93,7 @@ def _summary(run: JobRun) -> dict[str, Any]:
         "shingles": f"word {c.ngram}-grams, lower-cased, punctuation dropped",
         "signature_seconds": round(sum(r.seconds for r in spills.reports.values()), 3),
         "signature_mb": round(read.text_bytes / 1e6, 3),
+        "screen": round(c.params.screen, 4),
     }
 
 
@@ -95,7 +105,8 @@ def minhash_dedup_job(config: MinHashConfig) -> Job:
         columns={"input": Columns(text=config.text_column, id=config.id_column)},
         output=config.output,
         phases=(
-            Keys(name="signatures", task=signature_shard, args=_args),
+            signature_phase(_params),
+            *verify_phases(_params, signatures="signatures"),
             Decide(name="decide", decide=_decide),
             Write(name="write"),
         ),

@@ -128,9 +128,7 @@ class MinHashSignature(Annotator):
     """Annotator: `minhash_signature`, a fixed-size list of `num_perm` uint32 minima over the
     document's word `ngram`-shingles (the compiled kernel; see native.minhash_signatures).
 
-    The estimated Jaccard similarity of two documents is the share of equal positions. This is
-    the signature stage of near-duplicate detection; the LSH index and the cluster filter that
-    consume it are not built yet (issue 3).
+    The estimated Jaccard similarity of two documents is the share of equal positions.
     """
 
     name: ClassVar[str] = "minhash"
@@ -151,22 +149,6 @@ class MinHashSignature(Annotator):
         )
         flat = pa.array(sig.reshape(-1), type=pa.uint32())
         return {MINHASH_SIGNATURE: pa.FixedSizeListArray.from_arrays(flat, self.num_perm)}
-
-
-def lsh_params(threshold: float, num_perm: int, fp_weight: float = 0.5) -> tuple[int, int]:
-    """(bands, rows) with bands*rows <= num_perm minimising the weighted false-positive and
-    false-negative areas of the LSH S-curve 1 - (1 - s^r)^b around `threshold`."""
-    s = np.linspace(0.0, 1.0, 1001)
-    best: tuple[float, int, int] = (float("inf"), 1, num_perm)
-    for b in range(1, num_perm + 1):
-        for r in range(1, num_perm // b + 1):
-            p = 1 - (1 - s**r) ** b
-            fp = np.trapezoid(np.where(s < threshold, p, 0.0), s)
-            fn = np.trapezoid(np.where(s >= threshold, 1 - p, 0.0), s)
-            err = fp_weight * fp + (1 - fp_weight) * fn
-            if err < best[0]:
-                best = (float(err), b, r)
-    return best[1], best[2]
 
 
 @cache
@@ -192,53 +174,72 @@ def band_hashes(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return out
 
 
+def candidate_lsh(threshold: float, num_perm: int, miss: float = 1e-3) -> tuple[int, int]:
+    """(bands, rows) for finding candidates to verify: the most rows per band (fewest false
+    candidates) for which a pair at `threshold` shares a band with probability >= 1 - miss."""
+    for r in range(num_perm, 0, -1):
+        b = num_perm // r
+        if 1 - (1 - threshold**r) ** b >= 1 - miss:
+            return b, r
+    return num_perm, 1
+
+
+def bucket_pairs(positions: np.ndarray, hashes: np.ndarray, small: int = 8) -> np.ndarray:
+    """Candidate pairs (first < second) of documents with equal band hashes: every pair of a
+    bucket of up to `small` documents, and each member with the first of a larger bucket (a
+    star: k - 1 pairs, not k^2)."""
+    if len(hashes) < 2:
+        return np.zeros((0, 2), np.int64)
+    order = np.lexsort((positions, hashes))
+    h, p = hashes[order], positions[order]
+    starts = np.flatnonzero(np.r_[True, h[1:] != h[:-1]])
+    sizes = np.diff(np.r_[starts, len(h)])
+    bucket = np.repeat(np.arange(len(starts)), sizes)
+    size = sizes[bucket]
+    out = [np.stack([p[starts[bucket]], p], axis=1)[(size > small) & (np.arange(len(h)) != starts[bucket])]]
+    for d in range(1, min(small, int(sizes.max()))):
+        i = np.flatnonzero((size[:-d] <= small) & (bucket[:-d] == bucket[d:]))
+        out.append(np.stack([p[i], p[i + d]], axis=1))
+    return np.concatenate(out)
+
+
+def connected_components(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(members sorted, their component's smallest member, component size) of an edge list, by
+    min-label propagation with pointer jumping (vectorised; rounds grow with the diameter only)."""
+    if not len(pairs):
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty
+    nodes, inverse = np.unique(pairs, return_inverse=True)
+    edges = inverse.reshape(-1, 2)
+    label = np.arange(len(nodes))
+    while True:
+        low = np.minimum(label[edges[:, 0]], label[edges[:, 1]])
+        new = label.copy()
+        np.minimum.at(new, edges[:, 0], low)
+        np.minimum.at(new, edges[:, 1], low)
+        new = new[new]
+        if np.array_equal(new, label):
+            break
+        label = new
+    _, first, counts = np.unique(label, return_inverse=True, return_counts=True)
+    return nodes, nodes[label], counts[first]
+
+
 def near_duplicate_clusters(
     positions: np.ndarray,
     bands: np.ndarray,
-    signature_of: Callable[[np.ndarray], np.ndarray],
+    similarity_of: Callable[[np.ndarray], np.ndarray],
     threshold: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Connected components of documents whose estimated Jaccard is >= threshold.
-
-    Candidates share a band hash (each bucket is linked as a star to its first member, so a
-    bucket of k documents costs k-1 checks, not k^2); every candidate pair is verified on the
-    full signatures. Returns (member positions, their cluster = smallest position of the
-    component, cluster size, verified pairs); documents in no pair are not listed.
-    """
-    edges = []
-    for k in range(bands.shape[1]):
-        order = np.lexsort((positions, bands[:, k]))
-        h = bands[order, k]
-        p = positions[order]
-        same = np.r_[False, h[1:] == h[:-1]]
-        if not same.any():
-            continue
-        starts = np.maximum.accumulate(np.where(~same, np.arange(len(h)), 0))
-        edges.append(np.stack([p[starts[same]], p[same]], axis=1))
-    if not edges:
-        empty = np.zeros(0, np.int64)
-        return empty, empty, empty, 0
-    pairs = np.unique(np.concatenate(edges), axis=0)
-    sim = (signature_of(pairs[:, 0]) == signature_of(pairs[:, 1])).mean(axis=1)
-    pairs = pairs[sim >= threshold]
-    parent: dict[int, int] = {}
-
-    def find(x: int) -> int:
-        root = x
-        while parent.get(root, root) != root:
-            root = parent[root]
-        while parent.get(x, x) != root:
-            parent[x], x = root, parent[x]
-        return root
-
-    for u, v in pairs.tolist():
-        ru, rv = find(u), find(v)
-        if ru != rv:
-            parent[max(ru, rv)] = min(ru, rv)  # the smallest position is the root
-    members = np.array(sorted(set(pairs.reshape(-1).tolist())), dtype=np.int64)
-    roots = np.array([find(int(m)) for m in members], dtype=np.int64)
-    _, inverse, counts = np.unique(roots, return_inverse=True, return_counts=True)
-    return members, roots, counts[inverse], len(pairs)
+    """Connected components of documents whose similarity (`similarity_of(pairs)`: the signature
+    estimate, or the exact Jaccard) is >= threshold, among pairs sharing a band. Returns (member
+    positions, their cluster = smallest position of the component, cluster size, verified pairs);
+    documents in no pair are not listed."""
+    edges = [bucket_pairs(positions, bands[:, k]) for k in range(bands.shape[1])]
+    pairs = np.unique(np.concatenate([np.zeros((0, 2), np.int64), *edges]), axis=0)
+    linked = pairs[similarity_of(pairs) >= threshold] if len(pairs) else pairs
+    members, roots, sizes = connected_components(linked)
+    return members, roots, sizes, len(pairs)
 
 
 # ------------------------------------------------------------------------------------ MinHash index
@@ -288,7 +289,7 @@ class MinHashIndex(Fittable[BandSummary]):
 
     @property
     def shape(self) -> tuple[int, int]:
-        return lsh_params(self.threshold, self.num_perm)
+        return candidate_lsh(self.threshold, self.num_perm)
 
     def requires(self) -> tuple[str, ...]:
         return (MINHASH_SIGNATURE, POSITION)
@@ -312,8 +313,14 @@ class MinHashIndex(Fittable[BandSummary]):
         return summary  # clustering needs signatures: see clusters()
 
     def clusters(self, summary: BandSummary, signature_of: Callable[[np.ndarray], np.ndarray]) -> ClusterMap:
+        """Pairs sharing a band, linked when their signature estimate reaches the threshold.
+        (`curate dedup minhash` decides on the exact Jaccard instead: steps.near_duplicates.)"""
+
+        def estimate(pairs: np.ndarray) -> np.ndarray:
+            return np.asarray((signature_of(pairs[:, 0]) == signature_of(pairs[:, 1])).mean(axis=1))
+
         members, roots, sizes, verified = near_duplicate_clusters(
-            summary.positions, summary.bands, signature_of, self.threshold
+            summary.positions, summary.bands, estimate, self.threshold
         )
         return ClusterMap(members=members, roots=roots, sizes=sizes, verified_pairs=verified)
 

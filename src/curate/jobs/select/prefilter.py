@@ -19,18 +19,24 @@ from curate.engine.phases import Driver, Keys, ShardResults
 from curate.errors import UsageError
 from curate.io.inputs import Shard, iter_batches
 from curate.pipeline import RunContext, ShardReport, peak_rss_mb
-from curate.stages.dedup import lsh_params
-from curate.steps.dedup import exact_decision, hash_shard, minhash_decision, signature_shard
+from curate.steps.dedup import exact_decision, hash_shard
+from curate.steps.near_duplicates import (
+    NearDupParams,
+    near_duplicate_decision,
+    signature_shard,
+    verify_phases,
+)
 from curate.types import TEXT
 
-THRESHOLD, NUM_PERM, NGRAM = 0.8, 128, 5  # `dedup minhash`'s defaults
+
+def near_dup_params(run: JobRun) -> NearDupParams:
+    return NearDupParams(seed=run.config.seed)  # `dedup minhash`'s defaults
 
 
-def dedup_task(shard: Shard, ctx: RunContext, out_path: str, how: str, seed: int) -> ShardReport:
+def dedup_task(shard: Shard, ctx: RunContext, out_path: str, how: str, params: NearDupParams) -> ShardReport:
     if how == "exact":
         return hash_shard(shard, ctx, out_path)
-    bands, rows = lsh_params(THRESHOLD, NUM_PERM)
-    return signature_shard(shard, ctx, out_path, NUM_PERM, NGRAM, seed, bands, rows)
+    return signature_shard(shard, ctx, out_path, params)
 
 
 def quality_task(shard: Shard, ctx: RunContext, out_path: str, model_path: str) -> ShardReport:
@@ -72,9 +78,8 @@ def _keeps(run: JobRun) -> tuple[list[np.ndarray], dict[str, Any]]:
         if config.dedup == "exact":
             keeps, _, _ = exact_decision(pool, paths)
         else:
-            bands, _ = lsh_params(THRESHOLD, NUM_PERM)
-            keeps, _, _, _ = minhash_decision(
-                pool, paths, num_perm=NUM_PERM, bands=bands, threshold=THRESHOLD
+            keeps, _, _, _ = near_duplicate_decision(
+                run, near_dup_params(run), signatures="dedup", prefix="dedup "
             )
         stats["dedup"] = config.dedup
         stats["dedup_dropped"] = sum(int((~k).sum()) for k in keeps)
@@ -130,14 +135,15 @@ def _save(run: JobRun, stats: dict[str, Any]) -> None:
         run.manifest.set_phase("prefilter stats", stats)
 
 
-def prefilter_phases() -> tuple[Keys, Keys, Driver]:
+def prefilter_phases() -> tuple[Keys | Driver, ...]:
     return (
         Keys(
             name="dedup",
             task=dedup_task,
-            args=lambda run, s: (run.config.dedup, run.config.seed),
+            args=lambda run, s: (run.config.dedup, near_dup_params(run)),
             on_demand=True,
         ),
+        *verify_phases(near_dup_params, signatures="dedup", prefix="dedup ", on_demand=True),
         Keys(name="quality", task=quality_task, args=lambda run, s: (run.config.quality,), on_demand=True),
         Driver(name="prefilter", fn=_prefilter, saver=_save, loader=_load, on_demand=True),
     )
