@@ -23,8 +23,15 @@ import pyarrow.parquet as pq
 
 
 def main() -> None:
-    from curate.stages.quality import BALANCE, FastTextSettings, auc, hq_probabilities, load_model, one_line
-    from curate.stages.quality import train_fasttext
+    from curate.stages.quality import (
+        BALANCE,
+        FastTextSettings,
+        auc,
+        hq_probabilities,
+        load_model,
+        one_line,
+        train_fasttext,
+    )
     from curate.testing import build_corpus
 
     ap = argparse.ArgumentParser()

@@ -33,7 +33,9 @@ def model(corpus, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, objec
     neg = [r["text"] for r in rows if r["domain"] not in PROSE]
     path = tmp_path_factory.mktemp("ft") / "quality.bin"
     # DCLM's 5 epochs are tuned for ~200K documents a class; this small set needs more passes.
-    report = train_fasttext(pos, neg, path, settings=FastTextSettings(epoch=25), max_per_class=300)
+    report = train_fasttext(
+        pos, neg, path, settings=FastTextSettings(epoch=25), max_per_class=300, balance="downsample"
+    )
     return path, report
 
 
@@ -45,6 +47,32 @@ def test_training_is_balanced_and_separates_prose(model) -> None:  # type: ignor
     assert n <= 300 and report.holdout_docs["hq"] == report.holdout_docs["cc"] == max(1, round(0.1 * n))
     assert report.holdout_auc > 0.9
     assert (path.parent / "quality.bin.json").exists()
+
+
+@pytest.mark.parametrize("cap", [None, 50])
+def test_oversampling_keeps_every_negative_and_never_trains_on_held_out_documents(corpus, cap) -> None:  # type: ignore[no-untyped-def]
+    from curate.stages.quality import CC, HQ, balanced_split
+
+    texts = list(dict.fromkeys(pq.read_table(corpus.pool).column("text").to_pylist()))
+    pos, neg = texts[:23], texts[23:400]
+    train, test = balanced_split(pos, neg, holdout=0.1, seed=3, max_per_class=cap, balance="oversample")
+    n_pos, n_neg = min(23, cap or 23), min(377, cap or 377)
+    held = {d for _, d in test}
+    assert sum(lab == HQ for lab, _ in test) == round(0.1 * n_pos)
+    assert sum(lab == CC for lab, _ in test) == round(0.1 * n_neg)
+    assert not held & {d for _, d in train}
+    hq = [d for lab, d in train if lab == HQ]
+    cc = [d for lab, d in train if lab == CC]
+    assert len(hq) == len(cc) == n_neg - round(0.1 * n_neg)  # the smaller class repeated up to the larger
+    assert len(set(cc)) == len(cc) and len(set(hq)) == n_pos - round(0.1 * n_pos)
+    counts = [hq.count(d) for d in set(hq)]
+    assert max(counts) - min(counts) <= 1  # repeated in turn, not at random
+    again = balanced_split(pos, neg, holdout=0.1, seed=3, max_per_class=cap, balance="oversample")
+    assert again == (train, test)
+    down, _ = balanced_split(pos, neg, holdout=0.1, seed=3, max_per_class=cap, balance="downsample")
+    assert (
+        sum(lab == CC for lab, _ in down) == sum(lab == HQ for lab, _ in down) == n_pos - round(0.1 * n_pos)
+    )
 
 
 def test_probabilities_are_a_distribution_and_agree_with_top1(model, corpus) -> None:  # type: ignore[no-untyped-def]

@@ -1,5 +1,6 @@
-"""`curate train fasttext`: a DCLM-style quality classifier (balanced classes, held-out accuracy
-and AUC), from the texts of a positive and a negative dataset."""
+"""`curate train fasttext`: a DCLM-style quality classifier (balanced classes, by oversampling the
+smaller one or DCLM's downsampling; held-out accuracy and AUC), from the texts of a positive and
+a negative dataset."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from curate.engine.job import Job, JobRun
 from curate.engine.phases import Driver
+from curate.errors import UsageError
 from curate.io.inputs import Columns, DatasetSpec
 from curate.steps.texts import read_texts
 from curate.types import TEXT
@@ -19,6 +21,7 @@ class TrainFastTextConfig:
     negative: DatasetSpec
     output: str
     max_per_class: int | None = None
+    balance: str = "oversample"
     holdout: float = 0.1
     epoch: int = 5
     lr: float = 0.1
@@ -28,6 +31,12 @@ class TrainFastTextConfig:
     seed: int = 0
     text_column: str = TEXT
     batch_size: int = 4096
+
+    def __post_init__(self) -> None:
+        from curate.stages.quality import BALANCE
+
+        if self.balance not in BALANCE:
+            raise UsageError(f"--balance must be one of {', '.join(BALANCE)}, got {self.balance!r}")
 
 
 def _train(run: JobRun) -> Any:
@@ -44,6 +53,7 @@ def _train(run: JobRun) -> Any:
         settings=settings,
         holdout=c.holdout,
         max_per_class=c.max_per_class,
+        balance=c.balance,
     )
 
 

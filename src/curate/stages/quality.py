@@ -1,7 +1,8 @@
 """Quality scoring with a fastText classifier (DCLM style, METHODS §8).
 
-Training: positives labelled `__label__hq`, negatives `__label__cc`, balanced by sampling the
-larger side down (seeded by document hash), a held-out split for accuracy and AUC, DCLM's
+Training: positives labelled `__label__hq`, negatives `__label__cc`, balanced by repeating the
+smaller side's documents (or, as DCLM does, sampling the larger side down by seeded document
+hash: `balance="downsample"`), a held-out split for accuracy and AUC, DCLM's
 settings by default (wordNgrams 2, dim 100, epoch 5, lr 0.1, ws 5, minCount 1, other fastText
 defaults). Scoring: newlines joined into spaces (as DCLM does before `predict`), then the
 probability of `__label__hq`. Models are fastText's own .bin format with a JSON sidecar.
@@ -152,6 +153,8 @@ class TrainReport:
     holdout_docs: dict[str, int]
     holdout_accuracy: float
     holdout_auc: float
+    distinct_train_docs: dict[str, int] = field(default_factory=dict)
+    balance: str = "oversample"
     settings: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -177,32 +180,53 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+BALANCE = ("downsample", "oversample")
+
+
 def balanced_split(
-    positive: list[str], negative: list[str], *, holdout: float, seed: int, max_per_class: int | None
+    positive: list[str],
+    negative: list[str],
+    *,
+    holdout: float,
+    seed: int,
+    max_per_class: int | None,
+    balance: str = "oversample",
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """Equal numbers of each class (the larger side sampled down by seeded text hash), then a
-    held-out fraction of each class. Returns (train, holdout) lists of (label, line)."""
-    n = min(len(positive), len(negative))
-    if max_per_class:
-        n = min(n, max_per_class)
-    if n < 10:
+    """Training and held-out (label, line) lists with equal class counts in training.
+
+    downsample (DCLM): both classes cut to the smaller one's size (by seeded text hash).
+    oversample: every document of each class up to `max_per_class`; the held-out share is taken
+    first, then the smaller class's training documents are repeated in turn up to the larger
+    class's count, so a small target keeps all the pool's negatives (a class weight, in effect)
+    and no held-out document is ever trained on."""
+    if balance not in BALANCE:
+        raise StageError(f"balance must be one of {', '.join(BALANCE)}, got {balance!r}")
+    if min(len(positive), len(negative)) < 10:
         raise StageError(
             f"too few documents to train on: {len(positive)} positive, {len(negative)} negative (need 10 of each)"
         )
+    cap = max_per_class or max(len(positive), len(negative))
+    if balance == "downsample":
+        cap = min(cap, len(positive), len(negative))
 
     def pick(docs: list[str], salt: int) -> list[str]:
         h = native.string_hashes(pa.array(docs, pa.large_string()), seed=seed * 2 + salt)
-        return [docs[i] for i in np.argsort(h, kind="stable")[:n]]
+        return [docs[i] for i in np.argsort(h, kind="stable")[:cap]]
 
-    train: list[tuple[str, str]] = []
+    per_class: list[tuple[str, list[str]]] = []
     test: list[tuple[str, str]] = []
     for label, docs, salt in ((HQ, positive, 1), (CC, negative, 2)):
         chosen = pick(docs, salt)
         k = max(1, round(len(chosen) * holdout)) if holdout > 0 else 0
         test.extend((label, d) for d in chosen[:k])
-        train.extend((label, d) for d in chosen[k:])
+        per_class.append((label, chosen[k:]))
+    size = max(len(docs) for _, docs in per_class)
+    train = [(label, docs[i % len(docs)]) for label, docs in per_class for i in range(size)]
     order = np.argsort(
-        native.string_hashes(pa.array([d for _, d in train], pa.large_string()), seed=seed + 7), kind="stable"
+        native.string_hashes(
+            pa.array([f"{i}:{d}" for i, (_, d) in enumerate(train)], pa.large_string()), seed=seed + 7
+        ),
+        kind="stable",
     )
     return [train[i] for i in order], test
 
@@ -215,6 +239,7 @@ def train_fasttext(
     settings: FastTextSettings | None = None,
     holdout: float = 0.1,
     max_per_class: int | None = None,
+    balance: str = "oversample",
 ) -> TrainReport:
     """Train and save a quality classifier; returns held-out accuracy and AUC."""
     from curate.io.outputs import write_bytes_atomic
@@ -223,7 +248,9 @@ def train_fasttext(
     ft = _fasttext()
     pos = [t for t in positive if t]
     neg = [t for t in negative if t]
-    train, test = balanced_split(pos, neg, holdout=holdout, seed=settings.seed, max_per_class=max_per_class)
+    train, test = balanced_split(
+        pos, neg, holdout=holdout, seed=settings.seed, max_per_class=max_per_class, balance=balance
+    )
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="curate-fasttext-") as tmp:
@@ -261,6 +288,11 @@ def train_fasttext(
     report = TrainReport(
         model=str(output),
         train_docs={"hq": sum(lab == HQ for lab, _ in train), "cc": sum(lab == CC for lab, _ in train)},
+        distinct_train_docs={
+            "hq": len({d for lab, d in train if lab == HQ}),
+            "cc": len({d for lab, d in train if lab == CC}),
+        },
+        balance=balance,
         holdout_docs={"hq": sum(lab == HQ for lab, _ in test), "cc": sum(lab == CC for lab, _ in test)},
         holdout_accuracy=accuracy,
         holdout_auc=area,
