@@ -480,7 +480,7 @@ def test_select_with_diversity_spreads_the_budget(tmp_path: Path, corpus) -> Non
         return json.loads(stats.read_text())  # type: ignore[no-any-return]
 
     plain = run(tmp_path / "plain")
-    div = run(tmp_path / "div", "--diversity", "8", "-w", "2")
+    div = run(tmp_path / "div", "--diversity", "8", "-w", "2", "--diversity-allocation", "proportional")
     t = pq.read_table(tmp_path / "div")
     assert "kmeans_cluster" in t.column_names and "embedding" not in t.column_names
     assert div["diversity"]["clusters_covered"] >= 6 and div["diversity"]["kmeans"]["passes"] >= 2
@@ -488,11 +488,42 @@ def test_select_with_diversity_spreads_the_budget(tmp_path: Path, corpus) -> Non
     domains_div = set(t.column("domain").to_pylist())
     assert len(domains_div) > len(domains_plain)
     assert abs(div["budget_error"]) < 0.2 and plain["selected_docs"] > 0
-    one = run(tmp_path / "div1", "--diversity", "8", "-w", "1")
+    one = run(tmp_path / "div1", "--diversity", "8", "-w", "1", "--diversity-allocation", "proportional")
     assert one["selected_docs"] == div["selected_docs"]
     assert pq.read_table(tmp_path / "div1").column("id").equals(t.column("id"))
-    again = run(tmp_path / "div", "--diversity", "8", "-w", "2")  # a rerun of a finished run
-    assert again["selected_docs"] == div["selected_docs"]
+    again = run(tmp_path / "div", "--diversity", "8", "-w", "2", "--diversity-allocation", "proportional")
+    assert again["selected_docs"] == div["selected_docs"]  # a rerun of a finished run
+
+
+def test_select_diversity_follows_the_target_by_default(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]
+    """The default allocation counts the target's documents per cluster with the run's own
+    embedder and centroids (recomputed here from the saved artifacts) and reports its coverage."""
+    from curate.engine.run import run_job
+    from curate.jobs.select import SelectConfig, select_job
+    from curate.kmeans import KMeansModel
+    from curate.pipeline import Pipeline, ShardReport
+    from curate.steps.clusters import POOL_EMBED_DIM, pool_embed_spec
+
+    out = tmp_path / "out"
+    config = SelectConfig(
+        pool=str(corpus.pool), target=str(corpus.target), output=str(out), budget="5%", diversity=8
+    )
+    d = run_job(select_job(config), workers=2).summary["diversity"]
+    assert d["allocation"] == "target"
+    with np.load(out / "_embed.npz", allow_pickle=False) as z:
+        embedder = HashedEmbedder(spec=pool_embed_spec(0), idf=z["idf"], dim=POOL_EMBED_DIM, seed=0)
+    model = KMeansModel.load(out / "_kmeans")
+    texts = pq.read_table(corpus.target).column("text").combine_chunks()
+    batch = pa.RecordBatch.from_pydict({"text": texts})
+    cl = Pipeline(stages=(embedder, KMeansAssign(centroids=model.centroids))).apply(
+        batch, ShardReport(shard="t")
+    )
+    counts = np.bincount(cl.column("kmeans_cluster").drop_null().to_numpy(), minlength=8)
+    assert d["target_clusters"] == int((counts > 0).sum())
+    chosen = set(pq.read_table(out).column("kmeans_cluster").to_pylist())
+    assert d["target_clusters_covered"] == len(chosen & set(np.flatnonzero(counts).tolist()))
+    covered = counts[sorted(chosen & set(np.flatnonzero(counts).tolist()))].sum()
+    assert d["target_docs_in_covered_clusters"] == pytest.approx(covered / counts.sum())
 
 
 def reference_balanced(cluster, cost, key, tie, alloc, budget):  # type: ignore[no-untyped-def]
@@ -524,7 +555,10 @@ def reference_balanced(cluster, cost, key, tie, alloc, budget):  # type: ignore[
 
 @settings(max_examples=80, deadline=None)
 @given(
-    st.integers(0, 10_000), st.integers(1, 5), st.integers(1, 600), st.sampled_from(["proportional", "equal"])
+    st.integers(0, 10_000),
+    st.integers(1, 5),
+    st.integers(1, 600),
+    st.sampled_from(["proportional", "equal", "weights"]),
 )
 def test_streamed_cut_equals_the_whole_pool_cut(seed: int, parts: int, budget: int, allocation: str) -> None:
     from curate.stages.diversity import allocate, balanced_from_parts
@@ -542,7 +576,13 @@ def test_streamed_cut_equals_the_whole_pool_cut(seed: int, parts: int, budget: i
         lo, hi = bounds[i], bounds[i + 1]
         return key[lo:hi], tie[lo:hi], cost[lo:hi], cluster[lo:hi]
 
-    sel = balanced_from_parts(load, parts, budget=budget, allocation=allocation)
+    target = rng.integers(0, 5, 9) * (rng.random(9) < 0.7)  # the target's documents per cluster
+    if not target.sum():
+        target[0] = 1
+    weights, smoothing = (target, 0.05) if allocation == "weights" else (None, 0.0)
+    sel = balanced_from_parts(
+        load, parts, budget=budget, allocation=allocation, weights=weights, smoothing=smoothing
+    )
     got = np.zeros(n, bool)
     for i, rows in enumerate(sel.rows):
         got[bounds[i] + rows] = True
@@ -550,6 +590,8 @@ def test_streamed_cut_equals_the_whole_pool_cut(seed: int, parts: int, budget: i
     size = np.bincount(cluster[ok], minlength=9)
     cap = np.bincount(cluster[ok], weights=cost[ok], minlength=9)
     weight = size.astype(float) if allocation == "proportional" else (size > 0).astype(float)
+    if allocation == "weights":
+        weight = 0.95 * target / target.sum() + 0.05 * size / size.sum()
     expected = reference_balanced(cluster, cost, key, tie, allocate(cap, weight, budget), budget)
     assert np.array_equal(got, expected)
     assert sel.selected_cost == int(cost[expected].sum())

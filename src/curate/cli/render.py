@@ -147,6 +147,12 @@ def select_report(s: dict[str, Any]) -> None:
             f"clusters covered; largest cluster {d.get('budget_share_per_cluster', {}).get('max', 0) * 100:.1f}% "
             f"of the selection; k-means {d.get('kmeans', {}).get('passes', '?')} passes",
         )
+        if "target_clusters" in d:
+            t.add_row(
+                "",
+                f"target: in {d['target_clusters']:,} clusters, {d['target_clusters_covered']:,} of them covered "
+                f"({d['target_docs_in_covered_clusters'] * 100:.1f}% of its documents)",
+            )
     t.add_row(f"vs budget ({unit})", _pct(s["budget_error"]))
     t.add_row(
         "pool",

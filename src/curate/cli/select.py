@@ -114,8 +114,13 @@ def select(
         ),
     ] = None,
     diversity_allocation: Annotated[
-        str, typer.Option(help="With --diversity: proportional (to cluster size) or equal shares.")
-    ] = "proportional",
+        str,
+        typer.Option(
+            help="With --diversity, each cluster's share of the budget: target (proportional to the "
+            "target's documents in the cluster, 5% spread by cluster size so every cluster gets a "
+            "little), proportional (to the pool's documents in it) or equal."
+        ),
+    ] = "target",
     sidecar: Sidecars = None,
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
@@ -133,7 +138,7 @@ def select(
 
     choice("--length-norm", length_norm, ("per-chunk", "sum"))
     choice("--policy", policy, ("cover", "under"))
-    choice("--diversity-allocation", diversity_allocation, ("proportional", "equal"))
+    choice("--diversity-allocation", diversity_allocation, ("target", "proportional", "equal"))
     if dedup is not None:
         choice("--dedup", dedup, ("exact", "minhash"))
     config = SelectConfig(

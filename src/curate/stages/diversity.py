@@ -149,7 +149,9 @@ class BalancedSelection:
     def selected_cost(self) -> int:
         return int(self.got.sum())
 
-    def report(self) -> dict[str, Any]:
+    def report(self, target: np.ndarray | None = None) -> dict[str, Any]:
+        """Coverage and shares; with `target` (the target's documents per cluster), how many of the
+        target's clusters the selection reaches and the share of the target's documents in them."""
         k = len(self.size)
         got = self.got
         total = max(float(got.sum()), 1.0)
@@ -177,7 +179,19 @@ class BalancedSelection:
             },
             "leftover_fill_docs": self.filled,
             "driver_candidate_rows": self.candidates,
+            **(_target_coverage(target, got) if target is not None else {}),
         }
+
+
+def _target_coverage(target: np.ndarray, got: np.ndarray) -> dict[str, Any]:
+    t = np.zeros(len(got), np.int64)
+    t[: min(len(t), len(target))] = np.asarray(target, np.int64)[: len(t)]
+    covered = (t > 0) & (got > 0)
+    return {
+        "target_clusters": int((t > 0).sum()),
+        "target_clusters_covered": int(covered.sum()),
+        "target_docs_in_covered_clusters": float(t[covered].sum() / max(t.sum(), 1)),
+    }
 
 
 Part = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # key, tie, cost, cluster of one shard
@@ -203,6 +217,7 @@ def balanced_from_parts(
     budget: float,
     allocation: str = "proportional",
     weights: np.ndarray | None = None,
+    smoothing: float = 0.0,
 ) -> BalancedSelection:
     """The cluster-balanced cut over spilled shards, holding only candidate rows in memory.
 
@@ -212,7 +227,9 @@ def balanced_from_parts(
     prefix ends); the cumulative costs computed over the kept rows are exact for every row whose
     global "cost before" is within the limit, and rows past a dropped one are recognisably over
     it. Memory: the selection plus at most one row per cluster and shard, not the pool
-    (METHODS §10.5's idea, per cluster). Keys: larger is better; -inf or cluster < 0 is never selected."""
+    (METHODS §10.5's idea, per cluster). Keys: larger is better; -inf or cluster < 0 is never selected.
+    `weights` (one per cluster) replace the allocation rule, mixed with the clusters' shares of
+    the pool by `smoothing`: weight = (1 - smoothing) w / sum(w) + smoothing size / sum(size)."""
     size = np.zeros(0, np.int64)
     capacity = np.zeros(0)
     for i in range(parts):
@@ -228,6 +245,8 @@ def balanced_from_parts(
     if weights is not None:
         weight = np.zeros(k)
         weight[: min(k, len(weights))] = np.asarray(weights, np.float64)[:k]
+        if smoothing > 0 and weight.sum() > 0 and size.sum() > 0:
+            weight = (1 - smoothing) * weight / weight.sum() + smoothing * size / size.sum()
     elif allocation == "proportional":
         weight = size.astype(np.float64)
     else:

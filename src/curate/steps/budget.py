@@ -55,24 +55,38 @@ def prefix_cut(keys_paths: list[str], budget: Budget, policy: str) -> tuple[list
 
 
 def balanced_cut(
-    keys_paths: list[str], budget: Budget, allocation: str
+    keys_paths: list[str],
+    budget: Budget,
+    allocation: str,
+    target: np.ndarray | None = None,
+    smoothing: float = 0.0,
 ) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Each cluster (the spill's `row_col`) gets a share of the budget and takes its rows in key
     order (DSIR log weight / T + Gumbel noise): importance resampling inside each cluster's
-    share. The spills are scanned per shard; memory is the candidates, not the pool."""
+    share. The spills are scanned per shard; memory is the candidates, not the pool.
+    `target`: the target's documents per cluster, the weights of the `target` allocation
+    (smoothed toward the pool's cluster sizes) and, for any allocation, reported against."""
     from curate.stages.diversity import balanced_from_parts
 
     def load(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         with np.load(keys_paths[i], allow_pickle=False) as z:
             return z["key"], z["tie"], z["cost"], z["row_col"]
 
-    sel = balanced_from_parts(load, len(keys_paths), budget=budget.amount, allocation=allocation)
+    weights = target if allocation == "target" else None
+    sel = balanced_from_parts(
+        load,
+        len(keys_paths),
+        budget=budget.amount,
+        allocation=allocation,
+        weights=weights,
+        smoothing=smoothing,
+    )
     mins = [float(load(i)[0][rows].min()) for i, rows in enumerate(sel.rows) if len(rows)]
     return sel.rows, {
         "selected_cost": sel.selected_cost,
         "selected_docs": sel.selected_docs,
         "key_threshold": min(mins) if mins else float("nan"),
-        "diversity": sel.report(),
+        "diversity": sel.report(target=target),
     }
 
 

@@ -20,7 +20,7 @@ from curate.engine.phases import Decide, Decision, Keys, ShardResults, Write
 from curate.engine.tasks import collect_keys
 from curate.errors import UsageError
 from curate.io.inputs import Columns
-from curate.jobs.select.diversity import diversity_phases
+from curate.jobs.select.diversity import ALLOCATIONS, TARGET_SMOOTHING, diversity_phases, target_counts
 from curate.jobs.select.prefilter import mask_path, prefilter_phases
 from curate.jobs.select.summary import Finalize, Summarize, build_summary
 from curate.pipeline import Pipeline
@@ -42,7 +42,7 @@ class SelectConfig(FitConfig):
     quality: str | None = None  # a fastText model: keep the top `quality_keep` of the pool by it
     quality_keep: str = "50%"
     diversity: int | None = None  # k: cluster the pool and spread the budget across clusters
-    diversity_allocation: str = "proportional"
+    diversity_allocation: str = "target"  # or proportional (to cluster size), equal
     top_k: bool = False
     temperature: float = 1.0
     policy: Policy = "cover"
@@ -52,9 +52,9 @@ class SelectConfig(FitConfig):
         parse_budget(self.budget)
         if self.dedup is not None and self.dedup not in ("exact", "minhash"):
             raise UsageError(f"--dedup must be exact or minhash, got {self.dedup!r}")
-        if self.diversity is not None and self.diversity_allocation not in ("proportional", "equal"):
+        if self.diversity is not None and self.diversity_allocation not in ALLOCATIONS:
             raise UsageError(
-                f"unknown diversity allocation {self.diversity_allocation!r}; allowed: proportional, equal"
+                f"unknown diversity allocation {self.diversity_allocation!r}; allowed: {', '.join(ALLOCATIONS)}"
             )
 
 
@@ -149,7 +149,9 @@ def _decide(run: JobRun) -> Decision:
     def cut(b: Budget) -> tuple[list[np.ndarray], dict[str, Any]]:
         if c.diversity is None:
             return prefix_cut(paths, b, c.policy)
-        return balanced_cut(paths, b, c.diversity_allocation)
+        return balanced_cut(
+            paths, b, c.diversity_allocation, target=target_counts(run), smoothing=TARGET_SMOOTHING
+        )
 
     # A fraction is a share in the estimate's own units; only absolute token budgets are corrected.
     if budget.unit == "tokens" and not _scorer(run).counter.exact:

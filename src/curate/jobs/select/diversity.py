@@ -4,7 +4,13 @@ can give every row its cluster, with no pass over the pool for k-means itself, a
 be spread across clusters. The idf and the centroids are saved in OUT (`_embed.npz`, `_kmeans.npz/.json`),
 so a rerun loads them instead of clustering again.
 
-idf (seeded units, up to 200K documents) -> diversity (the sample, then k-means on it).
+With the default allocation, `target`, each cluster's share of the budget follows the target:
+the target's documents are embedded and assigned to the clusters ("target clusters"), and a
+cluster's weight is (1 - s) x its share of the target's documents + s x its share of the pool's
+(s = TARGET_SMOOTHING), so a cluster the target barely touches still gets a little.
+
+idf (seeded units, up to 200K documents) -> diversity (the sample, then k-means on it)
+-> [target clusters (the target's documents per cluster)].
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import numpy as np
 
 from curate.engine.job import JobRun
 from curate.engine.phases import Driver, Fit
+from curate.errors import UsageError
 from curate.kmeans import KMeansModel
 from curate.stages.embed import HashedEmbedder
 from curate.steps.clusters import (
@@ -28,6 +35,8 @@ from curate.steps.clusters import (
 )
 
 IDF_DOCS = 200_000
+TARGET_SMOOTHING = 0.05  # the share of the budget that follows the pool's cluster sizes
+ALLOCATIONS = ("target", "proportional", "equal")
 
 
 def _fit(run: JobRun) -> dict[str, Any]:
@@ -79,13 +88,58 @@ def _load(run: JobRun) -> dict[str, Any] | None:
     return {"embedder": embedder, "model": KMeansModel.load(kmeans_path)}
 
 
+def _target_counts(run: JobRun) -> np.ndarray:
+    """The target's documents (with words) per cluster, by the pool's embedder and centroids."""
+    from curate.io.inputs import iter_batches
+    from curate.pipeline import Pipeline, ShardReport
+    from curate.stages.diversity import KMEANS_CLUSTER, KMeansAssign
+    from curate.types import TEXT
+
+    fitted = run.get("diversity")
+    model: KMeansModel = fitted["model"]
+    pipeline = Pipeline(stages=(fitted["embedder"], KMeansAssign(centroids=model.centroids)))
+    counts = np.zeros(len(model.centroids), np.int64)
+    report = ShardReport(shard="target")
+    for shard in run.shards("target"):
+        for batch in iter_batches(
+            shard, run.columns("target"), columns=[TEXT], batch_size=run.job.batch_size
+        ):
+            col = pipeline.apply(batch, report).column(KMEANS_CLUSTER)
+            cl = np.asarray(col.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
+            counts += np.bincount(cl[cl >= 0], minlength=len(counts))
+    if not counts.sum():
+        raise UsageError(
+            "no target document has words to embed: --diversity-allocation target has nothing to follow"
+        )
+    return counts
+
+
+def _save_target(run: JobRun, counts: np.ndarray) -> None:
+    if run.manifest is not None:
+        run.manifest.set_phase("target clusters", {"counts": counts.tolist()})
+
+
+def _load_target(run: JobRun) -> np.ndarray | None:
+    rec = run.manifest.phase("target clusters") if run.manifest is not None else None
+    return np.asarray(rec["counts"], np.int64) if rec else None
+
+
+def target_counts(run: JobRun) -> np.ndarray:
+    """The target's documents per cluster (for the `target` allocation, and for every
+    allocation's report: how much of the target the selection's clusters cover)."""
+    return run.get("target clusters")
+
+
 def kmeans_stats(run: JobRun) -> dict[str, Any]:
     assert run.manifest is not None
     return dict(run.manifest.phase("diversity stats") or {})
 
 
-def diversity_phases() -> tuple[Fit, Driver]:
+def diversity_phases() -> tuple[Fit, Driver, Driver]:
     return (
         idf_phase("idf", lambda run: pool_embed_spec(run.config.seed), lambda run: IDF_DOCS),
         Driver(name="diversity", fn=_fit, saver=_save, loader=_load, on_demand=True),
+        Driver(
+            name="target clusters", fn=_target_counts, saver=_save_target, loader=_load_target, on_demand=True
+        ),
     )
