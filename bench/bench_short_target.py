@@ -52,6 +52,9 @@ def main() -> None:
     ap.add_argument("--mb-per-domain", type=float, default=3.0)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--length-norms", default="per-chunk,sum")
+    ap.add_argument(
+        "--budget-share", type=float, default=0.5, help="budget: this share of the entries in the pool"
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="curate-bench-short-") as tmp_name:
         tmp = Path(tmp_name)
@@ -74,7 +77,7 @@ def main() -> None:
         pq.write_table(pa.Table.from_pylist(rows[:k]), tmp / "target.parquet")
         in_pool = len(rows) - k
         words = sorted(len(r["text"].split()) for r in rows)
-        n_docs = in_pool // 2
+        n_docs = int(in_pool * args.budget_share)
         # the same amount as tokens: what n_docs average descriptions hold (cl100k, as select counts)
         from curate.tokens import exact_counter
 

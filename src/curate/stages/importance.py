@@ -4,10 +4,14 @@ log_diff_j = log(p_j + 1e-8) - log(q_j + 1e-8), with p the target's bucket distr
 (optionally add-alpha smoothed) and q the raw pool's; a document's log importance weight is
 sum_j x_ij * log_diff_j (METHODS §1.2), computed by the native kernel without materialising x.
 
-Length treatment (METHODS §1.7): the raw sum grows with document length, so by default the
-weight is rescaled to a fixed reference length: `per-chunk` = (sum / n_ngrams) * n_ngrams of a
-`ref_words`-word chunk, i.e. the mean of the weights of the document's 128-word chunks. This keeps
-the weights on the scale of the paper's 128-word chunks, where Gumbel noise still matters.
+Length treatment (METHODS §1.7): the raw sum grows with document length, so by default a long
+document's weight is rescaled to a fixed reference length: `per-chunk` = (sum / n_ngrams) *
+min(n_ngrams, n_ngrams of a `ref_words`-word chunk), i.e. the mean of the weights of the
+document's 128-word chunks, and for a document shorter than a chunk its plain sum (it is one
+short chunk, as the paper's chunking makes it; scaling it up to a full chunk made short
+documents as decisive as long ones and let long off-target documents into selections toward
+short entries). This keeps the weights on the scale of the paper's chunks, where Gumbel noise
+still matters.
 `sum` is DSIR's raw sum. See docs/selecting.md for the measurement behind the default.
 """
 
@@ -156,7 +160,8 @@ class ImportanceModel:
         if self.length_norm == "per-chunk":
             ref = float(ngram_count(np.array([self.ref_words]), self.spec.order)[0])
             with np.errstate(invalid="ignore", divide="ignore"):
-                weights = sums / ngrams * ref
+                # a document shorter than a chunk is one short chunk: its sum, never scaled up
+                weights = sums / ngrams * np.minimum(ngrams, ref)
         else:
             weights = sums.copy()
         weights[(ntok < max(self.min_words, 1))] = np.nan
