@@ -254,6 +254,10 @@ def main() -> None:
         )
         line["ratio_end_to_end"] = round(line["ref"]["end_to_end_s"] / line["curate"]["end_to_end_s"], 1)
         # The whole commands, start-up and Parquet I/O included, per CPU-second of pool text.
+        if w != 1:  # the reference's pool workers are still alive when it is measured: uncounted CPU
+            line["whole_commands"] = "run with --workers 1 (the reference's CPU is only counted there)"
+            print(json.dumps(line))
+            return
         cmds = whole_commands(work)
         ref_mb_cpu = pool_mb / results["ref"]["fit_plus_score_cpu_s"]
         full = pool_mb / (cmds["fit_cpu_s"] + cmds["score_cpu_s"])
