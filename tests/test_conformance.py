@@ -130,7 +130,10 @@ def _is_argument(param: Any) -> bool:
 
 COMMANDS = dict(commands())
 DATASET_OPTIONS = ("target", "raw", "positive", "negative", "data", "previous")
-NO_DATASET = {("demo",): "builds its own pool from this machine's text; reads no dataset"}
+NO_DATASET = {
+    ("demo",): "builds its own pool from this machine's text; reads no dataset",
+    ("check",): "judges a stats JSON (tests/test_checks.py feeds it bad ones); reads no dataset",
+}
 
 
 @dataclass

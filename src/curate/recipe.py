@@ -6,6 +6,8 @@
     input = "pool/"              # IN (a string or a list), OUT is `output`, POOL is `pool`
     output = "scored/"
 
+`checks = ["kl_reduction >= 0.2", ...]` on a step judges its stats JSON once it has run (see
+curate.checks): a failed check stops the recipe with exit 3, the step's outputs kept.
 `[select]` is a shorthand for one `run = "select"` step. A step's keys are exactly its command's
 options, read from the command itself, so a new option is a recipe key with no change here.
 Keys are strict: an unknown key is an error naming the step and the key, with the closest one.
@@ -14,8 +16,10 @@ Paths are relative to the recipe's folder. Each step runs its command, so it res
 
 from __future__ import annotations
 
+import json
+import tempfile
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +76,7 @@ class Step:
     argv: list[str]
     where: str
     command: Any
+    checks: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -100,11 +105,42 @@ class Recipe:
         codes = []
         for step in self.steps:
             argv = step.argv + _run_flags(step.command, flags, step.argv)
-            code = step.command.main(args=argv, prog_name=f"curate {step.kind}", standalone_mode=False)
-            codes.append(int(code or 0))
+            with tempfile.TemporaryDirectory(prefix="curate-recipe-") as tmp:
+                stats = _stats_path(argv, Path(tmp)) if step.checks else None
+                if stats is not None and "--stats-json" not in argv:
+                    argv += ["--stats-json", str(stats)]
+                code = step.command.main(args=argv, prog_name=f"curate {step.kind}", standalone_mode=False)
+                codes.append(int(code or 0))
+                if stats is not None and not code:
+                    from curate.checks import FAILED_CHECK_EXIT
+                    from curate.cli.options import judge
+
+                    if judge(json.loads(stats.read_text()), step.checks):
+                        raise typer.Exit(FAILED_CHECK_EXIT)
         if any(codes):
             raise typer.Exit(1)
         return codes
+
+
+def _stats_path(argv: list[str], tmp: Path) -> Path:
+    """The step's own --stats-json, or one in `tmp`."""
+    if "--stats-json" in argv:
+        return Path(argv[argv.index("--stats-json") + 1])
+    return tmp / "stats.json"
+
+
+def _checks(table: dict[str, Any], command: Any, where: str) -> list[str]:
+    from curate.checks import check_syntax
+
+    value = table.pop("checks", [])
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(c, str) for c in items):
+        raise RecipeError(f'{where}.checks: expected a list of check strings, e.g. ["kl_reduction >= 0.2"]')
+    if items and not any(p.name == "stats_json" for p in command.params):
+        raise RecipeError(f"{where}.checks: this command writes no stats JSON to check")
+    for c in items:
+        check_syntax(c, f"{where}.checks")
+    return items
 
 
 def _run_flags(command: Any, flags: dict[str, Any], argv: list[str]) -> list[str]:
@@ -235,8 +271,8 @@ def load_recipe(path: str | Path) -> Recipe:
         tables.append((kind, f"{where} ({kind})", {k: v for k, v in raw.items() if k != "run"}))
     if not tables:
         raise RecipeError(f"{path}: the recipe has no [select] or [[step]] table")
-    steps = [
-        Step(kind, _argv(kind, known[kind], t, path.parent, where), where, known[kind])
-        for kind, where, t in tables
-    ]
+    steps = []
+    for kind, where, t in tables:
+        checks = _checks(t, known[kind], where)
+        steps.append(Step(kind, _argv(kind, known[kind], t, path.parent, where), where, known[kind], checks))
     return Recipe(path=path, steps=steps)

@@ -9,6 +9,7 @@ import typer
 from curate.cli import render
 from curate.cli.options import (
     BatchSize,
+    Checks,
     IdColumn,
     Inputs,
     KeepGoing,
@@ -35,6 +36,7 @@ def dedup_exact(
     text_column: TextColumn = "text",
     id_column: IdColumn = None,
     stats_json: StatsJson = None,
+    check: Checks = None,
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
     keep_going: KeepGoing = False,
@@ -78,7 +80,7 @@ def dedup_exact(
             ("seconds", f"{res.seconds:.2f}"),
         ],
     )
-    finish(res)
+    finish(res, check)
 
 
 @dedup_app.command("minhash")
@@ -106,6 +108,7 @@ def dedup_minhash(
     text_column: TextColumn = "text",
     id_column: IdColumn = None,
     stats_json: StatsJson = None,
+    check: Checks = None,
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
     keep_going: KeepGoing = False,
@@ -162,4 +165,4 @@ def dedup_minhash(
             ("seconds", f"{res.seconds:.2f}"),
         ],
     )
-    finish(res)
+    finish(res, check)

@@ -9,6 +9,7 @@ import typer
 from curate.cli import render
 from curate.cli.options import (
     BatchSize,
+    Checks,
     Device,
     IdColumn,
     KeepGoing,
@@ -228,6 +229,7 @@ def diversify(
     keep_going: KeepGoing = False,
     batch_size: BatchSize = 4096,
     stats_json: StatsJson = None,
+    check: Checks = None,
 ) -> None:
     """Select a cluster-balanced subset to a budget (Diversify and Conquer's kMQ).
 
@@ -268,4 +270,4 @@ def diversify(
         stats_json=stats_json,
     )
     render.diversify_report(res.summary, res.seconds)
-    finish(res)
+    finish(res, check)

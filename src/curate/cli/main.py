@@ -24,6 +24,7 @@ FAMILY_OF = {
     "inspect": ("misc",),
     "run": ("misc",),
     "demo": ("misc",),
+    "check": ("misc",),
 }
 
 

@@ -1,4 +1,4 @@
-"""`curate inspect`, `curate run` and `curate demo`."""
+"""`curate inspect`, `curate run`, `curate check` and `curate demo`."""
 
 from __future__ import annotations
 
@@ -62,6 +62,47 @@ def run(
 
     plan = load_recipe(recipe)
     plan.execute(workers=workers, overwrite=overwrite, no_progress=no_progress, keep_going=keep_going)
+
+
+@app.command()
+def check(
+    stats: Annotated[
+        Path, typer.Argument(metavar="STATS.json", help="A run's stats JSON (--stats-json of any command).")
+    ],
+    check: Annotated[
+        list[str] | None,
+        typer.Option("--check", help="A check, e.g. 'kl_reduction >= 0.2' (repeatable).", show_default=False),
+    ] = None,
+    names: Annotated[bool, typer.Option("--names", help="List the names a check can use, and stop.")] = False,
+) -> None:
+    """Judge a finished run's stats: exit 0 when every --check holds, 3 when one fails.
+
+    A check compares paths into the stats JSON with numbers (suffixes K, M, B, T and %), with
+    and/or/not, parentheses and abs(): 'abs(budget_error) <= 1%', 'rows_out >= 1M',
+    'diversity.clusters_covered >= 200 and kl_reduction > 0'. The same checks run after a
+    command with its own --check, or after a recipe step with `checks = [...]`.
+    """
+    from curate.checks import FAILED_CHECK_EXIT, all_names
+    from curate.cli.options import judge
+    from curate.errors import UsageError
+
+    try:
+        data = json.loads(stats.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{stats}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{stats}: not a stats JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{stats}: not a stats JSON (a JSON object is expected)")
+    if names:
+        sys.stdout.write("\n".join(all_names(data)) + "\n")
+        return
+    if not check:
+        raise UsageError(
+            "give at least one --check", hint="e.g. curate check stats.json --check 'kl_reduction >= 0.2'"
+        )
+    if judge(data, check):
+        raise typer.Exit(FAILED_CHECK_EXIT)
 
 
 @app.command()

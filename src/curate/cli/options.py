@@ -102,6 +102,15 @@ WriteSidecar = Annotated[
     ),
 ]
 StatsJson = Annotated[Path | None, typer.Option(help="Also write the summary as JSON to this file.")]
+Checks = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--check",
+        help="A check over the run's stats, e.g. 'kl_reduction >= 0.2' or 'abs(budget_error) <= 1%' "
+        "(repeatable; names are paths into --stats-json; see docs/ci.md). A failed check exits 3, "
+        "after the outputs are written.",
+    ),
+]
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")]
 
 
@@ -146,8 +155,16 @@ def execute(
     return result
 
 
-def finish(result: Any) -> None:
-    """Exit 1 when --keep-going left shards out, after the outputs and the report are written."""
+FAILED_CHECK_EXIT = 3  # curate.checks.FAILED_CHECK_EXIT, without importing it at start-up
+
+
+def finish(result: Any, checks: list[str] | None = None) -> None:
+    """Exit 1 when --keep-going left shards out, after the outputs and the report are written;
+    the --check expressions are judged first and exit 3 when one fails (unless shards failed:
+    exit 1 wins, as the stats then cover only part of the input)."""
+    failed_checks = judge(result.summary, checks) if checks else 0
+    if failed_checks and not result.failed:
+        raise typer.Exit(FAILED_CHECK_EXIT)
     if result.failed:
         for path, why in result.failed.items():
             render.error(f"{path}: left out ({why})")
@@ -156,6 +173,21 @@ def finish(result: Any) -> None:
             "the outputs hold the other shards; fix or remove those files and rerun with --overwrite",
         )
         raise typer.Exit(1)
+
+
+def judge(stats: dict[str, Any], checks: list[str]) -> int:
+    """Print each check's verdict with the values it read; the number that failed."""
+    from curate.checks import run_checks
+
+    results = run_checks(checks, stats)
+    for r in results:
+        (render.info if r.passed else render.error)(
+            f"check {'passed' if r.passed else 'FAILED'}: {r.describe()}"
+        )
+    failed = sum(not r.passed for r in results)
+    if failed:
+        render.error(f"{failed} of {len(results)} check(s) failed; the outputs are written and kept")
+    return failed
 
 
 def map_command(

@@ -10,6 +10,7 @@ import typer
 from curate.cli import render
 from curate.cli.options import (
     BatchSize,
+    Checks,
     IdColumn,
     Inputs,
     KeepGoing,
@@ -65,6 +66,7 @@ def select(
     stats_json: Annotated[
         Path | None, typer.Option(help="Also write the report as JSON to this file.")
     ] = None,
+    check: Checks = None,
     text_column: TextColumn = "text",
     id_column: IdColumn = None,
     target_text_column: Annotated[
@@ -177,7 +179,7 @@ def select(
     )
     render.select_report(result.summary)
     render.info(f"wrote {output} ({result.summary['selected_docs']:,} documents)")
-    finish(result)
+    finish(result, check)
 
 
 @app.command()
@@ -203,6 +205,7 @@ def resample(
     text_column: TextColumn = "text",
     id_column: IdColumn = None,
     stats_json: StatsJson = None,
+    check: Checks = None,
     sidecar: Sidecars = None,
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
@@ -259,4 +262,4 @@ def resample(
             ("seconds", f"{res.seconds:.2f}"),
         ],
     )
-    finish(res)
+    finish(res, check)
