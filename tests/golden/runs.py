@@ -103,7 +103,10 @@ RUNS: tuple[Run, ...] = (
     Run("run", "run {w}/recipe.toml", "recipe-out"),
 )
 # Commands with no golden run, and why.
-NOT_RUN = {("demo",): "its pool is this machine's own text by design (tests/test_cli.py runs it)"}
+NOT_RUN = {
+    ("demo",): "its pool is this machine's own text by design (tests/test_cli.py runs it)",
+    ("check",): "writes nothing: it judges a stats JSON (tests/test_checks.py)",
+}
 RECIPE = """[[step]]
 run = "score importance"
 model = "{w}/imp.npz"

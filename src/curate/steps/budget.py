@@ -60,12 +60,16 @@ def balanced_cut(
     allocation: str,
     target: np.ndarray | None = None,
     smoothing: float = 0.0,
+    plain_share: float = 0.0,
 ) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Each cluster (the spill's `row_col`) gets a share of the budget and takes its rows in key
     order (DSIR log weight / T + Gumbel noise): importance resampling inside each cluster's
     share. The spills are scanned per shard; memory is the candidates, not the pool.
     `target`: the target's documents per cluster, the weights of the `target` allocation
-    (smoothed toward the pool's cluster sizes) and, for any allocation, reported against."""
+    (smoothed toward the pool's cluster sizes) and, for any allocation, reported against.
+    `plain_share` of those weights follows where the plain importance prefix of the same budget
+    spends it per cluster (DSIR's own, importance-weighted allocation), the rest the target's
+    documents."""
     from curate.stages.diversity import balanced_from_parts
 
     def load(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -73,6 +77,16 @@ def balanced_cut(
             return z["key"], z["tie"], z["cost"], z["row_col"]
 
     weights = target if allocation == "target" else None
+    if weights is not None and plain_share > 0:
+        rows, _ = prefix_cut(keys_paths, budget, "cover")
+        spend = np.zeros(len(weights))
+        for path, r in zip(keys_paths, rows, strict=True):
+            with np.load(path, allow_pickle=False) as z:
+                cl, cost = z["row_col"][r], z["cost"][r]
+            ok = cl >= 0
+            spend += np.bincount(cl[ok], weights=cost[ok], minlength=len(spend))[: len(spend)]
+        t = np.asarray(weights, np.float64)
+        weights = plain_share * spend / max(spend.sum(), 1e-9) + (1 - plain_share) * t / max(t.sum(), 1e-9)
     sel = balanced_from_parts(
         load,
         len(keys_paths),

@@ -20,7 +20,13 @@ from curate.engine.phases import Decide, Decision, Keys, ShardResults, Write
 from curate.engine.tasks import collect_keys
 from curate.errors import UsageError
 from curate.io.inputs import Columns
-from curate.jobs.select.diversity import ALLOCATIONS, TARGET_SMOOTHING, diversity_phases, target_counts
+from curate.jobs.select.diversity import (
+    ALLOCATIONS,
+    PLAIN_SHARE,
+    TARGET_SMOOTHING,
+    diversity_phases,
+    target_counts,
+)
 from curate.jobs.select.prefilter import mask_path, prefilter_phases
 from curate.jobs.select.summary import Finalize, Summarize, build_summary
 from curate.pipeline import Pipeline
@@ -150,7 +156,12 @@ def _decide(run: JobRun) -> Decision:
         if c.diversity is None:
             return prefix_cut(paths, b, c.policy)
         return balanced_cut(
-            paths, b, c.diversity_allocation, target=target_counts(run), smoothing=TARGET_SMOOTHING
+            paths,
+            b,
+            c.diversity_allocation,
+            target=target_counts(run),
+            smoothing=TARGET_SMOOTHING,
+            plain_share=PLAIN_SHARE,
         )
 
     # A fraction is a share in the estimate's own units; only absolute token budgets are corrected.

@@ -5,9 +5,11 @@ be spread across clusters. The idf and the centroids are saved in OUT (`_embed.n
 so a rerun loads them instead of clustering again.
 
 With the default allocation, `target`, each cluster's share of the budget follows the target:
-the target's documents are embedded and assigned to the clusters ("target clusters"), and a
-cluster's weight is (1 - s) x its share of the target's documents + s x its share of the pool's
-(s = TARGET_SMOOTHING), so a cluster the target barely touches still gets a little.
+the target's documents are embedded and assigned to the clusters ("target clusters"); a
+cluster's weight is half where the plain importance prefix of the same budget spends it (DSIR's
+own allocation, which keeps precision) and half its share of the target's documents (which
+reaches the target's small clusters), then (1 - s) x that + s x its share of the pool's
+documents (s = TARGET_SMOOTHING), so a cluster the target barely touches still gets a little.
 
 idf (seeded units, up to 200K documents) -> diversity (the sample, then k-means on it)
 -> [target clusters (the target's documents per cluster)].
@@ -36,6 +38,7 @@ from curate.steps.clusters import (
 
 IDF_DOCS = 200_000
 TARGET_SMOOTHING = 0.05  # the share of the budget that follows the pool's cluster sizes
+PLAIN_SHARE = 0.5  # the share that follows the plain importance prefix (bench_select_diversity.py)
 ALLOCATIONS = ("target", "proportional", "equal")
 
 
