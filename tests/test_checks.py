@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import operator
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -146,6 +147,22 @@ def test_curate_check_exits_3_on_a_failed_check(tmp_path: Path) -> None:
     assert broken.returncode == 1 and "bad.json" in broken.stderr and "Traceback" not in broken.stderr
     missing = curate("check", str(tmp_path / "nope.json"), "--check", "x > 1")
     assert missing.returncode == 1 and "nope.json" in missing.stderr
+
+
+def test_checks_are_appended_to_the_github_step_summary(tmp_path: Path) -> None:
+    stats = tmp_path / "stats.json"
+    stats.write_text(json.dumps({"kl_reduction": 0.25, "rows_out": 10}))
+    summary = tmp_path / "summary.md"
+    summary.write_text("# earlier step\n")
+    env = {**os.environ, "GITHUB_STEP_SUMMARY": str(summary)}
+    res = subprocess.run(
+        [sys.executable, "-m", "curate.cli.app", "check", str(stats), "--check", "kl_reduction >= 0.3", "--check", "rows_out >= 1"],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert res.returncode == FAILED_CHECK_EXIT
+    text = summary.read_text()
+    assert text.startswith("# earlier step\n") and "1 passed, 1 failed" in text
+    assert "| **FAIL** | `kl_reduction >= 0.3` | `kl_reduction` = 0.25 |" in text
 
 
 def test_select_check_fails_the_run_but_keeps_the_outputs(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]

@@ -278,6 +278,19 @@ def evaluate(expression: str, stats: dict[str, Any]) -> CheckResult:
     return CheckResult(expression=expression, passed=value, values=parser.values)
 
 
+def markdown_table(results: list[CheckResult]) -> str:
+    """The checks as a Markdown table (for a CI job's summary page)."""
+    failed = sum(not r.passed for r in results)
+    head = f"### curate checks: {len(results) - failed} passed, {failed} failed\n\n"
+    rows = ["| | check | values |", "| --- | --- | --- |"]
+    for r in results:
+        values = ", ".join(f"`{k}` = {_show(v)}" for k, v in r.values.items())
+        rows.append(
+            f"| {'pass' if r.passed else '**FAIL**'} | `{r.expression.replace('|', '¦')}` | {values} |"
+        )
+    return head + "\n".join(rows) + "\n\n"
+
+
 def run_checks(expressions: list[str], stats: dict[str, Any]) -> list[CheckResult]:
     """Every check, evaluated (all names resolved before any result is reported)."""
     return [evaluate(e, stats) for e in expressions]

@@ -4,6 +4,7 @@ progress bars, the stats JSON and --keep-going's exit status."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -187,6 +188,11 @@ def judge(stats: dict[str, Any], checks: list[str]) -> int:
     failed = sum(not r.passed for r in results)
     if failed:
         render.error(f"{failed} of {len(results)} check(s) failed; the outputs are written and kept")
+    if os.environ.get("GITHUB_STEP_SUMMARY"):  # a GitHub Actions job page shows this file
+        from curate.checks import markdown_table
+
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:
+            fh.write(markdown_table(results))
     return failed
 
 
