@@ -226,3 +226,25 @@ def test_recipe_checks_are_read_before_any_step_runs(tmp_path: Path, corpus) -> 
         res = curate("run", str(recipe), "--no-progress")
         assert res.returncode == 1 and message in res.stderr, res.stderr
         assert not (tmp_path / "o").exists()
+
+
+def test_filter_commands_take_checks_too(tmp_path: Path, corpus) -> None:  # type: ignore[no-untyped-def]
+    base = ["filter", "gopher", str(corpus.pool)]
+    ok = curate(*base, str(tmp_path / "a"), "--no-progress", "--check", "report.rows_out <= report.rows_in")
+    assert ok.returncode == 0, ok.stderr
+    bad = curate(*base, str(tmp_path / "b"), "--no-progress", "--check", "report.rows_out > report.rows_in")
+    assert bad.returncode == FAILED_CHECK_EXIT and "check FAILED" in bad.stderr
+    assert pq.read_table(tmp_path / "b").num_rows > 0
+    import pyarrow as pa
+
+    scored = tmp_path / "scored.parquet"
+    pq.write_table(
+        pa.table({"text": [f"document {i}" for i in range(100)], "score": list(range(100))}), scored
+    )
+    top = ["filter", "threshold", str(scored), "--column", "score", "--keep-top", "50%", "--no-progress"]
+    res = curate(
+        *top[:2], str(scored), str(tmp_path / "t1"), *top[3:], "--check", "rows_out == 50% * rows_in"
+    )
+    assert res.returncode == 0, res.stderr
+    res = curate(*top[:2], str(scored), str(tmp_path / "t2"), *top[3:], "--check", "rows_out > 50")
+    assert res.returncode == FAILED_CHECK_EXIT and "rows_out = 50" in res.stderr

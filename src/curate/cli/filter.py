@@ -9,6 +9,7 @@ import typer
 from curate.cli import render
 from curate.cli.options import (
     BatchSize,
+    Checks,
     IdColumn,
     Inputs,
     KeepGoing,
@@ -46,6 +47,7 @@ def _rules_command(rule_set: str) -> Any:
         text_column: TextColumn = "text",
         id_column: IdColumn = None,
         stats_json: StatsJson = None,
+        check: Checks = None,
         overwrite: Overwrite = False,
         no_progress: NoProgress = False,
         keep_going: KeepGoing = False,
@@ -68,6 +70,7 @@ def _rules_command(rule_set: str) -> Any:
             stats_json=stats_json,
             rejected=rejected,
             sidecars=sidecar,
+            checks=check,
         )
 
     command.__doc__ = (
@@ -101,6 +104,7 @@ def filter_threshold(
     workers: Workers = 0,
     text_column: TextColumn = "text",
     stats_json: StatsJson = None,
+    check: Checks = None,
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
     keep_going: KeepGoing = False,
@@ -143,4 +147,4 @@ def filter_threshold(
         rows.append(("threshold", f"{column} >= {s['threshold']:.6g} (top {keep_top}, global)"))
     rows += [(f"dropped: {k}", f"{v:,}") for k, v in s["drops"].items()]
     render.kv_table("curate filter threshold", rows)
-    finish(res)
+    finish(res, check)

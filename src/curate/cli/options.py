@@ -107,7 +107,7 @@ Checks = Annotated[
     list[str] | None,
     typer.Option(
         "--check",
-        help="A check over the run's stats, e.g. 'kl_reduction >= 0.2' or 'abs(budget_error) <= 1%' "
+        help="A check over the run's stats, e.g. 'kl_reduction >= 0.2' or 'rows_out >= 50% * rows_in' "
         "(repeatable; names are paths into --stats-json; see docs/ci.md). A failed check exits 3, "
         "after the outputs are written.",
     ),
@@ -213,6 +213,7 @@ def map_command(
     rejected: str | None = None,
     sidecars: list[str] | None = None,
     write_sidecar: bool = False,
+    checks: list[str] | None = None,
 ) -> Any:
     """Run a map job (annotators/filters over every shard) and print its table."""
     from curate.jobs.map import MapConfig, map_job
@@ -238,7 +239,7 @@ def map_command(
         stats_json=stats_json,
     )
     render.stage_table(title, res.summary["report"], res.seconds)
-    finish(res)
+    finish(res, checks)
     return res
 
 
