@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
 
 from curate.engine.job import JobRun
 from curate.engine.phases import Driver, Keys, ShardResults
@@ -129,23 +130,19 @@ def find_candidates(shards: list[Shard], paths: list[str], params: NearDupParams
 
 
 def signature_estimates(pairs: np.ndarray, paths: dict[int, str]) -> np.ndarray:
-    """Share of equal signature positions of each pair, loading one shard's signatures at a time."""
+    """Share of equal signature positions of each pair, loading each shard's signatures once."""
     if not len(pairs):
         return np.zeros(0)
+    shard_ix = pairs >> POSITION_BITS
     sides: list[np.ndarray] = []
-    for col in (0, 1):
-        pos = pairs[:, col]
-        shard_ix = pos >> POSITION_BITS
-        side: np.ndarray | None = None
-        for si in np.unique(shard_ix):
-            with np.load(paths[int(si)], allow_pickle=False) as z:
-                sig = z["sig"]
-            if side is None:
-                side = np.zeros((len(pairs), sig.shape[1]), np.uint32)
-            sel = shard_ix == si
-            side[sel] = sig[pos[sel] & ROW_MASK]
-        assert side is not None
-        sides.append(side)
+    for si in np.unique(shard_ix):
+        with np.load(paths[int(si)], allow_pickle=False) as z:
+            sig = z["sig"]
+        if not sides:
+            sides = [np.zeros((len(pairs), sig.shape[1]), np.uint32) for _ in range(2)]
+        for col in (0, 1):
+            sel = shard_ix[:, col] == si
+            sides[col][sel] = sig[pairs[sel, col] & ROW_MASK]
     return np.asarray((sides[0] == sides[1]).mean(axis=1), dtype=np.float64)
 
 
@@ -169,7 +166,7 @@ def shingle_shard(shard: Shard, ctx: RunContext, out_path: str, rows: np.ndarray
             lo, hi = np.searchsorted(rows, [first, first + batch.num_rows])
             if hi > lo:
                 texts = batch.column(TEXT).take(rows[lo:hi] - first)
-                report.text_bytes += int(sum(len(t) for t in texts.to_pylist() if t is not None))
+                report.text_bytes += int(pc.sum(pc.binary_length(texts)).as_py() or 0)
                 off, val = native.shingle_sets(texts, ngram=ngram, threads=ctx.threads)
                 offsets.append(off[1:] + total)
                 values.append(val)
