@@ -21,6 +21,7 @@ from curate.errors import UsageError
 from curate.io.inputs import Columns, Shard, canonical_schema, iter_batches, shard_schema
 from curate.io.outputs import ParquetShardWriter
 from curate.io.sidecars import key_name, row_keys
+from curate.samples import ShardSamples
 from curate.stages.base import Annotator, Filter, StageContext, with_columns
 from curate.types import ID, TEXT
 
@@ -207,18 +208,24 @@ def run_shard(pipeline: Pipeline, shard: Shard, ctx: RunContext) -> ShardReport:
         out_schema = sidecar_schema(pipeline, schema, out_schema)
     target = Path(ctx.output) / output_name(shard)
     sides: list[ParquetShardWriter] = []  # the rejected rows' shard, opened at the first one
+    samples = ShardSamples()
 
     def reject(rows: pa.RecordBatch) -> None:
+        _sample_dropped(rows, samples)
+        if ctx.rejected is None:
+            return
         if not sides:
-            assert ctx.rejected is not None
             sides.append(ParquetShardWriter(Path(ctx.rejected) / output_name(shard), rows.schema))
         sides[0].write(rows)
 
     try:
         with ParquetShardWriter(target, out_schema) as writer:
-            for batch in iter_batches(shard, ctx.columns, batch_size=ctx.batch_size):
+            for n, batch in enumerate(iter_batches(shard, ctx.columns, batch_size=ctx.batch_size)):
                 text_stats(batch, report)
-                out = pipeline.apply(batch, report, reject if ctx.rejected is not None else None)
+                # Dropped rows are copied out only for a rejected folder, or to sample the first batches.
+                watch = ctx.rejected is not None or n < SAMPLED_BATCHES
+                out = pipeline.apply(batch, report, reject if watch else None)
+                samples.keep(out)
                 if ctx.sidecar:
                     out = pa.RecordBatch.from_arrays(
                         [row_keys(batch), *(out.column(f.name) for f in list(out_schema)[1:])],
@@ -235,9 +242,20 @@ def run_shard(pipeline: Pipeline, shard: Shard, ctx: RunContext) -> ShardReport:
             side.abort()
         raise
     report.files = [target.name]
+    report.extra["samples"] = samples.to_dict()
     report.seconds = time.perf_counter() - start
     report.peak_rss_mb = peak_rss_mb()
     return report
+
+
+SAMPLED_BATCHES = 2  # dropped rows are sampled from a shard's first batches (the rest cost nothing)
+
+
+def _sample_dropped(rows: pa.RecordBatch, samples: ShardSamples) -> None:
+    reasons = rows.column(REJECT_REASON).to_pylist()
+    for reason in dict.fromkeys(reasons):
+        picked = [i for i, r in enumerate(reasons) if r == reason][:4]
+        samples.drop(rows.take(pa.array(picked)), str(reason))
 
 
 def sidecar_schema(pipeline: Pipeline, schema: pa.Schema, out_schema: pa.Schema) -> pa.Schema:

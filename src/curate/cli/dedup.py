@@ -15,8 +15,10 @@ from curate.cli.options import (
     KeepGoing,
     NoProgress,
     Overwrite,
+    ReportHtml,
     Seed,
     StatsJson,
+    SummaryMd,
     TextColumn,
     Workers,
     dedup_app,
@@ -37,6 +39,8 @@ def dedup_exact(
     id_column: IdColumn = None,
     stats_json: StatsJson = None,
     check: Checks = None,
+    report: ReportHtml = None,
+    summary_md: SummaryMd = None,
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
     keep_going: KeepGoing = False,
@@ -80,7 +84,7 @@ def dedup_exact(
             ("seconds", f"{res.seconds:.2f}"),
         ],
     )
-    finish(res, check)
+    finish(res, check, report, summary_md)
 
 
 @dedup_app.command("minhash")
@@ -109,6 +113,8 @@ def dedup_minhash(
     id_column: IdColumn = None,
     stats_json: StatsJson = None,
     check: Checks = None,
+    report: ReportHtml = None,
+    summary_md: SummaryMd = None,
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
     keep_going: KeepGoing = False,
@@ -165,4 +171,4 @@ def dedup_minhash(
             ("seconds", f"{res.seconds:.2f}"),
         ],
     )
-    finish(res, check)
+    finish(res, check, report, summary_md)

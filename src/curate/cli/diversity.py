@@ -15,8 +15,10 @@ from curate.cli.options import (
     KeepGoing,
     NoProgress,
     Overwrite,
+    ReportHtml,
     Seed,
     StatsJson,
+    SummaryMd,
     TextColumn,
     Workers,
     app,
@@ -230,6 +232,8 @@ def diversify(
     batch_size: BatchSize = 4096,
     stats_json: StatsJson = None,
     check: Checks = None,
+    report: ReportHtml = None,
+    summary_md: SummaryMd = None,
 ) -> None:
     """Select a cluster-balanced subset to a budget (Diversify and Conquer's kMQ).
 
@@ -270,4 +274,4 @@ def diversify(
         stats_json=stats_json,
     )
     render.diversify_report(res.summary, res.seconds)
-    finish(res, check)
+    finish(res, check, report, summary_md)

@@ -15,8 +15,10 @@ from curate.cli.options import (
     KeepGoing,
     NoProgress,
     Overwrite,
+    ReportHtml,
     Sidecars,
     StatsJson,
+    SummaryMd,
     TextColumn,
     Workers,
     execute,
@@ -48,6 +50,8 @@ def _rules_command(rule_set: str) -> Any:
         id_column: IdColumn = None,
         stats_json: StatsJson = None,
         check: Checks = None,
+        report: ReportHtml = None,
+        summary_md: SummaryMd = None,
         overwrite: Overwrite = False,
         no_progress: NoProgress = False,
         keep_going: KeepGoing = False,
@@ -71,6 +75,8 @@ def _rules_command(rule_set: str) -> Any:
             rejected=rejected,
             sidecars=sidecar,
             checks=check,
+            report=report,
+            summary_md=summary_md,
         )
 
     command.__doc__ = (
@@ -105,6 +111,8 @@ def filter_threshold(
     text_column: TextColumn = "text",
     stats_json: StatsJson = None,
     check: Checks = None,
+    report: ReportHtml = None,
+    summary_md: SummaryMd = None,
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
     keep_going: KeepGoing = False,
@@ -147,4 +155,4 @@ def filter_threshold(
         rows.append(("threshold", f"{column} >= {s['threshold']:.6g} (top {keep_top}, global)"))
     rows += [(f"dropped: {k}", f"{v:,}") for k, v in s["drops"].items()]
     render.kv_table("curate filter threshold", rows)
-    finish(res, check)
+    finish(res, check, report, summary_md)

@@ -112,6 +112,24 @@ Checks = Annotated[
         "after the outputs are written.",
     ),
 ]
+ReportHtml = Annotated[
+    Path | None,
+    typer.Option(
+        "--report",
+        metavar="FILE.html",
+        help="Also write a self-contained HTML report (plots, checks, sample documents kept and "
+        "dropped, timings); `curate report OUT` rebuilds it later.",
+    ),
+]
+SummaryMd = Annotated[
+    Path | None,
+    typer.Option(
+        "--summary-md",
+        metavar="FILE.md",
+        help="Also write a short Markdown summary (key numbers, checks, the report's path); it is "
+        "appended to $GITHUB_STEP_SUMMARY too when that is set.",
+    ),
+]
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")]
 
 
@@ -159,11 +177,15 @@ def execute(
 FAILED_CHECK_EXIT = 3  # curate.checks.FAILED_CHECK_EXIT, without importing it at start-up
 
 
-def finish(result: Any, checks: list[str] | None = None) -> None:
+def finish(
+    result: Any, checks: list[str] | None = None, report: Path | None = None, summary_md: Path | None = None
+) -> None:
     """Exit 1 when --keep-going left shards out, after the outputs and the report are written;
     the --check expressions are judged first and exit 3 when one fails (unless shards failed:
     exit 1 wins, as the stats then cover only part of the input)."""
-    failed_checks = judge(result.summary, checks) if checks else 0
+    from curate.cli.publish import publish
+
+    failed_checks = publish(result, checks, report, summary_md)
     if failed_checks and not result.failed:
         raise typer.Exit(FAILED_CHECK_EXIT)
     if result.failed:
@@ -178,22 +200,15 @@ def finish(result: Any, checks: list[str] | None = None) -> None:
 
 def judge(stats: dict[str, Any], checks: list[str]) -> int:
     """Print each check's verdict with the values it read; the number that failed."""
-    from curate.checks import run_checks
+    from curate.cli.publish import verdicts
 
-    results = run_checks(checks, stats)
-    for r in results:
-        (render.info if r.passed else render.error)(
-            f"check {'passed' if r.passed else 'FAILED'}: {r.describe()}"
-        )
-    failed = sum(not r.passed for r in results)
-    if failed:
-        render.error(f"{failed} of {len(results)} check(s) failed; the outputs are written and kept")
+    results = verdicts(stats, checks)
     if os.environ.get("GITHUB_STEP_SUMMARY"):  # a GitHub Actions job page shows this file
         from curate.checks import markdown_table
 
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:
             fh.write(markdown_table(results))
-    return failed
+    return sum(not r.passed for r in results)
 
 
 def map_command(
@@ -214,6 +229,8 @@ def map_command(
     sidecars: list[str] | None = None,
     write_sidecar: bool = False,
     checks: list[str] | None = None,
+    report: Path | None = None,
+    summary_md: Path | None = None,
 ) -> Any:
     """Run a map job (annotators/filters over every shard) and print its table."""
     from curate.jobs.map import MapConfig, map_job
@@ -239,7 +256,7 @@ def map_command(
         stats_json=stats_json,
     )
     render.stage_table(title, res.summary["report"], res.seconds)
-    finish(res, checks)
+    finish(res, checks, report, summary_md)
     return res
 
 

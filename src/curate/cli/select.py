@@ -17,9 +17,11 @@ from curate.cli.options import (
     NoProgress,
     Output,
     Overwrite,
+    ReportHtml,
     Seed,
     Sidecars,
     StatsJson,
+    SummaryMd,
     TextColumn,
     Tokenizer,
     Workers,
@@ -67,6 +69,8 @@ def select(
         Path | None, typer.Option(help="Also write the report as JSON to this file.")
     ] = None,
     check: Checks = None,
+    report: ReportHtml = None,
+    summary_md: SummaryMd = None,
     text_column: TextColumn = "text",
     id_column: IdColumn = None,
     target_text_column: Annotated[
@@ -179,7 +183,7 @@ def select(
     )
     render.select_report(result.summary)
     render.info(f"wrote {output} ({result.summary['selected_docs']:,} documents)")
-    finish(result, check)
+    finish(result, check, report, summary_md)
 
 
 @app.command()
@@ -206,6 +210,8 @@ def resample(
     id_column: IdColumn = None,
     stats_json: StatsJson = None,
     check: Checks = None,
+    report: ReportHtml = None,
+    summary_md: SummaryMd = None,
     sidecar: Sidecars = None,
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
@@ -262,4 +268,4 @@ def resample(
             ("seconds", f"{res.seconds:.2f}"),
         ],
     )
-    finish(res, check)
+    finish(res, check, report, summary_md)

@@ -109,6 +109,7 @@ class JobResult:
     resumed: list[str]
     failed: dict[str, str]  # shard path -> why it could not be read (--keep-going)
     state: dict[str, Any] = field(default_factory=dict)  # phase results (this process's run only)
+    samples: dict[str, Any] | None = None  # documents kept and dropped, for the report
 
 
 class TaskFailed:

@@ -304,6 +304,7 @@ class Write(Phase):
     summarize: Callable[[JobRun], Any] = lambda run: None
     group_by: Callable[[JobRun], str | None] = lambda run: None
     rejected: bool = False
+    dropped_as: str = "not selected"  # the reason the report gives for the rows not written
 
     def run(self, run: JobRun) -> ShardResults:
         assert run.out is not None
@@ -346,6 +347,7 @@ class Write(Phase):
                 ctx,
                 *extra,
                 decision.row_columns(s.index) if decision else None,
+                self.dropped_as if decision else None,
             )
             for s in todo
         ]

@@ -14,8 +14,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from curate.engine.job import Job, JobResult, JobRun
+from curate.engine.phases import Map, ShardResults, Write
 from curate.engine.streaming import run_stream_job
 from curate.errors import InputDataError, SchemaError
 from curate.executors.local import LocalExecutor, resolve_workers
@@ -23,6 +25,8 @@ from curate.io.inputs import STDIO, Columns, Shard, discover, shard_schema
 from curate.io.outputs import Manifest
 from curate.pipeline import peak_rss_mb
 from curate.progress import NoProgress, Progress
+from curate.samples import merge as merge_samples
+from curate.stats import STATS_HEADER
 
 
 def run_job(
@@ -48,7 +52,10 @@ def run_job(
         manifest = Manifest(out, job.plan(datasets), overwrite=overwrite) if out is not None else None
         if manifest is not None and manifest.state.get("complete"):
             summary = manifest.state["summary"]
-            return JobResult(summary, job.output, 0.0, ["all"], dict(summary.get("failed_shards") or {}))
+            failed_before = dict(summary.get("failed_shards") or {})
+            return JobResult(
+                summary, job.output, 0.0, ["all"], failed_before, samples=manifest.state.get("samples")
+            )
         if job.rejected is not None:
             Manifest(Path(job.rejected), {**job.plan(datasets), "side": "rejected"}, overwrite=overwrite)
         with _work_dir(manifest) as work, LocalExecutor(nworkers) as executor:
@@ -72,22 +79,31 @@ def run_job(
                 if manifest is not None and run.failed:
                     manifest.state["failed_shards"] = dict(run.failed)
                     manifest.save()
-            summary = job.summarize(run)
+            summary = {**STATS_HEADER, "kind": job.kind, **job.summarize(run)}
             summary.setdefault("timings", run.timings_dict())
             summary.setdefault("workers", nworkers)
             summary.setdefault("resumed", run.resumed)
             summary.setdefault("peak_rss_mb", {"driver": round(peak_rss_mb(), 1)})
             if run.failed:
                 summary["failed_shards"] = dict(run.failed)
+            samples = _samples(job, run)
             if manifest is not None:
-                manifest.finish(summary)
+                manifest.finish(summary, samples)
             if job.rejected is not None:
                 Manifest(Path(job.rejected), {**job.plan(datasets), "side": "rejected"}).finish(
                     {**summary, "side": "rejected rows"}
                 )
-            return JobResult(
-                summary, job.output, time.perf_counter() - start, run.resumed, run.failed, run.state
-            )
+            seconds = time.perf_counter() - start
+            return JobResult(summary, job.output, seconds, run.resumed, run.failed, run.state, samples)
+
+
+def _samples(job: Job, run: JobRun) -> dict[str, Any] | None:
+    """The documents the job's writing phase kept and dropped first, for the report."""
+    for phase in job.phases:
+        result = run.state.get(phase.name)
+        if isinstance(phase, Map | Write) and isinstance(result, ShardResults):
+            return merge_samples(result.reports[i].extra.get("samples") for i in sorted(result.reports))
+    return None
 
 
 def _validate(job: Job, datasets: dict[str, list[Shard]], keep_going: bool) -> dict[str, str]:

@@ -23,6 +23,7 @@ from curate.pipeline import (
     peak_rss_mb,
     text_stats,
 )
+from curate.samples import PER_SHARD, ShardSamples
 from curate.stages.base import Selector, StageContext, with_columns
 from curate.types import TEXT
 
@@ -81,7 +82,8 @@ def collect_keys(
             f"{shard.path}: no group-by column {group_by!r}; columns present: {', '.join(schema.names)}"
         )
     pipeline.validate(schema, shard.path)
-    keys, ties, costs, tokens, nbytes, exact, row_values = [], [], [], [], [], [], []
+    keys, ties, costs, tokens, nbytes, exact, row_values, scores = [], [], [], [], [], [], [], []
+    by = getattr(selector, "by", None)  # the score the keys come from, kept for the report
     groups: dict[str, list[int]] = {}
     token_col = getattr(selector, "tokens_column", None)
     for batch in iter_batches(shard, ctx.columns, columns=columns, batch_size=ctx.batch_size):
@@ -89,6 +91,12 @@ def collect_keys(
         out = pipeline.apply(batch, report)
         sk = selector.keys(out)
         keys.append(sk.key)
+        if by is not None and by in out.schema.names:
+            scores.append(
+                np.asarray(
+                    pc.fill_null(pc.cast(out.column(by), pa.float64()), np.nan).to_numpy(zero_copy_only=False)
+                )
+            )
         ties.append(sk.tie)
         costs.append(sk.cost)
         t = (
@@ -135,6 +143,7 @@ def collect_keys(
         bytes=cat(nbytes, np.int64),
         exact=cat(exact, np.int64),
         row_col=cat(row_values, np.int64),
+        score=cat(scores, np.float64),
     )
     report.extra = {
         "groups": groups,
@@ -157,12 +166,14 @@ def write_selected(
     summarize: Callable[[pa.RecordBatch], dict[str, Any]] | None = None,
     group_by: str | None = None,
     row_columns: dict[str, np.ndarray] | None = None,
+    dropped_as: str | None = None,
 ) -> ShardReport:
     """Pass 2: read the shard, keep `rows` (sorted row numbers), re-annotate them, write them.
 
     `finalize` may add columns to the kept rows (e.g. exact token counts); `summarize` returns
     mergeable statistics of the kept rows (e.g. their n-gram histogram) into `report.extra`;
-    `row_columns` are values the driver computed, aligned with `rows`, added as columns.
+    `row_columns` are values the driver computed, aligned with `rows`, added as columns. The
+    first kept rows, and with `dropped_as` (the reason) the first others, are sampled.
     """
     start = time.perf_counter()
     assert ctx.output is not None
@@ -177,15 +188,21 @@ def write_selected(
     groups: dict[str, list[int]] = {}
     out_schema: pa.Schema | None = None
     writer: ParquetShardWriter | None = None
+    samples = ShardSamples()
     try:
         for batch in iter_batches(shard, ctx.columns, batch_size=ctx.batch_size):
             n = batch.num_rows
             lo, hi = np.searchsorted(rows, [offset, offset + n])
             offset += n
             report.rows_in += n
+            local = rows[lo:hi] - (offset - n)
+            if dropped_as is not None and len(samples.dropped.get(dropped_as, [])) < PER_SHARD:
+                others = np.ones(n, bool)
+                others[local] = False
+                pick = np.flatnonzero(others)[:PER_SHARD]
+                samples.drop(batch.take(pa.array(pick, pa.int64())), dropped_as)
             if hi == lo:
                 continue
-            local = rows[lo:hi] - (offset - n)
             kept = batch.take(pa.array(local))
             out = pipeline.apply(kept, report)
             for name, values in (row_columns or {}).items():
@@ -197,6 +214,7 @@ def write_selected(
                 writer = ParquetShardWriter(target, out_schema)
             assert writer is not None
             writer.write(out)
+            samples.keep(out)
             report.rows_out += out.num_rows
             report.text_bytes += int(pc.sum(pc.binary_length(out.column(TEXT))).as_py() or 0)
             if summarize is not None:
@@ -214,7 +232,7 @@ def write_selected(
             writer.abort()
         raise
     del probe
-    report.extra = {"summaries": summaries, "groups": groups}
+    report.extra = {"summaries": summaries, "groups": groups, "samples": samples.to_dict()}
     report.seconds = time.perf_counter() - start
     report.peak_rss_mb = peak_rss_mb()
     return report

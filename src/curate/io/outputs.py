@@ -218,7 +218,7 @@ class Manifest:
         d.mkdir(exist_ok=True)
         return d
 
-    def finish(self, summary: dict[str, Any]) -> None:
+    def finish(self, summary: dict[str, Any], samples: dict[str, Any] | None = None) -> None:
         """Fold the per-shard records (without bulky extras) into the manifest; drop the work dir."""
         import shutil
 
@@ -231,8 +231,19 @@ class Manifest:
         self.state["shards"] = shards
         self.state["complete"] = True
         self.state["summary"] = summary
+        if samples is not None:
+            self.state["samples"] = samples
         self.save()
         shutil.rmtree(self.folder / WORK_DIR, ignore_errors=True)
+
+
+def annotate_manifest(folder: Path, **fields: Any) -> None:
+    """Add fields to a finished run's manifest (the command line, the checks' verdicts) that
+    are not part of its plan, so `curate report` can show them later."""
+    path = folder / MANIFEST
+    state = json.loads(path.read_text())
+    state.update(fields)
+    write_bytes_atomic(path, json.dumps(state, indent=2, sort_keys=True).encode())
 
 
 def output_files(folder: Path) -> Iterator[Path]:

@@ -79,7 +79,7 @@ def exact_dedup_job(config: ExactDedupConfig) -> Job:
         phases=(
             Keys(name="hash", task=hash_shard),
             Decide(name="decide", decide=_decide),
-            Write(name="write", pipeline=lambda run: pipeline),
+            Write(name="write", pipeline=lambda run: pipeline, dropped_as="exact duplicate"),
         ),
         summarize=_summary,
         validate=validate,

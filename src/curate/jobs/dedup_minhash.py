@@ -108,7 +108,7 @@ def minhash_dedup_job(config: MinHashConfig) -> Job:
             signature_phase(_params),
             *verify_phases(_params, signatures="signatures"),
             Decide(name="decide", decide=_decide),
-            Write(name="write"),
+            Write(name="write", dropped_as="near duplicate"),
         ),
         summarize=_summary,
         batch_size=config.batch_size,

@@ -20,6 +20,7 @@ from curate.io.inputs import Columns, DatasetSpec
 from curate.pipeline import Pipeline
 from curate.stages.resample import GumbelTopK
 from curate.steps.budget import prefix_cut
+from curate.steps.profile import selection_distribution
 from curate.types import TEXT
 
 
@@ -90,6 +91,7 @@ def _summary(run: JobRun) -> dict[str, Any]:
         "seed": selector.seed,
         "by": selector.by,
         "key_threshold": decision.stats["key_threshold"],
+        "distribution": selection_distribution(run.get("keys"), decision, run.shards()),
     }
 
 

@@ -116,7 +116,17 @@ def _summary(run: JobRun) -> dict[str, Any]:
         "keep_top": c.keep_top,
         "drops": stats["drops"],
         "global": "percentiles over the whole input, not per shard",
+        "distribution": {"score": _histogram(run)},
     }
+
+
+def _histogram(run: JobRun) -> dict[str, Any] | None:
+    from curate.steps.profile import score_histogram
+
+    shards = run.shards()
+    rows = run.get("decide").rows
+    paths = [run.get("values").paths[s.index] for s in shards]
+    return score_histogram(paths, [rows.get(s.index, np.zeros(0, np.int64)) for s in shards], "values")
 
 
 def threshold_job(config: ThresholdConfig) -> Job:
@@ -136,7 +146,11 @@ def threshold_job(config: ThresholdConfig) -> Job:
         phases=(
             Keys(name="values", task=column_values, args=lambda run, s: (run.config.column,)),
             Decide(name="decide", decide=_decide),
-            Write(name="write", rejected=config.rejected is not None),
+            Write(
+                name="write",
+                rejected=config.rejected is not None,
+                dropped_as=f"{config.column} null or out of range",
+            ),
         ),
         summarize=_summary,
         validate=validate,

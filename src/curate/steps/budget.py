@@ -100,8 +100,15 @@ def balanced_cut(
         "selected_cost": sel.selected_cost,
         "selected_docs": sel.selected_docs,
         "key_threshold": min(mins) if mins else float("nan"),
-        "diversity": sel.report(target=target),
+        "diversity": {**sel.report(target=target), "profile": profile_of(sel)},
     }
+
+
+def profile_of(sel: Any) -> dict[str, Any]:
+    """A balanced selection's clusters, for the report's cluster plots."""
+    from curate.steps.profile import cluster_profile
+
+    return cluster_profile(sel.size, sel.capacity, sel.allocation, sel.got)
 
 
 def correct_to_exact(

@@ -32,6 +32,7 @@ from curate.stages.diversity import (
     refinement_weights,
     selection_keys,
 )
+from curate.steps.budget import profile_of
 from curate.types import TEXT
 
 
@@ -200,6 +201,7 @@ def _decide(run: JobRun) -> Decision:
         "selectable_docs": selectable_docs,
         "pool_cost": pool_cost,
         **sel.report(),
+        "profile": profile_of(sel),
     }
     if refine:
         stats["refinement"] = {**refine, "new_docs": sel.selected_docs}

@@ -19,6 +19,7 @@ from curate.native import HashSpec
 from curate.pipeline import peak_rss_mb
 from curate.report import group_shares, kl_reduction, merge_groups
 from curate.stages.importance import ImportanceModel
+from curate.steps.profile import selection_distribution
 from curate.tokens import TokenCounter
 from curate.types import DSIR_LOG_WEIGHT, N_TOKENS, TEXT
 
@@ -135,6 +136,7 @@ def build_summary(run: JobRun, exact: TokenCounter | None, counter: TokenCounter
         "resumed": run.resumed,
         "prefilter": run.get("prefilter") if (config.dedup or config.quality) else None,
     }
+    summary["distribution"] = selection_distribution(keys, decision, pool)
     if config.diversity is not None:
         from curate.jobs.select.diversity import kmeans_stats
 
