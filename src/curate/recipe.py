@@ -42,6 +42,8 @@ PATH_PARAMS = {
     "weights_file",
     "cluster_scores",
     "stats_json",
+    "report",
+    "summary_md",
     "quality",
     "tokenizer",
     "recipe",
@@ -102,17 +104,32 @@ class Recipe:
             "no_progress": no_progress,
             "keep_going": keep_going,
         }
+        from curate.checks import FAILED_CHECK_EXIT
+        from curate.cli import publish
+
         codes = []
         for step in self.steps:
             argv = step.argv + _run_flags(step.command, flags, step.argv)
+            # A command with --check judges the checks itself (its report and summary show
+            # them); for the others the recipe judges the step's stats JSON afterwards.
+            own = step.checks and any(p.name == "check" for p in step.command.params)
+            if own:
+                argv += [a for c in step.checks for a in ("--check", c)]
             with tempfile.TemporaryDirectory(prefix="curate-recipe-") as tmp:
-                stats = _stats_path(argv, Path(tmp)) if step.checks else None
+                stats = _stats_path(argv, Path(tmp)) if step.checks and not own else None
                 if stats is not None and "--stats-json" not in argv:
                     argv += ["--stats-json", str(stats)]
-                code = step.command.main(args=argv, prog_name=f"curate {step.kind}", standalone_mode=False)
+                publish.STEP_COMMAND = ["curate", *step.kind.split(), *argv]
+                try:
+                    code = step.command.main(
+                        args=argv, prog_name=f"curate {step.kind}", standalone_mode=False
+                    )
+                finally:
+                    publish.STEP_COMMAND = None
+                if code == FAILED_CHECK_EXIT:
+                    raise typer.Exit(FAILED_CHECK_EXIT)
                 codes.append(int(code or 0))
                 if stats is not None and not code:
-                    from curate.checks import FAILED_CHECK_EXIT
                     from curate.cli.options import judge
 
                     if judge(json.loads(stats.read_text()), step.checks):

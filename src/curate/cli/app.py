@@ -11,7 +11,7 @@ import importlib
 from curate.cli.options import app, run_app
 
 # Importing a family registers its commands; this order is the order of `curate --help`.
-FAMILIES = ("select", "importance", "score", "filter", "dedup", "train", "diversity", "misc")
+FAMILIES = ("select", "importance", "score", "filter", "dedup", "train", "diversity", "misc", "reports")
 for _family in FAMILIES:
     importlib.import_module(f"curate.cli.{_family}")
 

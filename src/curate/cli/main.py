@@ -25,6 +25,8 @@ FAMILY_OF = {
     "run": ("misc",),
     "demo": ("misc",),
     "check": ("misc",),
+    "report": ("reports",),
+    "diff": ("reports",),
 }
 
 

@@ -92,7 +92,9 @@ def show(value: Any, how: str = "auto") -> str:
 
 def check_value(value: Any) -> str:
     """A value a check read, as the checks print it."""
-    return f"{value:.6g}" if isinstance(value, float) else repr(value) if isinstance(value, str) else str(value)
+    return (
+        f"{value:.6g}" if isinstance(value, float) else repr(value) if isinstance(value, str) else str(value)
+    )
 
 
 def key_numbers(stats: dict[str, Any]) -> list[tuple[str, str]]:

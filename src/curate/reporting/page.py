@@ -9,6 +9,7 @@ page from a finished run's manifest.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from html import escape
 from typing import Any
 
@@ -34,7 +35,7 @@ details{margin:.4em 0}summary{cursor:pointer}
 """
 
 
-def _table(rows: list[tuple[str, str]], head: tuple[str, ...] = ()) -> str:
+def _table(rows: Sequence[tuple[str, ...]], head: tuple[str, ...] = ()) -> str:
     out = ["<table>"]
     if head:
         out.append("<tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>")
@@ -66,7 +67,7 @@ def _plots(s: dict[str, Any]) -> list[str]:
     dist = s.get("distribution") or {}
     score = dist.get("score")
     if score:
-        marks = {}
+        marks: dict[str, float | None] = {}
         if s.get("kind") == "filter threshold":
             marks = {"keep from": s.get("threshold") if s.get("threshold") is not None else s.get("min")}
         elif s.get("mode") == "top-k":
@@ -252,6 +253,7 @@ def render_report(
     command: str | None = None,
 ) -> str:
     """The report page for a run's stats (and, when known, its plan, samples, checks, command)."""
+    stats = json.loads(json.dumps(stats, sort_keys=True))  # key order as the manifest keeps it
     kind = str(stats.get("kind", "run"))
     failed = sum(not c["passed"] for c in checks or [])
     badge = ""

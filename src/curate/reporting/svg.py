@@ -9,7 +9,7 @@ label is escaped here; numbers are formatted by `fmt`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 
 WIDTH, HEIGHT = 640, 260
@@ -22,11 +22,11 @@ def fmt(x: float) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return str(x)
     ax = abs(x)
-    for size, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e4, "K")):
-        if ax >= size:
+    for size, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if ax >= max(size, 1e4):
             return f"{x / size:.3g}{suffix}"
-    if float(x).is_integer():
-        return f"{int(x):,}"
+    if float(x).is_integer() or ax >= 1000:
+        return f"{x:,.0f}"
     return f"{x:.3g}"
 
 
@@ -92,10 +92,10 @@ class _Scale:
 def histogram(
     title: str,
     edges: Sequence[float],
-    series: dict[str, Sequence[float]],
+    series: Mapping[str, Sequence[float]],
     *,
     xlabel: str,
-    marks: dict[str, float] | None = None,
+    marks: Mapping[str, float | None] | None = None,
 ) -> str:
     """Each series as a share of its own total per bin (so a small selection and a large pool
     compare), drawn as overlaid steps; `marks` are labelled vertical lines (a cut)."""
@@ -129,7 +129,7 @@ def histogram(
 def line(
     title: str,
     xs: Sequence[float],
-    series: dict[str, Sequence[float]],
+    series: Mapping[str, Sequence[float]],
     *,
     xlabel: str,
     ylabel: str,
@@ -156,7 +156,7 @@ def line(
 
 
 def bars(
-    title: str, labels: Sequence[str], series: dict[str, Sequence[float]], *, percent: bool = False
+    title: str, labels: Sequence[str], series: Mapping[str, Sequence[float]], *, percent: bool = False
 ) -> str:
     """Horizontal grouped bars, one row per label (long labels are cut, full text on hover)."""
     labels = list(labels)[:40]

@@ -32,23 +32,44 @@ def _finite_range(paths: list[str], column: str) -> tuple[float, float] | None:
     return (lo, hi) if hi > lo else (lo - 0.5, lo + 0.5)
 
 
+def _counts(
+    paths: list[str], rows: list[np.ndarray] | None, column: str, edges: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Histograms of the pool's and the chosen rows' finite values; values past an end edge
+    count in the end bin."""
+    pool = np.zeros(len(edges) - 1, np.int64)
+    chosen = np.zeros(len(edges) - 1, np.int64)
+    for i, p in enumerate(paths):
+        with np.load(p, allow_pickle=False) as z:
+            v = z[column]
+        clipped = np.clip(v, edges[0], edges[-1])
+        pool += np.histogram(clipped[np.isfinite(v)], edges)[0]
+        if rows is not None:
+            w = clipped[rows[i]]
+            chosen += np.histogram(w[np.isfinite(w)], edges)[0]
+    return pool, chosen
+
+
 def score_histogram(
     paths: list[str], rows: list[np.ndarray], column: str, bins: int = SCORE_BINS
 ) -> dict[str, Any] | None:
-    """Counts of the finite values of `column` in every spill (the pool) and in the chosen rows."""
+    """Counts of the finite values of `column` in every spill (the pool) and in the chosen rows.
+    The range starts at the pool's 0.5% quantile (from a fine first histogram), so a long tail
+    of outliers does not squash the picture; the values below it count in the first bin."""
     span = _finite_range(paths, column)
     if span is None:
         return None
-    edges = np.linspace(span[0], span[1], bins + 1)
-    pool = np.zeros(bins, np.int64)
-    chosen = np.zeros(bins, np.int64)
-    for p, r in zip(paths, rows, strict=True):
-        with np.load(p, allow_pickle=False) as z:
-            v = z[column]
-        pool += np.histogram(v[np.isfinite(v)], edges)[0]
-        w = v[r]
-        chosen += np.histogram(w[np.isfinite(w)], edges)[0]
-    return {"edges": edges.tolist(), "pool": pool.tolist(), "selected": chosen.tolist()}
+    fine_edges = np.linspace(span[0], span[1], 2001)
+    fine, _ = _counts(paths, None, column, fine_edges)
+    lo = float(fine_edges[np.searchsorted(np.cumsum(fine), 0.005 * fine.sum(), side="right")])
+    edges = np.linspace(min(lo, span[1] - 1e-9), span[1], bins + 1)
+    pool, chosen = _counts(paths, rows, column, edges)
+    return {
+        "edges": edges.tolist(),
+        "pool": pool.tolist(),
+        "selected": chosen.tolist(),
+        "below_first_edge": "counted in the first bin",
+    }
 
 
 def rank_curve(paths: list[str], points: int = RANK_POINTS) -> dict[str, Any] | None:
