@@ -48,6 +48,7 @@ golden: $(BIN)/python
 # Regenerate the CLI reference from --help.
 docs: $(BIN)/python
 	$(BIN)/python docs/gen_cli_reference.py > docs/cli.md
+	$(BIN)/python -c "from curate.stats import markdown; print(markdown(), end='')" > docs/stats.md
 
 clean:
 	rm -rf build demo-out .pytest_cache .mypy_cache .ruff_cache

@@ -133,6 +133,8 @@ DATASET_OPTIONS = ("target", "raw", "positive", "negative", "data", "previous")
 NO_DATASET = {
     ("demo",): "builds its own pool from this machine's text; reads no dataset",
     ("check",): "judges a stats JSON (tests/test_checks.py feeds it bad ones); reads no dataset",
+    ("report",): "reads a finished run's manifest (tests/test_reports.py gives it a folder without one)",
+    ("diff",): "compares two stats JSONs or run folders (tests/test_reports.py); reads no dataset",
 }
 
 

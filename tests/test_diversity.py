@@ -682,7 +682,7 @@ def test_select_diversity_on_a_jsonl_copy_samples_the_same_rows(tmp_path: Path, 
         )  # fmt: skip
         assert r.returncode == 0, r.stderr
         outs[name] = json.loads(stats.read_text())["diversity"]["kmeans"]
-    # the lines are shorter than DSIR's 100 words: a percentage of nothing is an error, not 0
+    # no line is 100,000 words long: a percentage of nothing is an error, not 0
     r = cli(
         "select",
         str(pools["jsonl"]),
@@ -691,6 +691,8 @@ def test_select_diversity_on_a_jsonl_copy_samples_the_same_rows(tmp_path: Path, 
         str(corpus.target),
         "--budget",
         "3%",
+        "--min-words",
+        "100000",
     )
     assert r.returncode != 0 and "nothing to select" in r.stderr and "--min-words" in r.stderr
     assert outs["jsonl"]["sample_rows"] == outs["parquet"]["sample_rows"] == 10_000

@@ -68,8 +68,10 @@ def test_one_and_two_workers_give_identical_bytes(corpus, tmp_path: Path) -> Non
 def test_seed_changes_selection_and_top_k_does_not_use_it(corpus, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ids = {}
     for name, kw in {
-        "s0": {"seed": 0},
-        "s1": {"seed": 1},
+        # A high temperature makes the Gumbel noise, not the weights, decide the order, so two
+        # seeds differ on any corpus (at T=1 a corpus whose weights have a gap at the cut may not).
+        "s0": {"seed": 0, "temperature": 1000.0},
+        "s1": {"seed": 1, "temperature": 1000.0},
         "k0": {"top_k": True, "seed": 0},
         "k1": {"top_k": True, "seed": 1},
     }.items():

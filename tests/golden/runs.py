@@ -106,6 +106,10 @@ RUNS: tuple[Run, ...] = (
 NOT_RUN = {
     ("demo",): "its pool is this machine's own text by design (tests/test_cli.py runs it)",
     ("check",): "writes nothing: it judges a stats JSON (tests/test_checks.py)",
+    (
+        "report",
+    ): "its page shows the run's timings; tests/test_reports.py checks it rebuilds --report's bytes",
+    ("diff",): "writes nothing: it prints what moved between two stats (tests/test_reports.py)",
 }
 RECIPE = """[[step]]
 run = "score importance"
@@ -121,6 +125,7 @@ by = "dsir_log_weight"
 budget = "docs:12"
 """
 SKIP_FILES = ("_manifest.json", "_curate_work")
+STATS = "_stats"  # each run's --stats-json, checked against the documented schema
 
 
 # ------------------------------------------------------------------------------------ digests
@@ -211,12 +216,15 @@ def run_all(work: Path) -> dict[str, dict[str, str]]:
     os.environ["HF_HUB_OFFLINE"] = "1"
     fill = {"pool": str(CORPUS / "pool"), "target": str(CORPUS / "target.parquet"), "w": str(work)}
     (work / "recipe.toml").write_text(RECIPE.format(**fill))
+    (work / STATS).mkdir(exist_ok=True)
     out: dict[str, dict[str, str]] = {}
     for run in RUNS:
         argv = [a.format(**fill) for a in run.argv]
         params = option_names(argv)
         argv += ["--workers", "1"] if "workers" in params and "--workers" not in argv else []
         argv += ["--no-progress"] if "no_progress" in params else []
+        if "stats_json" in params and "--stats-json" not in argv:  # for the schema check
+            argv += ["--stats-json", str(work / STATS / f"{run.name}.json")]
         try:
             main(argv)
         except SystemExit as exc:
@@ -240,6 +248,16 @@ PINNED_ENV = {
     "OMP_NUM_THREADS": "1",
     "HF_HUB_OFFLINE": "1",
 }
+
+
+def schema_gaps(folder: Path) -> list[str]:
+    """Every stats field a golden run wrote that the documented schema does not name."""
+    from curate.stats import undocumented
+
+    gaps = []
+    for path in sorted(folder.glob("*.json")):
+        gaps += [f"{path.stem}: {g}" for g in undocumented(json.loads(path.read_text()))]
+    return gaps
 
 
 def changes(expected: dict[str, dict[str, str]], got: dict[str, dict[str, str]]) -> list[str]:
@@ -272,10 +290,17 @@ def main() -> None:
         contextlib.redirect_stderr(quiet),
     ):
         digests = run_all(Path(tmp))
+        undocumented = schema_gaps(Path(tmp) / STATS)
     if sys.argv[1] == "--update":
         DIGESTS.write_text(json.dumps(digests, indent=1, sort_keys=True) + "\n")
         print(f"wrote {DIGESTS}: {sum(len(v) for v in digests.values())} files from {len(digests)} runs")
         return
+    if undocumented:
+        print(
+            "stats fields missing from curate.stats (docs/stats.md):\n" + "\n".join(undocumented),
+            file=sys.stderr,
+        )
+        raise SystemExit(1)
     diff = changes(json.loads(DIGESTS.read_text()), digests)
     print("outputs changed:\n" + "\n".join(diff) if diff else "golden outputs unchanged", file=sys.stderr)
     raise SystemExit(1 if diff else 0)

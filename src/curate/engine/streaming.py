@@ -20,6 +20,7 @@ from curate.executors.local import threads_per_worker
 from curate.io.inputs import STDIO, Columns, discover, iter_batches, iter_stdin, shard_schema
 from curate.io.outputs import Manifest, ParquetShardWriter, StdoutWriter
 from curate.pipeline import run_stream
+from curate.stats import STATS_HEADER
 
 
 def run_stream_job(job: Job, *, workers: int, overwrite: bool) -> JobResult:
@@ -62,5 +63,5 @@ def run_stream_job(job: Job, *, workers: int, overwrite: bool) -> JobResult:
         report.files = [target.name]
         manifest.mark_shard("stdin", {"files": report.files, "report": report.to_dict()})
         manifest.finish(report.to_dict())
-    summary = {"report": report.to_dict()}
+    summary = {**STATS_HEADER, "kind": job.kind, "report": report.to_dict()}
     return JobResult(summary, job.output, time.perf_counter() - start, [], {})

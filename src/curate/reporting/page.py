@@ -253,7 +253,8 @@ def render_report(
     command: str | None = None,
 ) -> str:
     """The report page for a run's stats (and, when known, its plan, samples, checks, command)."""
-    stats = json.loads(json.dumps(stats, sort_keys=True))  # key order as the manifest keeps it
+    # Key order as the manifest keeps it, so that `curate report` rebuilds the same bytes.
+    stats, plan, samples = (json.loads(json.dumps(x, sort_keys=True)) for x in (stats, plan, samples))
     kind = str(stats.get("kind", "run"))
     failed = sum(not c["passed"] for c in checks or [])
     badge = ""
