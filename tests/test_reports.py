@@ -114,6 +114,9 @@ KINDS = {
     "dedup-exact": ["dedup", "exact", POOL, "{out}"],
     "dedup-minhash": ["dedup", "minhash", POOL, "{out}"],
     "filter-gopher": ["filter", "gopher", POOL, "{out}"],
+    "filter-threshold": ["filter", "threshold", POOL, "{out}", "--column", "label", "--min", "1"],
+    "resample": ["resample", POOL, "{out}", "--by", "label", "--budget", "docs:9"],
+    "diversify": ["diversify", "{clustered}", "{out}", "--budget", "docs:20", "--group-by", "domain"],
 }
 PLOTS = {
     "select": ("pool vs selection", "cumulative budget", "share by domain", "KL(target"),
@@ -121,13 +124,27 @@ PLOTS = {
     "dedup-exact": ("rows dropped per rule",),
     "dedup-minhash": ("rows dropped per rule",),
     "filter-gopher": ("rows dropped per rule",),
+    "filter-threshold": ("label: pool vs selection", "keep from", "rows dropped per rule"),
+    "resample": ("label: pool vs selection", "cumulative budget"),
+    "diversify": ("clusters by size", "budget per cluster", "share by domain"),
 }
+
+
+def clustered_pool(folder: Path) -> Path:
+    """The golden pool with a `kmeans_cluster` column (what `curate cluster` adds), for diversify."""
+    folder.mkdir()
+    for shard in sorted((GOLDEN / "pool").glob("*.parquet")):
+        t = pq.read_table(shard)
+        t = t.append_column("kmeans_cluster", pa.array([i % 5 for i in range(t.num_rows)], pa.int32()))
+        pq.write_table(t, folder / shard.name)
+    return folder
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_the_report_parses_and_holds_each_section(tmp_path: Path, kind: str) -> None:
     out, html = tmp_path / "out", tmp_path / "report.html"
-    argv = [a.format(out=out) for a in KINDS[kind]]
+    clustered = clustered_pool(tmp_path / "clustered") if kind == "diversify" else None
+    argv = [a.format(out=out, clustered=clustered) for a in KINDS[kind]]
     code = curate(*argv, "--workers", "1", "--no-progress", "--report", str(html), "--check", "workers >= 1")
     assert code == 0
     page = parsed(html)

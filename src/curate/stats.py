@@ -114,6 +114,7 @@ BY_KIND: dict[str, dict[str, str]] = {
         "quality": "the --quality-column (null without)",
         "temperature": "the softmax temperature of the key",
         "groups": "with --group-by: `groups_in_pool`, `groups_selected`, `share` (value -> pool, selected)",
+        "group_by": "with --group-by: the column",
         "refinement": "with --previous: clusters scored, the prior's weights and the new documents",
     },
     "dedup exact": {

@@ -263,6 +263,7 @@ def _summary(run: JobRun) -> dict[str, Any]:
         summary["refinement"] = refinement
     if groups is not None:
         summary["groups"] = groups
+        summary["group_by"] = c.group_by
     return summary
 
 
