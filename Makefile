@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit unit-without-debian-text bench docs golden clean
+.PHONY: demo test test-ray lint typecheck unit unit-without-debian-text bench docs golden clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ demo: $(BIN)/python
 test: $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 	$(MAKE) lint typecheck unit unit-without-debian-text
+
+# The Ray executor's tests (marker `ray`): a local Ray with 2 CPUs, started by the tests.
+test-ray: $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev,ray]'
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m ray
 
 lint:
 	$(BIN)/ruff check src tests bench

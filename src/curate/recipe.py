@@ -49,7 +49,15 @@ PATH_PARAMS = {
     "recipe",
 }
 ENCODINGS = {"cl100k", "o200k", "cl100k_base", "o200k_base"}
-RUN_FLAGS = ("workers", "overwrite", "no_progress", "keep_going")  # `curate run`'s, passed to each step
+RUN_FLAGS = (
+    "workers",
+    "overwrite",
+    "no_progress",
+    "keep_going",
+    "executor",
+    "ray_address",
+)  # passed to each step
+RECIPE_DEFAULTS = ("executor", "ray_address")  # top-level keys: each step's, unless it sets its own
 
 
 def commands() -> dict[str, Any]:
@@ -85,6 +93,7 @@ class Step:
 class Recipe:
     path: Path
     steps: list[Step]
+    defaults: dict[str, str] = field(default_factory=dict)  # top-level executor, ray_address
 
     def execute(
         self,
@@ -93,6 +102,8 @@ class Recipe:
         overwrite: bool = False,
         no_progress: bool = False,
         keep_going: bool = False,
+        executor: str | None = None,
+        ray_address: str | None = None,
     ) -> list[int]:
         """Run the steps in order; their exit statuses. A step that ends non-zero (--keep-going
         left shards out) does not stop the recipe, which then exits 1 at the end."""
@@ -103,6 +114,8 @@ class Recipe:
             "overwrite": overwrite,
             "no_progress": no_progress,
             "keep_going": keep_going,
+            "executor": executor or self.defaults.get("executor"),
+            "ray_address": ray_address or self.defaults.get("ray_address"),
         }
         from curate.checks import FAILED_CHECK_EXIT
         from curate.cli import publish
@@ -262,12 +275,18 @@ def load_recipe(path: str | Path) -> Recipe:
         raise RecipeError(f"{path}: no such recipe") from exc
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError(f"{path}: not valid TOML ({exc})") from exc
-    top = {"select", "step"}
+    top = {"select", "step", *RECIPE_DEFAULTS}
+    defaults = {k: data.pop(k) for k in RECIPE_DEFAULTS if k in data}
+    for key, value in defaults.items():
+        if not isinstance(value, str):
+            raise RecipeError(f'{path}: {key} must be a string, e.g. {key} = "ray"')
+    if defaults.get("executor", "local") not in ("local", "ray"):
+        raise RecipeError(f"{path}: executor must be local or ray, got {defaults['executor']!r}")
     for key in data:
         if key not in top:
             raise RecipeError(
                 f"{path}: unknown table {key!r}{did_you_mean(key, top)}",
-                hint="a recipe has [select] or [[step]] tables",
+                hint="a recipe has [select] or [[step]] tables, and optionally executor and ray_address keys",
             )
     known = commands()
     tables: list[tuple[str, str, dict[str, Any]]] = []
@@ -292,4 +311,4 @@ def load_recipe(path: str | Path) -> Recipe:
     for kind, where, t in tables:
         checks = _checks(t, known[kind], where)
         steps.append(Step(kind, _argv(kind, known[kind], t, path.parent, where), where, known[kind], checks))
-    return Recipe(path=path, steps=steps)
+    return Recipe(path=path, steps=steps, defaults=defaults)

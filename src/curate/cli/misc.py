@@ -10,7 +10,18 @@ from typing import Annotated
 import typer
 
 from curate.cli import render
-from curate.cli.options import KeepGoing, NoProgress, Overwrite, Sidecars, Workers, app, execute, source
+from curate.cli.options import (
+    ExecutorOpt,
+    KeepGoing,
+    NoProgress,
+    Overwrite,
+    RayAddress,
+    Sidecars,
+    Workers,
+    app,
+    execute,
+    source,
+)
 
 
 @app.command()
@@ -52,6 +63,17 @@ def run(
         Path, typer.Argument(metavar="RECIPE.toml", help="A TOML recipe (see recipes/ and docs/recipes.md).")
     ],
     workers: Workers = 0,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            "--executor",
+            help="local or ray, for every step that sets none [default: the recipe's top-level "
+            "`executor`, or local].",
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", metavar="ADDR", help="With ray: the cluster to join.")
+    ] = None,
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
     keep_going: KeepGoing = False,
@@ -61,7 +83,14 @@ def run(
     from curate.recipe import load_recipe
 
     plan = load_recipe(recipe)
-    plan.execute(workers=workers, overwrite=overwrite, no_progress=no_progress, keep_going=keep_going)
+    plan.execute(
+        workers=workers,
+        overwrite=overwrite,
+        no_progress=no_progress,
+        keep_going=keep_going,
+        executor=executor,
+        ray_address=ray_address,
+    )
 
 
 @app.command()
@@ -112,6 +141,8 @@ def demo(
     ] = Path("demo-out"),
     budget: Annotated[str, typer.Option(help="Token budget of the selection.")] = "100K",
     workers: Workers = 0,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddress = None,
     no_progress: NoProgress = False,
 ) -> None:
     """Build a small real pool from this machine's text (Python docs, docstrings, stdlib code,

@@ -52,6 +52,39 @@ Inputs = Annotated[
 ]
 Output = Annotated[str, typer.Argument(metavar="OUT", help="Output folder, or - for Arrow IPC on stdout.")]
 Workers = Annotated[int, typer.Option("--workers", "-w", help="Worker processes (0: one per core).", min=0)]
+# Where the command's shard tasks run. The options' callbacks keep the parsed values here for
+# `execute`, so that each command declares them without passing them through its body.
+RUN_ON: dict[str, Any] = {"executor": "local", "ray_address": None}
+
+
+def _keep(name: str) -> Any:
+    def keep(value: Any) -> Any:
+        RUN_ON[name] = value
+        return value
+
+    return keep
+
+
+ExecutorOpt = Annotated[
+    str,
+    typer.Option(
+        "--executor",
+        help="Where shard tasks run: local (a process pool here) or ray (Ray tasks on a local Ray, "
+        "or the cluster --ray-address or $RAY_ADDRESS names; pip install 'curate[ray]'). The output "
+        "is byte-identical either way.",
+        callback=_keep("executor"),
+    ),
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        metavar="ADDR",
+        help="With --executor ray: the cluster to join (e.g. ray://head:10001) [default: $RAY_ADDRESS, "
+        "or a local Ray started for the run].",
+        callback=_keep("ray_address"),
+    ),
+]
 Seed = Annotated[int, typer.Option(help="Seed for every random choice (Gumbel noise, raw-sample order).")]
 Overwrite = Annotated[
     bool, typer.Option("--overwrite", help="Replace an output folder that holds another run.")
@@ -167,7 +200,9 @@ def execute(
 
     progress = render.RichProgress(not no_progress)
     try:
-        result = run_job(job, workers=workers, overwrite=overwrite, progress=progress, keep_going=keep_going)
+        result = run_job(
+            job, workers=workers, overwrite=overwrite, progress=progress, keep_going=keep_going, **RUN_ON
+        )
     finally:
         progress.close()
     write_stats(stats_json, result.summary)

@@ -11,12 +11,14 @@ from curate.cli import render
 from curate.cli.options import (
     BatchSize,
     Checks,
+    ExecutorOpt,
     IdColumn,
     Inputs,
     KeepGoing,
     NoProgress,
     Output,
     Overwrite,
+    RayAddress,
     ReportHtml,
     Seed,
     Sidecars,
@@ -61,6 +63,8 @@ def select(
     budget: Budget,
     seed: Seed = 0,
     workers: Workers = 0,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddress = None,
     tokenizer: Tokenizer = None,
     group_by: Annotated[
         str | None, typer.Option(help="Report the share of each value of this column, before and after.")
@@ -206,6 +210,8 @@ def resample(
         str, typer.Option(help="cover (reach the budget) or under (stay within it).")
     ] = "cover",
     workers: Workers = 0,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddress = None,
     text_column: TextColumn = "text",
     id_column: IdColumn = None,
     stats_json: StatsJson = None,

@@ -11,7 +11,9 @@ import typer
 from curate.cli import render
 from curate.cli.options import (
     Device,
+    ExecutorOpt,
     NoProgress,
+    RayAddress,
     Seed,
     Sidecars,
     StatsJson,
@@ -56,6 +58,8 @@ def train_fasttext(
     seed: Seed = 0,
     text_column: TextColumn = "text",
     workers: Workers = 0,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddress = None,
     stats_json: StatsJson = None,
     no_progress: NoProgress = False,
 ) -> None:
@@ -117,6 +121,8 @@ def train_combine(
     normalisation: Annotated[str, typer.Option(help="zscore or rank.")] = "zscore",
     seed: Seed = 0,
     workers: Workers = 0,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddress = None,
     text_column: TextColumn = "text",
     sidecar: Sidecars = None,
     stats_json: StatsJson = None,

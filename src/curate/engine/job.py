@@ -17,7 +17,8 @@ from typing import Any
 
 from curate import __version__, native
 from curate.errors import CurateError, InputDataError, SchemaError
-from curate.executors.local import LocalExecutor, threads_per_worker
+from curate.executors import Executor
+from curate.executors.local import threads_per_worker
 from curate.io.inputs import Columns, DatasetSpec, Shard
 from curate.io.outputs import Manifest
 from curate.progress import Progress
@@ -126,6 +127,10 @@ def _guarded(fn: Callable[..., Any], *args: Any) -> Any:
         return TaskFailed(exc.message)
 
 
+def _lost(i: int, message: str) -> TaskFailed:
+    return TaskFailed(message)
+
+
 @dataclass
 class JobRun:
     """One run of a job: what its phases see and use."""
@@ -135,7 +140,7 @@ class JobRun:
     out: Path | None
     manifest: Manifest | None
     work: Path
-    executor: LocalExecutor
+    executor: Executor
     workers: int
     progress: Progress
     keep_going: bool
@@ -207,7 +212,9 @@ class JobRun:
 
         if self.keep_going:
             calls = [(fn, *t) for t in tasks]
-            results = self.executor.map(_guarded, calls, on_result=done, until=stop if until else None)
+            results = self.executor.map(
+                _guarded, calls, on_result=done, until=stop if until else None, on_lost=_lost
+            )
         else:
             results = self.executor.map(fn, tasks, on_result=done, until=stop if until else None)
         self.progress.end(phase)

@@ -20,7 +20,8 @@ from curate.engine.job import Job, JobResult, JobRun
 from curate.engine.phases import Map, ShardResults, Write
 from curate.engine.streaming import run_stream_job
 from curate.errors import InputDataError, SchemaError
-from curate.executors.local import LocalExecutor, resolve_workers
+from curate.executors import make_executor
+from curate.executors.local import resolve_workers
 from curate.io.inputs import STDIO, Columns, Shard, discover, shard_schema
 from curate.io.outputs import Manifest
 from curate.pipeline import peak_rss_mb
@@ -36,17 +37,27 @@ def run_job(
     overwrite: bool = False,
     progress: Progress | None = None,
     keep_going: bool = False,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> JobResult:
-    """Run `job` to the end, resuming what an earlier run of the same plan finished."""
+    """Run `job` to the end, resuming what an earlier run of the same plan finished, on the
+    `local` executor (a process pool) or on `ray` (same output bytes)."""
     start = time.perf_counter()
     progress = progress or NoProgress()
     if job.output == STDIO and not job.streams:
-        return _via_folder(job, workers=workers, progress=progress, keep_going=keep_going)
+        return _via_folder(
+            job,
+            workers=workers,
+            progress=progress,
+            keep_going=keep_going,
+            executor=executor,
+            ray_address=ray_address,
+        )
     if job.streams and (job.output == STDIO or job.inputs.get("input") == STDIO):
         return run_stream_job(job, workers=resolve_workers(workers), overwrite=overwrite)
     with _spooled(job) as job:
         datasets = {name: discover(spec) for name, spec in job.inputs.items()}
-        nworkers = resolve_workers(workers)
+        nworkers = resolve_workers(workers) if executor == "local" else (workers or 0)
         failed = _validate(job, datasets, keep_going)
         out = Path(job.output) if job.output is not None else None
         manifest = Manifest(out, job.plan(datasets), overwrite=overwrite) if out is not None else None
@@ -58,14 +69,15 @@ def run_job(
             )
         if job.rejected is not None:
             Manifest(Path(job.rejected), {**job.plan(datasets), "side": "rejected"}, overwrite=overwrite)
-        with _work_dir(manifest) as work, LocalExecutor(nworkers) as executor:
+        with _work_dir(manifest) as work, make_executor(executor, nworkers, ray_address) as pool:
+            nworkers = pool.workers
             run = JobRun(
                 job=job,
                 datasets=datasets,
                 out=out,
                 manifest=manifest,
                 work=work,
-                executor=executor,
+                executor=pool,
                 workers=nworkers,
                 progress=progress,
                 keep_going=keep_going,
@@ -82,6 +94,7 @@ def run_job(
             summary = {**STATS_HEADER, "kind": job.kind, **job.summarize(run)}
             summary.setdefault("timings", run.timings_dict())
             summary.setdefault("workers", nworkers)
+            summary.setdefault("executor", executor)
             summary.setdefault("resumed", run.resumed)
             summary.setdefault("peak_rss_mb", {"driver": round(peak_rss_mb(), 1)})
             if run.failed:
@@ -162,7 +175,9 @@ def _spooled(job: Job) -> Iterator[Job]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _via_folder(job: Job, *, workers: int | None, progress: Progress, keep_going: bool) -> JobResult:
+def _via_folder(
+    job: Job, *, workers: int | None, progress: Progress, keep_going: bool, **executor: Any
+) -> JobResult:
     """Run a job whose output is `-` into a temporary folder, then stream its rows to stdout."""
     import pyarrow.parquet as pq
 
@@ -176,6 +191,7 @@ def _via_folder(job: Job, *, workers: int | None, progress: Progress, keep_going
             overwrite=True,
             progress=progress,
             keep_going=keep_going,
+            **executor,
         )
         files = list(output_files(tmp / "out"))
         if files:

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-VOLATILE = ("timings", "peak_rss_mb", "workers", "resumed", "signature_seconds", "report.seconds")
+VOLATILE = ("timings", "peak_rss_mb", "workers", "executor", "resumed", "signature_seconds", "report.seconds")
 RECORD_KEYS = ("group", "cluster", "name", "shard")
 LONG_LIST = 10
 
