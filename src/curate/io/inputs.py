@@ -22,6 +22,7 @@ import pyarrow as pa
 from curate.errors import InputDataError, SchemaError, UsageError
 from curate.io.readers import Located, iter_ipc, iter_jsonl, iter_parquet, open_parquet
 from curate.io.sidecars import SidecarReader, join, sidecar_fields, sidecar_file
+from curate.io.stores import is_uri, list_files
 from curate.types import ID, TEXT
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -93,13 +94,13 @@ def discover(spec: DatasetSpec) -> list[Shard]:
         if len(specs) == 1:
             raise UsageError("`-` (stdin) is a stream, not a set of shards")
         raise UsageError("`-` (stdin) cannot be combined with other inputs")
-    paths: list[tuple[str, str]] = []
+    paths: list[tuple[str, str, int]] = []
     for one in specs:
         paths.extend(_discover_one(one))
     by_path: dict[str, str] = {}
     by_name: dict[str, str] = {}
-    for path, name in paths:
-        real = os.path.realpath(path)
+    for path, name, _ in paths:
+        real = path if is_uri(path) else os.path.realpath(path)
         if real in by_path:
             raise UsageError(
                 f"{path}: listed twice among the inputs (also as {by_path[real]})",
@@ -114,12 +115,25 @@ def discover(spec: DatasetSpec) -> list[Shard]:
         by_path[real] = path
         by_name[name] = path
     return [
-        Shard(path=path, name=name, index=i, format=_format_of(path) or "parquet", size=os.path.getsize(path))
-        for i, (path, name) in enumerate(paths)
+        Shard(path=path, name=name, index=i, format=_format_of(path) or "parquet", size=size)
+        for i, (path, name, size) in enumerate(paths)
     ]
 
 
-def _discover_one(spec: str) -> list[tuple[str, str]]:
+def _discover_one(spec: str) -> list[tuple[str, str, int]]:
+    """(path, name relative to the spec, size) of each shard a spec names."""
+    if is_uri(spec):
+        found = [(u, n, size) for u, n, size in list_files(spec) if _format_of(n)]
+        if not found:
+            raise InputDataError(
+                f"{spec}: no .parquet, .jsonl(.gz/.zst) or .arrow objects found",
+                hint="point at a prefix holding shards, a glob such as 's3://bucket/pool/*.parquet', or one object",
+            )
+        return found
+    return [(path, name, os.path.getsize(path)) for path, name in _discover_local(spec)]
+
+
+def _discover_local(spec: str) -> list[tuple[str, str]]:
     paths: list[tuple[str, str]] = []
     p = Path(spec)
     if p.is_dir():

@@ -10,20 +10,27 @@ import gzip
 import io
 import json
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from curate.errors import InputDataError
+from curate.io.stores import is_uri, open_input_file, open_input_stream
 
 # ------------------------------------------------------------------------------------- Parquet
 Located = tuple[pa.RecordBatch, str, int]
 
 
+def _random_access(path: str) -> Any:
+    """A local path as is; an object-store URI as a pyarrow random-access file."""
+    return open_input_file(path) if is_uri(path) else path
+
+
 def open_parquet(path: str) -> pq.ParquetFile:
     try:
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(_random_access(path))
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputDataError(
             f"{path}: not a readable Parquet file ({exc})",
@@ -50,14 +57,24 @@ def iter_parquet(
 
 
 # ------------------------------------------------------------------------------------- JSONL
-def _open_binary(path: str) -> io.BufferedIOBase:
+def _open_binary(path: str) -> Any:
     lower = path.lower()
+    if is_uri(path):  # a JSONL shard is read whole anyway: fetch it, then decompress in memory
+        with open_input_stream(path) as stream:
+            data = stream.read()
+        if lower.endswith(".gz"):
+            data = gzip.decompress(data)
+        elif lower.endswith(".zst"):
+            import zstandard
+
+            data = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
+        return io.BytesIO(data)
     if lower.endswith(".gz"):
         return gzip.open(path, "rb")
     if lower.endswith(".zst"):
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"))  # type: ignore[return-value]
+        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"))
     return open(path, "rb")
 
 
@@ -109,12 +126,12 @@ def iter_jsonl(path: str, columns: Sequence[str] | None, batch_size: int) -> Ite
 def iter_ipc(path: str, columns: Sequence[str] | None, batch_size: int) -> Iterator[Located]:
     try:
         try:
-            reader = pa.ipc.open_file(path)
+            reader = pa.ipc.open_file(_random_access(path))
             batches: Iterator[pa.RecordBatch] = (
                 reader.get_batch(i) for i in range(reader.num_record_batches)
             )
         except pa.ArrowInvalid:
-            batches = iter(pa.ipc.open_stream(path))
+            batches = iter(pa.ipc.open_stream(_random_access(path)))
         row = 0
         for b in batches:
             if columns is not None:

@@ -1,0 +1,98 @@
+"""Datasets on object stores: `s3://`, `gs://`, `hdfs://` and `file://` URIs, through
+`pyarrow.fs` (no extra dependency: the filesystems are part of pyarrow).
+
+Credentials and endpoints come from the environment only, never from a recipe or a report:
+for S3 the usual AWS variables, and `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` for an
+S3-compatible server (MinIO, Ceph, moto), which pyarrow does not read by itself.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from typing import Any
+
+SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "file://")
+_CACHE: dict[str, Any] = {}  # one filesystem per scheme and endpoint, per process
+
+
+def is_uri(path: str) -> bool:
+    return path.lower().startswith(SCHEMES)
+
+
+def _s3() -> Any:
+    from pyarrow import fs
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    kwargs: dict[str, Any] = {}
+    if endpoint:
+        scheme, _, rest = endpoint.partition("://")
+        kwargs.update(endpoint_override=rest or scheme, scheme=scheme if rest else "https")
+    if region:
+        kwargs["region"] = region
+    return fs.S3FileSystem(**kwargs)
+
+
+def resolve(uri: str) -> tuple[Any, str]:
+    """The pyarrow filesystem of a URI and the path inside it."""
+    from pyarrow import fs
+
+    scheme = uri.split("://", 1)[0].lower()
+    if scheme == "s3":
+        key = f"s3|{os.environ.get('AWS_ENDPOINT_URL_S3') or os.environ.get('AWS_ENDPOINT_URL')}"
+        if key not in _CACHE:
+            _CACHE[key] = _s3()
+        return _CACHE[key], uri.split("://", 1)[1]
+    try:
+        filesystem, path = fs.FileSystem.from_uri(uri)
+    except Exception as exc:  # pyarrow raises ArrowInvalid / OSError subclasses per scheme
+        from curate.errors import InputDataError
+
+        raise InputDataError(f"{uri}: cannot open this store ({exc})") from None
+    return filesystem, path
+
+
+def open_input_file(uri: str) -> Any:
+    """A random-access file (Parquet, Arrow IPC)."""
+    filesystem, path = resolve(uri)
+    return filesystem.open_input_file(path)
+
+
+def open_input_stream(uri: str) -> Any:
+    """A sequential stream, not decompressed (JSONL: the reader decompresses by suffix)."""
+    filesystem, path = resolve(uri)
+    return filesystem.open_input_stream(path, compression=None)
+
+
+def _join(uri: str, path: str) -> str:
+    return f"{uri.split('://', 1)[0]}://{path}"
+
+
+def list_files(spec: str) -> list[tuple[str, str, int]]:
+    """(uri, name relative to the spec, size) of a file, of every file under a prefix, or of
+    the files a glob in the last part of the URI matches; sorted. Names starting with `_` or `.`
+    under a prefix are skipped, as in a local folder."""
+    from pyarrow import fs
+
+    filesystem, path = resolve(spec)
+    if any(c in path for c in "*?["):
+        parent, pattern = path.rsplit("/", 1)
+        infos = filesystem.get_file_info(fs.FileSelector(parent, recursive=False, allow_not_found=True))
+        return sorted(
+            (_join(spec, i.path), i.base_name, i.size)
+            for i in infos
+            if i.type == fs.FileType.File and fnmatch.fnmatch(i.base_name, pattern)
+        )
+    info = filesystem.get_file_info(path)
+    if info.type == fs.FileType.File:
+        return [(spec, info.base_name, info.size)]
+    if info.type != fs.FileType.Directory:
+        return []
+    root = path.rstrip("/")
+    out = []
+    for i in filesystem.get_file_info(fs.FileSelector(root, recursive=True)):
+        rel = i.path[len(root) + 1 :]
+        if i.type == fs.FileType.File and not any(part.startswith(("_", ".")) for part in rel.split("/")):
+            out.append((_join(spec, i.path), rel, i.size))
+    return sorted(out)
