@@ -131,6 +131,60 @@ def test_a_glob_on_s3_picks_the_objects_it_matches(s3: str, tmp_path: Path) -> N
 def test_store_errors_name_the_uri(s3: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert curate("dedup", "exact", f"{s3}/nothing-here/", str(tmp_path / "o")) == 1
     assert f"{s3}/nothing-here/" in capsys.readouterr().err
-    assert curate("dedup", "exact", f"{s3}/pool/", f"{s3}/out/") == 1
-    err = capsys.readouterr().err
-    assert "not supported yet" in err and "aws s3 sync" in err
+
+
+def remote(uri: str) -> dict[str, bytes]:
+    """Every object under a prefix, by name."""
+    from curate.io.stores import list_files_all, read_bytes
+
+    return {name: read_bytes(u) or b"" for u, name, _ in list_files_all(uri)}
+
+
+def test_an_output_on_s3_holds_what_a_local_output_holds(
+    s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CURATE_STAGING", str(tmp_path / "staging"))
+    out = f"{s3}/outputs/gopher"
+    assert curate("filter", "gopher", f"{s3}/pool/", out, "--rejected", f"{s3}/outputs/gopher-rej") == 0
+    assert curate("filter", "gopher", str(GOLDEN / "pool"), str(tmp_path / "local")) == 0
+    got = remote(out)
+    assert {k: v for k, v in got.items() if k.endswith(".parquet")} == shards(tmp_path / "local")
+    assert "_manifest.json" in got and not [k for k in got if ".tmp-" in k]
+    assert any(k.endswith(".parquet") for k in remote(f"{s3}/outputs/gopher-rej"))
+    # A rerun of the finished run resumes and uploads the same objects.
+    assert curate("filter", "gopher", f"{s3}/pool/", out, "--rejected", f"{s3}/outputs/gopher-rej") == 0
+    assert {k: v for k, v in remote(out).items() if k != "_manifest.json"} == {
+        k: v for k, v in got.items() if k != "_manifest.json"
+    }
+
+
+def test_a_run_killed_during_the_upload_leaves_no_manifest_and_resumes(
+    s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import curate.engine.staging as staging
+
+    monkeypatch.setenv("CURATE_STAGING", str(tmp_path / "staging"))
+    real = staging.upload
+
+    def dies_after_one(local, uri, names, *, delete=()):  # type: ignore[no-untyped-def]
+        real(local, uri, names[:1], delete=delete)
+        raise KeyboardInterrupt  # as a kill would, between two objects
+
+    monkeypatch.setattr(staging, "upload", dies_after_one)
+    out = f"{s3}/outputs/killed"
+    assert curate("dedup", "exact", f"{s3}/pool/", out) == 130
+    partial = remote(out)
+    assert len(partial) == 1 and "_manifest.json" not in partial  # an unfinished run, no half objects
+    monkeypatch.setattr(staging, "upload", real)
+    assert curate("dedup", "exact", f"{s3}/pool/", out) == 0
+    assert curate("dedup", "exact", str(GOLDEN / "pool"), str(tmp_path / "local")) == 0
+    done = remote(out)
+    assert "_manifest.json" in done
+    assert {k: v for k, v in done.items() if k.endswith(".parquet")} == shards(tmp_path / "local")
+
+
+def test_a_prefix_with_foreign_objects_is_refused(
+    s3: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert curate("dedup", "exact", f"{s3}/pool/", f"{s3}/pool/") == 1  # the pool prefix: not curate's
+    assert "did not write" in capsys.readouterr().err

@@ -66,9 +66,14 @@ def publish(
 
     judged = as_dicts(verdicts(result.summary, checks)) if checks else []
     command = command_line()
-    manifest = _manifest(result.output)
+    manifest = _manifest(result.local_output or result.output)
     if manifest is not None:
         annotate_manifest(manifest.parent, command=command, checks=judged)
+        if result.local_output and result.local_output != result.output:  # staged for a store
+            from curate.engine.staging import publish_folder
+            from curate.io.outputs import MANIFEST
+
+            publish_folder(manifest.parent, str(result.output), only=(MANIFEST,))
     if report is not None:
         import json
 

@@ -111,6 +111,7 @@ class JobResult:
     failed: dict[str, str]  # shard path -> why it could not be read (--keep-going)
     state: dict[str, Any] = field(default_factory=dict)  # phase results (this process's run only)
     samples: dict[str, Any] | None = None  # documents kept and dropped, for the report
+    local_output: str | None = None  # where the output's files are here (staging, for a store URI)
 
 
 class TaskFailed:

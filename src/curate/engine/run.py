@@ -18,13 +18,13 @@ from typing import Any
 
 from curate.engine.job import Job, JobResult, JobRun
 from curate.engine.phases import Map, ShardResults, Write
+from curate.engine.staging import is_staged, run_staged
 from curate.engine.streaming import run_stream_job
-from curate.errors import InputDataError, SchemaError, UsageError
+from curate.errors import InputDataError, SchemaError
 from curate.executors import make_executor
 from curate.executors.local import resolve_workers
 from curate.io.inputs import STDIO, Columns, Shard, discover, shard_schema
 from curate.io.outputs import Manifest
-from curate.io.stores import is_uri
 from curate.pipeline import peak_rss_mb
 from curate.progress import NoProgress, Progress
 from curate.samples import merge as merge_samples
@@ -45,12 +45,17 @@ def run_job(
     `local` executor (a process pool) or on `ray` (same output bytes)."""
     start = time.perf_counter()
     progress = progress or NoProgress()
-    for folder in (job.output, job.rejected):
-        if folder is not None and is_uri(folder):
-            raise UsageError(
-                f"{folder}: writing to an object store is not supported yet (inputs may be s3://, gs://, ...)",
-                hint="write to a local or mounted folder, then copy it up (e.g. aws s3 sync OUT s3://bucket/OUT)",
-            )
+    if is_staged(job):  # an object-store output: run into a local staging folder, then upload
+        return run_staged(
+            run_job,
+            job,
+            overwrite=overwrite,
+            workers=workers,
+            progress=progress,
+            keep_going=keep_going,
+            executor=executor,
+            ray_address=ray_address,
+        )
     if job.output == STDIO and not job.streams:
         return _via_folder(
             job,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+from collections.abc import Sequence
 from typing import Any
 
 SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "file://")
@@ -96,3 +97,57 @@ def list_files(spec: str) -> list[tuple[str, str, int]]:
         if i.type == fs.FileType.File and not any(part.startswith(("_", ".")) for part in rel.split("/")):
             out.append((_join(spec, i.path), rel, i.size))
     return sorted(out)
+
+
+# ------------------------------------------------------------------------------------ outputs
+def read_bytes(uri: str) -> bytes | None:
+    """An object's bytes, or None when there is none."""
+    from pyarrow import fs
+
+    filesystem, path = resolve(uri)
+    if filesystem.get_file_info(path).type != fs.FileType.File:
+        return None
+    with filesystem.open_input_stream(path, compression=None) as f:
+        return bytes(f.read())
+
+
+def remote_files(uri: str) -> list[str]:
+    """Names (relative to the prefix) of every object under an output prefix."""
+    return [name for _, name, _ in list_files_all(uri)]
+
+
+def list_files_all(uri: str) -> list[tuple[str, str, int]]:
+    """Like `list_files` under a prefix, hidden and underscore names included."""
+    from pyarrow import fs
+
+    filesystem, path = resolve(uri)
+    root = path.rstrip("/")
+    if filesystem.get_file_info(root).type != fs.FileType.Directory:
+        return []
+    infos = filesystem.get_file_info(fs.FileSelector(root, recursive=True))
+    return sorted(
+        (_join(uri, i.path), i.path[len(root) + 1 :], i.size) for i in infos if i.type == fs.FileType.File
+    )
+
+
+def upload(local: str, uri: str, names: Sequence[str], *, delete: Sequence[str] = ()) -> None:
+    """Copy `names` (files under the local folder, in the order given) to the prefix `uri`:
+    each is written to a temporary key and then moved to its name, so that a reader never sees
+    half an object, whatever the store (S3 moves by a server-side copy and a delete). The
+    caller puts the manifest last: a prefix without it is an unfinished run. `delete` removes
+    objects first (a stale temporary key, the files of an overwritten run)."""
+    filesystem, path = resolve(uri)
+    root = path.rstrip("/")
+    for name in delete:
+        filesystem.delete_file(f"{root}/{name}")
+    for name in names:
+        final = f"{root}/{name}"
+        parent, base = final.rsplit("/", 1)
+        tmp = f"{parent}/.{base}.tmp-{os.getpid()}"
+        with (
+            open(os.path.join(local, name), "rb") as src,
+            filesystem.open_output_stream(tmp, compression=None) as dst,
+        ):
+            while chunk := src.read(1 << 24):
+                dst.write(chunk)
+        filesystem.move(tmp, final)
