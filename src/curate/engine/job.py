@@ -194,6 +194,7 @@ class JobRun:
         unit: str = "B",
         until: Callable[[int, Any], bool] | None = None,
         on_result: Callable[[int, Any], None] | None = None,
+        gpus: float = 0.0,
     ) -> list[Any]:
         """Run `fn(*task)` for every task on the executor (results in task order), with a
         progress bar; `shards[i]` is the shard task i reads. Under --keep-going a task whose
@@ -214,10 +215,10 @@ class JobRun:
         if self.keep_going:
             calls = [(fn, *t) for t in tasks]
             results = self.executor.map(
-                _guarded, calls, on_result=done, until=stop if until else None, on_lost=_lost
+                _guarded, calls, on_result=done, until=stop if until else None, on_lost=_lost, gpus=gpus
             )
         else:
-            results = self.executor.map(fn, tasks, on_result=done, until=stop if until else None)
+            results = self.executor.map(fn, tasks, on_result=done, until=stop if until else None, gpus=gpus)
         self.progress.end(phase)
         return [None if isinstance(r, TaskFailed) else r for r in results]
 

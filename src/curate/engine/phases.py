@@ -109,7 +109,15 @@ class Map(Phase):
             reports[todo[i].index] = rep
             _record(run, f"{self.name}:{todo[i].index}", {"files": rep.files, "report": _dump(rep)})
 
-        run.map(self.name, run_shard, [(pipeline, s, ctx) for s in todo], shards=todo, on_result=finished)
+        gpus = max((st.gpus for st in pipeline.stages), default=0.0)
+        run.map(
+            self.name,
+            run_shard,
+            [(pipeline, s, ctx) for s in todo],
+            shards=todo,
+            on_result=finished,
+            gpus=gpus,
+        )
         run.add_bytes(self.name, sum(reports[s.index].text_bytes for s in todo if s.index in reports))
         return ShardResults(reports)
 

@@ -24,6 +24,7 @@ class Executor(Protocol):
         on_result: Callable[[int, T], None] | None = None,
         until: Callable[[int, T], bool] | None = None,
         on_lost: Callable[[int, str], Any] | None = None,
+        gpus: float = 0.0,
     ) -> list[T | None]: ...
 
     def __enter__(self) -> Any: ...

@@ -165,7 +165,8 @@ class LocalExecutor:
         *,
         on_result: Callable[[int, T], None] | None = None,
         until: Callable[[int, T], bool] | None = None,
-        on_lost: Callable[[int, str], Any] | None = None,  # a local task is never lost, only failed
+        on_lost: Callable[[int, str], Any] | None = None,
+        gpus: float = 0.0,  # a local task is never lost, only failed
     ) -> list[T | None]:
         return map_tasks(fn, tasks, workers=self.workers, on_result=on_result, until=until, pool=self.pool)
 

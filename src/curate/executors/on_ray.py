@@ -56,7 +56,9 @@ class RayExecutor:
                 ignore_reinit_error=True,
             )
             self.started = True
-        cpus = int(ray.cluster_resources().get("CPU", 1))
+        resources = ray.cluster_resources()
+        cpus = int(resources.get("CPU", 1))
+        self.cluster_gpus = float(resources.get("GPU", 0))
         self.workers = workers if workers > 0 else max(cpus, 1)
         self.remote = ray.remote(num_cpus=1, max_retries=RETRIES, retry_exceptions=False)(_call)
 
@@ -68,9 +70,13 @@ class RayExecutor:
         on_result: Callable[[int, T], None] | None = None,
         until: Callable[[int, T], bool] | None = None,
         on_lost: Callable[[int, str], Any] | None = None,
+        gpus: float = 0.0,
     ) -> list[T | None]:
         """As `curate.executors.local.map_tasks`: results in task order, `until` in task order."""
         ray = self.ray
+        # A GPU stage's task asks for a GPU where the cluster has them (each worker then loads
+        # its model once and keeps it across tasks); on a cluster without GPUs it runs on CPU.
+        remote = self.remote.options(num_gpus=gpus) if gpus and self.cluster_gpus >= gpus else self.remote
         results: list[Any] = [None] * len(tasks)
         finished = [False] * len(tasks)
         pending: dict[Any, int] = {}
@@ -81,7 +87,7 @@ class RayExecutor:
         def submit() -> None:
             nonlocal submitted
             while submitted < len(tasks) and len(pending) < window:
-                pending[self.remote.remote(fn, tasks[submitted])] = submitted
+                pending[remote.remote(fn, tasks[submitted])] = submitted
                 submitted += 1
 
         submit()

@@ -36,6 +36,11 @@ class Stage(ABC):  # noqa: B024 - a common base; the four kinds below declare th
 
     name: ClassVar[str] = "stage"
 
+    @property
+    def gpus(self) -> float:
+        """GPUs one task of this stage asks a cluster executor (Ray) for: 0 for CPU stages."""
+        return 0.0
+
     def requires(self) -> tuple[str, ...]:
         return ()
 

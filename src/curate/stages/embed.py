@@ -175,6 +175,10 @@ class ModelEmbedder(Annotator):
     batch_tokens: int = 16_384
     normalize: bool = True
 
+    @property
+    def gpus(self) -> float:
+        return 0.0 if self.device == "cpu" else 1.0  # auto: one where the cluster has GPUs
+
     def requires(self) -> tuple[str, ...]:
         return (TEXT,)
 

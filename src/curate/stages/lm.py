@@ -150,6 +150,19 @@ def collate(chunk: list[Segment], pin: bool) -> Collated:
     return tuple(t.pin_memory() for t in out) if pin else out
 
 
+_LOADED: dict[tuple[str, str, int], Any] = {}
+
+
+def _stamp(folder: str) -> int:
+    """The newest modification time in a model folder: a model rewritten in place reloads."""
+    import os
+
+    try:
+        return max((e.stat().st_mtime_ns for e in os.scandir(folder) if e.is_file()), default=0)
+    except OSError:
+        return 0
+
+
 @dataclass(frozen=True, kw_only=True)
 class LMScorer(Annotator):
     """Annotator: lm_loss, lm_perplexity, lm_tokens (and lm_el2n) per document."""
@@ -163,6 +176,10 @@ class LMScorer(Annotator):
     el2n: bool = False
     sort_group: int = 512  # documents tokenised, length-sorted and batched together
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16, fp16
+
+    @property
+    def gpus(self) -> float:
+        return 0.0 if self.device == "cpu" else 1.0  # auto: one where the cluster has GPUs
 
     def __post_init__(self) -> None:
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
@@ -191,7 +208,12 @@ class LMScorer(Annotator):
         if getattr(self, "_model", None) is not None:
             return
         device = resolve_device(self.device)
-        tokenizer, model = load_causal_lm(self.model_path, device)
+        # Once per process: a worker (local or a Ray worker) keeps the model across its shards.
+        key = (self.model_path, device, _stamp(self.model_path))
+        if key not in _LOADED:
+            _LOADED.clear()  # one model per process at a time
+            _LOADED[key] = load_causal_lm(self.model_path, device)
+        tokenizer, model = _LOADED[key]
         object.__setattr__(self, "_device", device)
         object.__setattr__(self, "_tokenizer", tokenizer)
         object.__setattr__(self, "_model", model)
