@@ -87,3 +87,22 @@ def test_a_task_error_on_ray_is_the_commands_error(
     assert curate("filter", "gopher", str(bad), str(tmp_path / "out"), "--executor", "ray") == 1
     err = capsys.readouterr().err
     assert "error:" in err and "bad.parquet" in err and "Traceback" not in err
+
+
+def _dies(i: int) -> int:
+    import os
+
+    if i == 1:
+        os._exit(1)  # the worker process dies, as on a lost node
+    return i
+
+
+def test_a_task_whose_worker_dies_is_retried_then_reported_lost() -> None:
+    from curate.executors.on_ray import RayExecutor, TaskLost
+
+    ex = RayExecutor(2)
+    lost: list[tuple[int, str]] = []
+    got = ex.map(_dies, [(0,), (1,), (2,)], on_lost=lambda i, m: lost.append((i, m)) or f"lost {i}")
+    assert got == [0, "lost 1", 2] and lost[0][0] == 1 and "retries" in lost[0][1]
+    with pytest.raises(TaskLost, match="retries"):
+        ex.map(_dies, [(1,)])

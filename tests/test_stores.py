@@ -188,3 +188,26 @@ def test_a_prefix_with_foreign_objects_is_refused(
 ) -> None:
     assert curate("dedup", "exact", f"{s3}/pool/", f"{s3}/pool/") == 1  # the pool prefix: not curate's
     assert "did not write" in capsys.readouterr().err
+
+
+def test_models_artifacts_and_reports_on_s3(s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """importance fit -o s3://..., score importance --model s3://..., --report/--stats-json s3://."""
+    monkeypatch.setenv("CURATE_STAGING", str(tmp_path / "staging"))
+    monkeypatch.setenv("CURATE_CACHE", str(tmp_path / "cache"))
+    pool, target = str(GOLDEN / "pool"), str(GOLDEN / "target.parquet")
+    model = f"{s3}/models/imp.npz"
+    assert curate("importance", "fit", "--target", target, "--raw", pool, "-o", model) == 0
+    objects = remote(f"{s3}/models")
+    assert "imp.npz" in objects and not [k for k in objects if ".tmp-" in k]
+    local_model = tmp_path / "imp.npz"
+    assert curate("importance", "fit", "--target", target, "--raw", pool, "-o", str(local_model)) == 0
+    for name, m in (("remote", model), ("local", str(local_model))):
+        assert curate("score", "importance", "--model", m, pool, str(tmp_path / name)) == 0
+    assert shards(tmp_path / "remote") == shards(tmp_path / "local")
+    argv = ["dedup", "exact", pool, str(tmp_path / "dx"), "--report", f"{s3}/reports/dx.html"]
+    assert curate(*argv, "--stats-json", f"{s3}/reports/dx.json", "--summary-md", f"{s3}/reports/dx.md") == 0
+    reports = remote(f"{s3}/reports")
+    assert (
+        reports["dx.html"].startswith(b"<!DOCTYPE html>") and b'"kind": "dedup exact"' in reports["dx.json"]
+    )
+    assert f"{s3}/reports/dx.html".encode() in reports["dx.md"]

@@ -195,7 +195,9 @@ def _keys(command: Any) -> dict[str, Any]:
 
 
 def _resolve(name: str, value: str, base: Path) -> str:
-    if name not in PATH_PARAMS or value == "-" or Path(value).is_absolute():
+    from curate.io.stores import is_uri
+
+    if name not in PATH_PARAMS or value == "-" or Path(value).is_absolute() or is_uri(value):
         return value
     if name == "tokenizer" and value.lower() in ENCODINGS:
         return value

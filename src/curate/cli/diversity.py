@@ -28,6 +28,7 @@ from curate.cli.options import (
     finish,
     source,
 )
+from curate.io.stores import fetch
 
 Out = Annotated[str, typer.Argument(metavar="OUT", help="Output folder.")]
 MANY = "Several (files, folders, quoted globs) are read in the order given."
@@ -84,7 +85,7 @@ def embed(
         buckets=buckets,
         order=order,
         idf_docs=idf_docs,
-        model_path=model,
+        model_path=fetch(model) if model is not None else model,
         device=device,
         seed=seed,
         text_column=text_column,

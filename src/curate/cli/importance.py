@@ -33,6 +33,7 @@ from curate.cli.options import (
     map_command,
     score_app,
 )
+from curate.io.stores import fetch
 
 
 @importance_app.command("fit")
@@ -132,7 +133,7 @@ def score_importance(
     from curate.stages.importance import ImportanceModel, ImportanceScorer
     from curate.steps.importance import counter_from_model
 
-    m = ImportanceModel.load(model)
+    m = ImportanceModel.load(fetch(model))
     counter = counter_from_model(m, tokenizer)
     map_command(
         "score importance",

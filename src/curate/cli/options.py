@@ -198,6 +198,7 @@ def execute(
     shards that could not be read (the caller renders its table first, then `finish`)."""
     from curate.engine.run import run_job
 
+    job, upload = _staged_artifact(job)
     progress = render.RichProgress(not no_progress)
     try:
         result = run_job(
@@ -205,8 +206,44 @@ def execute(
         )
     finally:
         progress.close()
+    if upload is not None:
+        local, target = upload()
+        # the summary names the artifact where it now is, not where it was staged
+        result.summary.update({k: target for k, v in result.summary.items() if v == local})
     write_stats(stats_json, result.summary)
     return result
+
+
+def _staged_artifact(job: Any) -> tuple[Any, Any]:
+    """An artifact job (a model file or folder, not a dataset) writing to an object store
+    writes into a local staging folder; the returned function uploads what it wrote there (the
+    artifact and its sidecars, each through a temporary key) once the job has finished."""
+    import dataclasses
+
+    from curate.io.stores import is_uri, location
+
+    target = location(getattr(job.config, "output", "") or "")
+    if job.output is not None or not is_uri(target):
+        return job, None
+    from curate.engine.staging import staging_folder
+    from curate.io.stores import upload
+
+    folder = staging_folder(target)
+    folder.mkdir(parents=True, exist_ok=True)
+    parent, base = target.rstrip("/").rsplit("/", 1)
+    staged = dataclasses.replace(job, config=dataclasses.replace(job.config, output=str(folder / base)))
+
+    def send() -> tuple[str, str]:
+        names = sorted(
+            str(p.relative_to(folder))
+            for p in folder.rglob("*")
+            if p.is_file() and p.relative_to(folder).parts[0].startswith(base) and ".tmp-" not in p.name
+        )
+        upload(str(folder), parent, names)
+        render.info(f"uploaded {len(names)} file(s) to {target}")
+        return str(folder / base), target
+
+    return staged, send
 
 
 FAILED_CHECK_EXIT = 3  # curate.checks.FAILED_CHECK_EXIT, without importing it at start-up
@@ -298,10 +335,11 @@ def map_command(
 def write_stats(path: Path | None, data: dict[str, Any]) -> None:
     if path is None:
         return
-    from curate.io.outputs import write_bytes_atomic
+    from curate.io.outputs import save_bytes
+    from curate.io.stores import location
 
-    write_bytes_atomic(path, json.dumps(data, indent=2, sort_keys=True).encode())
-    render.info(f"stats written to {path}")
+    save_bytes(path, json.dumps(data, indent=2, sort_keys=True).encode())
+    render.info(f"stats written to {location(path)}")
 
 
 def run_app(typer_app: Any, argv: list[str] | None) -> None:

@@ -62,7 +62,8 @@ def publish(
     summary_md: Path | None = None,
 ) -> int:
     """Judge, record and write what the run's options ask for; the number of failed checks."""
-    from curate.io.outputs import annotate_manifest, write_bytes_atomic
+    from curate.io.outputs import annotate_manifest, save_bytes
+    from curate.io.stores import location
 
     judged = as_dicts(verdicts(result.summary, checks)) if checks else []
     command = command_line()
@@ -83,17 +84,17 @@ def publish(
         page = render_report(
             result.summary, plan=plan, samples=result.samples, checks=judged, command=command
         )
-        write_bytes_atomic(report, page.encode())
-        render.info(f"report written to {report}")
+        save_bytes(report, page.encode())
+        render.info(f"report written to {location(report)}")
     github = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary_md is not None or github:
         from curate.reporting.markdown import summary_markdown
 
-        link = str(report) if report is not None else None
+        link = location(report) if report is not None else None
         text = summary_markdown(result.summary, judged, link)
         if summary_md is not None:
-            write_bytes_atomic(summary_md, text.encode())
-            render.info(f"summary written to {summary_md}")
+            save_bytes(summary_md, text.encode())
+            render.info(f"summary written to {location(summary_md)}")
         if github:  # a GitHub Actions job page shows this file
             with open(github, "a", encoding="utf-8") as fh:
                 fh.write(text)

@@ -33,6 +33,7 @@ from curate.cli.options import (
     score_app,
     source,
 )
+from curate.io.stores import fetch
 
 
 @score_app.command("heuristics")
@@ -96,6 +97,7 @@ def score_fasttext(
     """Add fasttext_quality: the probability of __label__hq (null for null or empty text)."""
     from curate.stages.quality import FastTextScorer, check_model_file
 
+    model = Path(fetch(model))  # an s3:// model is downloaded once, into the cache
     check_model_file(model)  # fail here with a clear message; workers load it
     map_command(
         "score fasttext",
@@ -163,6 +165,7 @@ def score_lm(
     """Add lm_loss (mean token cross-entropy), lm_perplexity, lm_tokens (and lm_el2n) per document."""
     from curate.stages.lm import LMScorer, check_model_folder
 
+    model = Path(fetch(model))
     check_model_folder(str(model))  # fail here with a clear message; workers load the model
     scorer = LMScorer(
         model_path=str(model),
@@ -240,7 +243,7 @@ def score_combine(
         weights=w,
         lower_is_better=names(lower_is_better),
         normalisation=normalisation,  # type: ignore[arg-type]
-        weights_file=str(weights_file) if weights_file is not None else None,
+        weights_file=fetch(weights_file) if weights_file is not None else None,
         output_column=output_column,
         sidecars=tuple(sidecar or ()),
         write_sidecar=write_sidecar,

@@ -33,6 +33,7 @@ from curate.cli.options import (
     finish,
     source,
 )
+from curate.io.stores import fetch
 
 Budget = Annotated[
     str,
@@ -171,7 +172,7 @@ def select(
         policy=policy,  # type: ignore[arg-type]
         batch_size=batch_size,
         dedup=dedup,
-        quality=str(quality) if quality is not None else None,
+        quality=fetch(quality) if quality is not None else None,
         quality_keep=quality_keep,
         diversity=diversity,
         diversity_allocation=diversity_allocation,

@@ -10,36 +10,21 @@ type. The per-format readers are in `curate.io.readers`.
 
 from __future__ import annotations
 
-import glob
 import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 
 from curate.errors import InputDataError, SchemaError, UsageError
+from curate.io.listing import IPC_SUFFIXES, JSONL_SUFFIXES, PARQUET_SUFFIXES, format_of, local_files
 from curate.io.readers import Located, iter_ipc, iter_jsonl, iter_parquet, open_parquet
 from curate.io.sidecars import SidecarReader, join, sidecar_fields, sidecar_file
 from curate.io.stores import is_uri, list_files
 from curate.types import ID, TEXT
 
-PARQUET_SUFFIXES = (".parquet", ".pq")
-JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json.gz", ".ndjson")
-IPC_SUFFIXES = (".arrow", ".ipc", ".feather")
 STDIO = "-"
-
-
-def _format_of(path: str) -> str | None:
-    lower = path.lower()
-    if lower.endswith(PARQUET_SUFFIXES):
-        return "parquet"
-    if lower.endswith(JSONL_SUFFIXES):
-        return "jsonl"
-    if lower.endswith(IPC_SUFFIXES):
-        return "ipc"
-    return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,7 +100,7 @@ def discover(spec: DatasetSpec) -> list[Shard]:
         by_path[real] = path
         by_name[name] = path
     return [
-        Shard(path=path, name=name, index=i, format=_format_of(path) or "parquet", size=size)
+        Shard(path=path, name=name, index=i, format=format_of(path) or "parquet", size=size)
         for i, (path, name, size) in enumerate(paths)
     ]
 
@@ -123,47 +108,14 @@ def discover(spec: DatasetSpec) -> list[Shard]:
 def _discover_one(spec: str) -> list[tuple[str, str, int]]:
     """(path, name relative to the spec, size) of each shard a spec names."""
     if is_uri(spec):
-        found = [(u, n, size) for u, n, size in list_files(spec) if _format_of(n)]
+        found = [(u, n, size) for u, n, size in list_files(spec) if format_of(n)]
         if not found:
             raise InputDataError(
                 f"{spec}: no .parquet, .jsonl(.gz/.zst) or .arrow objects found",
                 hint="point at a prefix holding shards, a glob such as 's3://bucket/pool/*.parquet', or one object",
             )
         return found
-    return [(path, name, os.path.getsize(path)) for path, name in _discover_local(spec)]
-
-
-def _discover_local(spec: str) -> list[tuple[str, str]]:
-    paths: list[tuple[str, str]] = []
-    p = Path(spec)
-    if p.is_dir():
-        for f in sorted(p.rglob("*")):
-            if (
-                f.is_file()
-                and _format_of(f.name)
-                and not any(part.startswith(("_", ".")) for part in f.relative_to(p).parts)
-            ):
-                paths.append((str(f), str(f.relative_to(p))))
-    elif p.is_file():
-        if _format_of(p.name) is None:
-            raise InputDataError(
-                f"{spec}: unknown file type",
-                hint="inputs are .parquet, .jsonl, .jsonl.gz, .jsonl.zst or .arrow files, or folders of them",
-            )
-        paths.append((str(p), p.name))
-    else:
-        matches = sorted(glob.glob(spec, recursive=True))
-        if not matches:
-            raise InputDataError(f"{spec}: no such file, folder or glob match")
-        for m in matches:
-            if os.path.isfile(m) and _format_of(m):
-                paths.append((m, os.path.basename(m)))
-    if not paths:
-        raise InputDataError(
-            f"{spec}: no .parquet, .jsonl(.gz/.zst) or .arrow files found",
-            hint="point at a folder of shards, a glob such as 'pool/*.parquet', or a single file",
-        )
-    return paths
+    return [(path, name, os.path.getsize(path)) for path, name in local_files(spec)]
 
 
 def row_groups(shard: Shard) -> int | None:

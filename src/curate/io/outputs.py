@@ -47,6 +47,17 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def save_bytes(path: Any, data: bytes) -> None:
+    """A small output file (stats, a report, a summary), locally or on an object store."""
+    from curate.io.stores import is_uri, location, write_bytes
+
+    where = location(path)
+    if is_uri(where):
+        write_bytes(where, data)
+        return
+    write_bytes_atomic(Path(where), data)
+
+
 class ParquetShardWriter:
     """Streams record batches to `<path>` through a temporary file; renamed only when complete.
 

@@ -151,3 +151,74 @@ def upload(local: str, uri: str, names: Sequence[str], *, delete: Sequence[str] 
             while chunk := src.read(1 << 24):
                 dst.write(chunk)
         filesystem.move(tmp, final)
+
+
+# ---------------------------------------------------------------------------- files and models
+def location(path: Any) -> str:
+    """A path option's value as given: `pathlib.Path` folds `s3://b/k` to `s3:/b/k`, undone here."""
+    import re
+
+    text = str(path)
+    if re.match(r"^(s3|gs|gcs|hdfs):/[^/]", text):
+        return text.replace(":/", "://", 1)
+    if re.match(r"^file:/[^/]", text):
+        return text.replace(":/", ":///", 1)
+    return text
+
+
+def cache_folder(uri: str) -> str:
+    import hashlib
+    from pathlib import Path
+
+    root = Path(os.environ.get("CURATE_CACHE") or Path.home() / ".cache" / "curate" / "fetched")
+    return str(root / hashlib.sha1(uri.rstrip("/").encode()).hexdigest()[:16])
+
+
+def fetch(path: Any) -> str:
+    """A local copy of a model or artifact: a local path as is; an object (with its sidecars:
+    every object beside it whose name starts with its name, e.g. `q.bin.json`) or a prefix (an
+    LM folder) downloaded once into the cache (again when a size changed)."""
+    from pathlib import Path
+
+    uri = location(path)
+    if not is_uri(uri):
+        return uri
+    filesystem, key = resolve(uri)
+    from pyarrow import fs
+
+    info = filesystem.get_file_info(key)
+    if info.type == fs.FileType.NotFound:
+        from curate.errors import InputDataError
+
+        raise InputDataError(f"{uri}: no such object or prefix")
+    folder = Path(cache_folder(uri))
+    if info.type == fs.FileType.Directory:
+        objects = [(u, n, size) for u, n, size in list_files_all(uri)]
+        local = folder
+    else:
+        parent = uri.rsplit("/", 1)[0]
+        base = uri.rsplit("/", 1)[1]
+        objects = [
+            (u, n, size) for u, n, size in list_files_all(parent) if "/" not in n and n.startswith(base)
+        ]
+        local = folder / base
+    for obj, name, size in objects:
+        target = folder / name
+        if target.exists() and target.stat().st_size == size:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = read_bytes(obj) or b""
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    return str(local)
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """An object written whole: to a temporary key, then moved to its name."""
+    filesystem, key = resolve(uri)
+    parent, base = key.rsplit("/", 1)
+    tmp = f"{parent}/.{base}.tmp-{os.getpid()}"
+    with filesystem.open_output_stream(tmp, compression=None) as out:
+        out.write(data)
+    filesystem.move(tmp, key)

@@ -164,6 +164,9 @@ class HashedEmbedder(Annotator):
         return {"method": "hashed", "dim": self.dim, "seed": self.seed, "spec": self.spec.__dict__}
 
 
+_LOADED: dict[tuple[str, str], Any] = {}
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelEmbedder(Annotator):
     """Annotator: `embedding`, mean-pooled last hidden states of a local transformers model."""
@@ -218,12 +221,16 @@ class ModelEmbedder(Annotator):
         if not Path(self.model_path).is_dir():
             raise StageError(f"{self.model_path}: no such model folder")
         device = resolve_device(self.device)
-        try:
-            tok = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
-            model = AutoModel.from_pretrained(self.model_path, local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise StageError(f"{self.model_path}: cannot load an embedding model ({exc})") from exc
-        model.eval().to(device)
+        key = (self.model_path, device)
+        if key not in _LOADED:  # once per process: a worker keeps the model across its shards
+            try:
+                tok = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
+                model = AutoModel.from_pretrained(self.model_path, local_files_only=True)
+            except (OSError, ValueError) as exc:
+                raise StageError(f"{self.model_path}: cannot load an embedding model ({exc})") from exc
+            _LOADED.clear()
+            _LOADED[key] = (tok, model.eval().to(device))
+        tok, model = _LOADED[key]
         object.__setattr__(self, "_dim", self.dimension())
         object.__setattr__(self, "_tok", tok)
         object.__setattr__(self, "_model", model)
