@@ -106,3 +106,53 @@ def test_a_task_whose_worker_dies_is_retried_then_reported_lost() -> None:
     assert got == [0, "lost 1", 2] and lost[0][0] == 1 and "retries" in lost[0][1]
     with pytest.raises(TaskLost, match="retries"):
         ex.map(_dies, [(1,)])
+
+
+def test_a_killed_driver_on_ray_resumes_to_the_local_bytes(tmp_path: Path) -> None:
+    """The driver (joined to this test's Ray) is killed in its write phase; the rerun resumes
+    from the manifest and ends with the bytes a local run writes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from curate.testing import build_corpus
+
+    c = build_corpus(tmp_path / "c", max_bytes_per_domain=150_000, shards=24, row_group_size=16)
+    address = ray.get_runtime_context().gcs_address
+    base = [sys.executable, "-m", "curate.cli.app", "dedup", "minhash", str(c.pool)]
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    subprocess.run([*base, str(clean), "--workers", "1", "--no-progress"], check=True, capture_output=True)
+    on_ray = [
+        *base,
+        str(killed),
+        "--executor",
+        "ray",
+        "--ray-address",
+        address,
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(on_ray, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = killed / "_curate_work" / "done"
+    deadline, hit = time.time() + 180, False
+    while time.time() < deadline and proc.poll() is None:
+        if any(p.name.startswith("write_") for p in (done.glob("*.json") if done.exists() else [])):
+            os.kill(proc.pid, signal.SIGKILL)
+            hit = True
+            break
+        time.sleep(0.002)
+    proc.wait()
+    if not hit:
+        pytest.skip("the run finished before its write phase could be killed")
+    assert not json.loads((killed / "_manifest.json").read_text()).get("complete")
+    res = subprocess.run([*on_ray, "--stats-json", str(tmp_path / "s.json")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert any(r.startswith("write (") for r in json.loads((tmp_path / "s.json").read_text())["resumed"])
+    assert shards_of(killed) and shards_of(killed) == shards_of(clean)
+
+
+def shards_of(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.parquet"))}
