@@ -211,3 +211,15 @@ def test_models_artifacts_and_reports_on_s3(s3: str, tmp_path: Path, monkeypatch
         reports["dx.html"].startswith(b"<!DOCTYPE html>") and b'"kind": "dedup exact"' in reports["dx.json"]
     )
     assert f"{s3}/reports/dx.html".encode() in reports["dx.md"]
+
+
+def test_sidecars_on_s3_join_as_local_ones_do(
+    s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CURATE_STAGING", str(tmp_path / "staging"))
+    pool = str(GOLDEN / "pool")
+    keep = ["--column", "gopher_words", "--keep-top", "50%"]
+    for name, side in (("remote", f"{s3}/side/heur"), ("local", str(tmp_path / "heur"))):
+        assert curate("score", "heuristics", pool, side, "--write-sidecar") == 0
+        assert curate("filter", "threshold", pool, str(tmp_path / name), "--sidecar", side, *keep) == 0
+    assert shards(tmp_path / "remote") and shards(tmp_path / "remote") == shards(tmp_path / "local")

@@ -23,8 +23,23 @@ ROW_KEY = "_row_key"
 _KEYS = (ID, ROW_KEY)
 
 
-def sidecar_file(folder: str, stem: str) -> Path:
-    return Path(folder) / f"{stem}.parquet"
+def sidecar_file(folder: str, stem: str) -> str:
+    """A sidecar shard's path, in a local folder or under an object-store prefix."""
+    from curate.io.stores import is_uri, location
+
+    folder = location(folder)
+    return f"{folder.rstrip('/')}/{stem}.parquet" if is_uri(folder) else str(Path(folder) / f"{stem}.parquet")
+
+
+def _exists(path: str) -> bool:
+    from curate.io.stores import is_uri, resolve
+
+    if not is_uri(path):
+        return Path(path).exists()
+    from pyarrow import fs
+
+    filesystem, key = resolve(path)
+    return bool(filesystem.get_file_info(key).type == fs.FileType.File)
 
 
 def row_keys(batch: pa.RecordBatch) -> pa.Array:
@@ -42,21 +57,23 @@ def key_name(schema: pa.Schema) -> str:
 class SidecarReader:
     """Rows [start, start + n) of one sidecar shard, read a row group at a time."""
 
-    path: Path
+    path: str
     source: str  # the input shard it belongs to (for messages)
     file: pq.ParquetFile = field(init=False)
     starts: list[int] = field(init=False)
     _cached: tuple[int, pa.Table] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        if not self.path.exists():
+        if not _exists(self.path):
             raise InputDataError(
                 f"{self.path}: no sidecar for {self.source}",
                 hint="a sidecar folder holds one shard per input shard, named after it "
                 "(written by a scoring command with --write-sidecar on the same input)",
             )
         try:
-            self.file = pq.ParquetFile(self.path)
+            from curate.io.stores import is_uri, open_input_file
+
+            self.file = pq.ParquetFile(open_input_file(self.path) if is_uri(self.path) else self.path)
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputDataError(f"{self.path}: not a readable Parquet sidecar ({exc})") from exc
         meta = self.file.metadata
