@@ -223,3 +223,24 @@ def test_sidecars_on_s3_join_as_local_ones_do(
         assert curate("score", "heuristics", pool, side, "--write-sidecar") == 0
         assert curate("filter", "threshold", pool, str(tmp_path / name), "--sidecar", side, *keep) == 0
     assert shards(tmp_path / "remote") and shards(tmp_path / "remote") == shards(tmp_path / "local")
+
+
+def test_report_check_and_diff_read_runs_on_s3(
+    s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CURATE_STAGING", str(tmp_path / "staging"))
+    out = f"{s3}/runs/dx"
+    argv = ["dedup", "exact", str(GOLDEN / "pool"), out, "--stats-json", str(tmp_path / "a.json")]
+    assert curate(*argv) == 0
+
+    def run(*a: str) -> int:  # these commands take no --workers
+        try:
+            main(list(a))
+        except SystemExit as exc:
+            return int(exc.code or 0)
+        return 0
+
+    assert run("report", out) == 0
+    assert remote(out)["_report.html"].startswith(b"<!DOCTYPE html>")
+    assert run("check", out + "/", "--check", "rows_out >= 1") == 0
+    assert run("diff", str(tmp_path / "a.json"), out) == 0

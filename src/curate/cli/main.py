@@ -24,7 +24,7 @@ FAMILY_OF = {
     "inspect": ("misc",),
     "run": ("misc",),
     "demo": ("misc",),
-    "check": ("misc",),
+    "check": ("misc", "reports"),
     "report": ("reports",),
     "diff": ("reports",),
 }

@@ -113,16 +113,10 @@ def check(
     """
     from curate.checks import FAILED_CHECK_EXIT, all_names
     from curate.cli.options import judge
+    from curate.cli.reports import stats_of
     from curate.errors import UsageError
 
-    try:
-        data = json.loads(stats.read_text())
-    except FileNotFoundError:
-        raise UsageError(f"{stats}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{stats}: not a stats JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{stats}: not a stats JSON (a JSON object is expected)")
+    data = stats_of(stats)  # a file, an object-store URI, or a finished run's folder
     if names:
         sys.stdout.write("\n".join(all_names(data)) + "\n")
         return

@@ -14,40 +14,61 @@ from curate.cli.options import FAILED_CHECK_EXIT, Checks, SummaryMd, app
 from curate.errors import UsageError
 
 
-def _manifest(folder: Path) -> dict[str, Any]:
-    from curate.io.outputs import MANIFEST
+def _read(where: str) -> bytes | None:
+    """A local file's or an object's bytes; None when there is none."""
+    from curate.io.stores import is_uri, read_bytes
 
-    path = folder / MANIFEST
-    if not folder.is_dir():
-        raise UsageError(
-            f"{folder}: not a folder", hint="give a curate output folder (it holds _manifest.json)"
-        )
+    if is_uri(where):
+        return read_bytes(where)
     try:
-        state = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UsageError(f"{folder}: no {MANIFEST}; not a curate output folder") from None
+        return Path(where).read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+
+
+def _manifest(folder: Path | str) -> dict[str, Any]:
+    from curate.io.outputs import MANIFEST
+    from curate.io.stores import is_uri, location
+
+    where = location(folder)
+    if not is_uri(where) and not Path(where).is_dir():
+        raise UsageError(
+            f"{where}: not a folder", hint="give a curate output folder (it holds _manifest.json)"
+        )
+    path = f"{where.rstrip('/')}/{MANIFEST}"
+    data = _read(path)
+    if data is None:
+        raise UsageError(f"{where}: no {MANIFEST}; not a curate output folder (or a run that never finished)")
+    try:
+        state = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: not a readable manifest ({exc})") from None
     if not isinstance(state, dict) or not state.get("complete") or "summary" not in state:
         raise UsageError(
-            f"{folder}: the run has not finished", hint="rerun its command to finish it, then report"
+            f"{where}: the run has not finished", hint="rerun its command to finish it, then report"
         )
     return state
 
 
-def stats_of(path: Path) -> dict[str, Any]:
-    """A stats JSON file, or the summary in a run folder's manifest."""
-    if path.is_dir():
-        return dict(_manifest(path)["summary"])
+def stats_of(path: Path | str) -> dict[str, Any]:
+    """A stats JSON file or object, or the summary in a run folder's manifest."""
+    from curate.io.stores import is_uri, location
+
+    where = location(path)
+    if (is_uri(where) and where.endswith("/")) or (not is_uri(where) and Path(where).is_dir()):
+        return dict(_manifest(where)["summary"])
+    data = _read(where)
+    if data is None and is_uri(where):
+        return dict(_manifest(where)["summary"])  # a prefix given without its trailing slash
+    if data is None:
+        raise UsageError(f"{where}: no such file or folder")
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file or folder") from None
+        stats = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: not a stats JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{path}: not a stats JSON (a JSON object is expected)")
-    return data
+        raise UsageError(f"{where}: not a stats JSON ({exc})") from None
+    if not isinstance(stats, dict):
+        raise UsageError(f"{where}: not a stats JSON (a JSON object is expected)")
+    return stats
 
 
 @app.command()
@@ -69,7 +90,7 @@ def report(
     sample documents and the checks the run judged (or, with --check, these checks instead;
     a failed one exits 3, the report still written)."""
     from curate.cli.publish import as_dicts, verdicts
-    from curate.io.outputs import write_bytes_atomic
+    from curate.io.outputs import save_bytes
     from curate.reporting.page import render_report
 
     state = _manifest(run_dir)
@@ -82,13 +103,15 @@ def report(
         checks=checks,
         command=state.get("command"),
     )
-    target = output or run_dir / "_report.html"
-    write_bytes_atomic(target, page.encode())
+    from curate.io.stores import location
+
+    target = location(output) if output is not None else f"{location(run_dir).rstrip('/')}/_report.html"
+    save_bytes(target, page.encode())
     render.info(f"report written to {target}")
     if summary_md is not None:
         from curate.reporting.markdown import summary_markdown
 
-        write_bytes_atomic(summary_md, summary_markdown(stats, checks, str(target)).encode())
+        save_bytes(summary_md, summary_markdown(stats, checks, str(target)).encode())
         render.info(f"summary written to {summary_md}")
     if check and any(not c["passed"] for c in checks):
         raise typer.Exit(FAILED_CHECK_EXIT)
