@@ -8,21 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from curate.cli.app import main
 from curate.errors import RecipeError
 from curate.recipe import load_recipe
+from tests.cli import run_main as curate
 from tests.golden.runs import command_paths
 
 POOL = str(Path(__file__).resolve().parent / "golden" / "corpus" / "pool")
-
-
-def curate(*argv: str) -> int:
-    try:
-        main(list(argv))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_every_command_with_workers_takes_an_executor() -> None:
@@ -53,3 +47,46 @@ def test_a_recipe_sets_the_executor_of_its_steps(tmp_path: Path) -> None:
     recipe.write_text(f'executor = "spark"\n[[step]]\nrun = "dedup exact"\ninput = "{POOL}"\noutput = "o"\n')
     with pytest.raises(RecipeError, match="spark"):
         load_recipe(recipe)
+
+
+class ShuffledBackend:
+    """Tasks finish in an order the test draws: the executors' loop must not care."""
+
+    def __init__(self, order_seed: int) -> None:
+        import random
+
+        self.rng = random.Random(order_seed)
+        self.cancelled: set[int] = set()
+
+    def submit(self, i: int) -> int:
+        return i
+
+    def wait(self, pending: list[int]) -> list[int]:
+        return self.rng.sample(pending, k=self.rng.randint(1, len(pending)))
+
+    def result(self, handle: int, i: int) -> int:
+        return handle * handle
+
+    def cancel(self, handle: int) -> None:
+        self.cancelled.add(handle)
+
+
+@given(n=st.integers(0, 40), window=st.integers(1, 12), seed=st.integers(0, 10**6), stop=st.integers(0, 50))
+def test_results_and_early_stops_do_not_depend_on_completion_order(
+    n: int, window: int, seed: int, stop: int
+) -> None:
+    from curate.executors.ordered import run_in_order
+
+    seen: list[int] = []
+    results, running = run_in_order(
+        ShuffledBackend(seed),
+        n,
+        window=window,
+        on_result=lambda i, r: seen.append(i),
+        until=lambda i, r: i == stop,
+    )
+    if stop < n:  # everything up to the stop, in task order, and nothing after it
+        assert results == [i * i for i in range(stop + 1)] + [None] * (n - stop - 1)
+    else:
+        assert results == [i * i for i in range(n)] and running == []
+    assert len(seen) == len(set(seen))

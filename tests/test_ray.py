@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curate.cli.app import main
+from tests.cli import run_main
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
@@ -27,11 +27,7 @@ def local_ray():  # type: ignore[no-untyped-def]
 
 
 def curate(*argv: str) -> int:
-    try:
-        main([*argv, "--no-progress"])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+    return run_main(*argv, "--no-progress")
 
 
 def contents(folder: Path) -> dict[str, bytes]:

@@ -16,22 +16,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from curate.checks import FAILED_CHECK_EXIT
-from curate.cli.app import main
 from curate.reporting.diff import diff, flatten
 from curate.samples import PER_RUN, merge
 from curate.stats import markdown, undocumented
+from tests.cli import run_main as curate
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "corpus"
 POOL, TARGET = str(GOLDEN / "pool"), str(GOLDEN / "target.parquet")
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def curate(*argv: str) -> int:
-    try:
-        main(list(argv))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 class Page(HTMLParser):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from curate.cli.app import main
+from tests.cli import run_main
 
 pytest.importorskip("moto")
 GOLDEN = Path(__file__).resolve().parent / "golden" / "corpus"
@@ -85,11 +85,7 @@ def s3() -> Iterator[str]:
 
 
 def curate(*argv: str) -> int:
-    try:
-        main([*argv, "--no-progress", "--workers", "1"])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+    return run_main(*argv, "--no-progress", "--workers", "1")
 
 
 def shards(folder: Path) -> dict[str, bytes]:
@@ -233,13 +229,7 @@ def test_report_check_and_diff_read_runs_on_s3(
     argv = ["dedup", "exact", str(GOLDEN / "pool"), out, "--stats-json", str(tmp_path / "a.json")]
     assert curate(*argv) == 0
 
-    def run(*a: str) -> int:  # these commands take no --workers
-        try:
-            main(list(a))
-        except SystemExit as exc:
-            return int(exc.code or 0)
-        return 0
-
+    run = run_main  # these commands take no --workers
     assert run("report", out) == 0
     assert remote(out)["_report.html"].startswith(b"<!DOCTYPE html>")
     assert run("check", out + "/", "--check", "rows_out >= 1") == 0

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, TypeVar
 
+from curate.executors.ordered import run_in_order
 from curate.native import default_threads
 
 T = TypeVar("T")
@@ -107,48 +108,39 @@ def map_tasks(
     owned = pool is None
     workers_pool = pool if pool is not None else WorkerPool(min(workers, len(tasks)))
     executor = workers_pool.executor()
-    pending: dict[Future[Any], int] = {}
-    finished = [False] * len(tasks)
-    next_in_order = 0
     # Submit lazily (a few per worker) so an early stop wastes little work.
     window = max(2 * workers, 4) if until is not None else len(tasks)
-    submitted = 0
-    stopped = False
     try:
-        while submitted < min(window, len(tasks)):
-            pending[executor.submit(_call, fn, tasks[submitted])] = submitted
-            submitted += 1
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                i = pending.pop(fut)
-                results[i] = fut.result()
-                finished[i] = True
-                if on_result:
-                    on_result(i, results[i])
-            while not stopped and next_in_order < len(tasks) and finished[next_in_order]:
-                if until is not None and until(next_in_order, results[next_in_order]):
-                    stopped = True
-                next_in_order += 1
-            if stopped:
-                for fut in pending:
-                    fut.cancel()
-                break
-            while submitted < len(tasks) and len(pending) < window:
-                pending[executor.submit(_call, fn, tasks[submitted])] = submitted
-                submitted += 1
+        results, running = run_in_order(
+            _PoolBackend(executor, fn, tasks), len(tasks), window=window, on_result=on_result, until=until
+        )
     except BaseException:
         workers_pool.terminate()
         raise
-    if stopped:
-        # an early stop: wait for the cancelled window's running tasks to drain
-        wait(list(pending))
+    if running:  # an early stop: wait for the cancelled window's running tasks to drain
+        wait(running)
     if owned:
         workers_pool.close()
-    if stopped:
-        for i in range(next_in_order, len(tasks)):
-            results[i] = None
     return results
+
+
+class _PoolBackend:
+    def __init__(
+        self, executor: ProcessPoolExecutor, fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]]
+    ):
+        self.executor, self.fn, self.tasks = executor, fn, tasks
+
+    def submit(self, i: int) -> Future[Any]:
+        return self.executor.submit(_call, self.fn, self.tasks[i])
+
+    def wait(self, pending: list[Future[Any]]) -> set[Future[Any]]:
+        return wait(pending, return_when=FIRST_COMPLETED)[0]
+
+    def result(self, handle: Future[Any], i: int) -> Any:
+        return handle.result()
+
+    def cancel(self, handle: Future[Any]) -> None:
+        handle.cancel()
 
 
 class LocalExecutor:

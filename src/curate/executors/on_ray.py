@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from curate.errors import CurateError, UsageError
+from curate.executors.ordered import run_in_order
 
 T = TypeVar("T")
 RETRIES = 2
@@ -73,46 +74,15 @@ class RayExecutor:
         gpus: float = 0.0,
     ) -> list[T | None]:
         """As `curate.executors.local.map_tasks`: results in task order, `until` in task order."""
-        ray = self.ray
         # A GPU stage's task asks for a GPU where the cluster has them (each worker then loads
         # its model once and keeps it across tasks); on a cluster without GPUs it runs on CPU.
         remote = self.remote.options(num_gpus=gpus) if gpus and self.cluster_gpus >= gpus else self.remote
-        results: list[Any] = [None] * len(tasks)
-        finished = [False] * len(tasks)
-        pending: dict[Any, int] = {}
         window = max(2 * self.workers, 4) if until is not None else len(tasks)
-        submitted = next_in_order = 0
-        stopped = False
-
-        def submit() -> None:
-            nonlocal submitted
-            while submitted < len(tasks) and len(pending) < window:
-                pending[remote.remote(fn, tasks[submitted])] = submitted
-                submitted += 1
-
-        submit()
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                i = pending.pop(ref)
-                results[i] = self._get(ref, i, on_lost)
-                finished[i] = True
-                if on_result:
-                    on_result(i, results[i])
-            while not stopped and next_in_order < len(tasks) and finished[next_in_order]:
-                if until is not None and until(next_in_order, results[next_in_order]):
-                    stopped = True
-                next_in_order += 1
-            if stopped:
-                for ref in pending:
-                    ray.cancel(ref)
-                for i in range(next_in_order, len(tasks)):
-                    results[i] = None
-                break
-            submit()
+        backend = _RayBackend(self, remote, fn, tasks, on_lost)
+        results, _ = run_in_order(backend, len(tasks), window=window, on_result=on_result, until=until)
         return results
 
-    def _get(self, ref: Any, i: int, on_lost: Callable[[int, str], Any] | None) -> Any:
+    def get(self, ref: Any, i: int, on_lost: Callable[[int, str], Any] | None) -> Any:
         from ray.exceptions import RayError, RayTaskError
 
         try:
@@ -134,3 +104,27 @@ class RayExecutor:
     def __exit__(self, *_: Any) -> None:
         if self.started:  # a Ray this run started ends with it; a joined cluster stays
             self.ray.shutdown()
+
+
+class _RayBackend:
+    def __init__(
+        self,
+        ex: RayExecutor,
+        remote: Any,
+        fn: Callable[..., Any],
+        tasks: Sequence[tuple[Any, ...]],
+        on_lost: Any,
+    ):
+        self.ex, self.remote, self.fn, self.tasks, self.on_lost = ex, remote, fn, tasks, on_lost
+
+    def submit(self, i: int) -> Any:
+        return self.remote.remote(self.fn, self.tasks[i])
+
+    def wait(self, pending: list[Any]) -> list[Any]:
+        return list(self.ex.ray.wait(pending, num_returns=1)[0])
+
+    def result(self, handle: Any, i: int) -> Any:
+        return self.ex.get(handle, i, self.on_lost)
+
+    def cancel(self, handle: Any) -> None:
+        self.ex.ray.cancel(handle)
