@@ -56,7 +56,9 @@ def _base(texts: list[str]) -> pa.Table:
             "lm_loss": rng.uniform(1, 4, size=n),
             "kmeans_cluster": pa.array([i % 2 for i in range(n)], pa.int32()),
             "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), 8),
-        }
+            "influence_by_example": pa.FixedSizeListArray.from_arrays(pa.array(emb[:, :4].ravel()), 4),
+        },
+        metadata={b"curate:influence_tasks": json.dumps(["a", "a", "b", "b"]).encode()},  # for bids
     )
 
 

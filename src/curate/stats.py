@@ -118,6 +118,20 @@ BY_KIND: dict[str, dict[str, str]] = {
         "group_by": "with --group-by: the column",
         "refinement": "with --previous: clusters scored, the prior's weights and the new documents",
     },
+    "bids": {
+        "budget": SELECTION["budget"],
+        "budget_resolved": SELECTION["budget_resolved"],
+        "budget_error": SELECTION["budget_error"],
+        "mode": "`argmin_task` or `max_gain`",
+        "selected_docs": "rows selected",
+        "selected_cost": "their cost in the budget's unit",
+        "pool_docs": "rows in the input",
+        "selectable_docs": "rows with a finite influence on every example",
+        "tasks": "task -> its validation examples",
+        "per_task": "task -> `bids_mean_influence`, `bids_share` and the same for `less_top_k` (LESS's "
+        "top-k on the max-over-tasks mean at the same budget): mean normalised influence, and the share "
+        "of the selection whose strongest task it is",
+    },
     "dedup exact": {
         "rows_in": "rows read",
         "rows_out": "rows kept",

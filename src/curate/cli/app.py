@@ -11,7 +11,18 @@ import importlib
 from curate.cli.options import app, run_app
 
 # Importing a family registers its commands; this order is the order of `curate --help`.
-FAMILIES = ("select", "importance", "score", "filter", "dedup", "train", "diversity", "misc", "reports")
+FAMILIES = (
+    "select",
+    "influence",
+    "importance",
+    "score",
+    "filter",
+    "dedup",
+    "train",
+    "diversity",
+    "misc",
+    "reports",
+)
 for _family in FAMILIES:
     importlib.import_module(f"curate.cli.{_family}")
 

@@ -11,6 +11,7 @@ import sys
 FAMILY_OF = {
     "select": ("select",),
     "resample": ("select",),
+    "bids": ("influence",),
     "importance": ("importance",),
     "featurize": ("importance",),
     "score": ("score", "importance"),

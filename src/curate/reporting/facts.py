@@ -37,6 +37,14 @@ KEY_NUMBERS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("clusters_nonempty", "clusters with documents", "count"),
         ("pool_docs", "pool documents", "count"),
     ),
+    "bids": (
+        ("selected_docs", "rows selected", "count"),
+        ("selected_cost", "selected (budget units)", "count"),
+        ("budget", "budget", "text"),
+        ("budget_error", "vs budget", "signed%"),
+        ("mode", "mode", "text"),
+        ("pool_docs", "pool rows", "count"),
+    ),
     "dedup exact": (
         ("rows_in", "rows in", "count"),
         ("rows_out", "rows kept", "count"),

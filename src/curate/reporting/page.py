@@ -112,6 +112,30 @@ def _plots(s: dict[str, Any]) -> list[str]:
             svg.bars("rows dropped per rule", [k for k, _ in ranked], {"rows": [v for _, v in ranked]})
         )
     out += _cluster_plots(s.get("profile") or lookup(s, "diversity.profile"))
+    per_task = s.get("per_task")
+    if per_task:  # BIDS against LESS's top-k at the same budget
+        tasks = list(per_task)
+        out.append(
+            svg.bars(
+                "share of the selection by strongest task: BIDS vs LESS top-k",
+                tasks,
+                {
+                    "BIDS": [per_task[t]["bids_share"] for t in tasks],
+                    "LESS top-k": [per_task[t]["less_top_k_share"] for t in tasks],
+                },
+                percent=True,
+            )
+        )
+        out.append(
+            svg.bars(
+                "mean normalised influence per task",
+                tasks,
+                {
+                    "BIDS": [per_task[t]["bids_mean_influence"] for t in tasks],
+                    "LESS top-k": [per_task[t]["less_top_k_mean_influence"] for t in tasks],
+                },
+            )
+        )
     if s.get("kl_target_raw") is not None:
         out.append(
             svg.bars(

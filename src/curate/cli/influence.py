@@ -1,0 +1,122 @@
+"""`curate bids`: balanced selection over per-example influence."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from curate.cli import render
+from curate.cli.options import (
+    BatchSize,
+    Checks,
+    ExecutorOpt,
+    IdColumn,
+    Inputs,
+    KeepGoing,
+    NoProgress,
+    Output,
+    Overwrite,
+    RayAddress,
+    ReportHtml,
+    StatsJson,
+    SummaryMd,
+    TextColumn,
+    Workers,
+    app,
+    choice,
+    execute,
+    finish,
+    names,
+    source,
+)
+
+
+@app.command()
+def bids(
+    input: Inputs,
+    output: Output,
+    budget: Annotated[
+        str,
+        typer.Option(
+            help="How much to select: docs:50K, 10B (tokens), bytes:40G, or 15% (of the selectable rows)."
+        ),
+    ],
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="argmin_task: take the best candidate for the task the selection serves least (the "
+            "paper's abstract, read literally); max_gain: the candidate with the largest gain over "
+            "the selection's mean on any task (a secondary reading of its Algorithm 1)."
+        ),
+    ] = "argmin_task",
+    example_tasks: Annotated[
+        str | None,
+        typer.Option(
+            help="The task of each validation example, comma-separated in column order, when the "
+            "input's metadata (written by `curate score influence`) has no map."
+        ),
+    ] = None,
+    tokens_column: Annotated[
+        str, typer.Option(help="Column with token counts, for token budgets (else counted exactly, cl100k).")
+    ] = "n_tokens",
+    workers: Workers = 0,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddress = None,
+    text_column: TextColumn = "text",
+    id_column: IdColumn = None,
+    stats_json: StatsJson = None,
+    check: Checks = None,
+    report: ReportHtml = None,
+    summary_md: SummaryMd = None,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+    keep_going: KeepGoing = False,
+    batch_size: BatchSize = 4096,
+) -> None:
+    """Select with BIDS: every validation example's influence column (`influence_by_example`) is
+    normalised over the whole input, averaged per task, and the selection grows one candidate at
+    a time toward the task it serves least. Rows keep their columns and gain bids_rank (the
+    order they were taken in); the stats compare each task's share with LESS's top-k on the same
+    input and budget."""
+    from curate.jobs.bids import BidsConfig, bids_job
+
+    choice("--mode", mode, ("argmin_task", "max_gain"))
+    config = BidsConfig(
+        input=source(input),
+        output=output,
+        budget=budget,
+        mode=mode,
+        example_tasks=names(example_tasks),
+        tokens_column=tokens_column,
+        text_column=text_column,
+        id_column=id_column,
+        batch_size=batch_size,
+    )
+    res = execute(
+        bids_job(config),
+        workers=workers,
+        overwrite=overwrite,
+        no_progress=no_progress,
+        keep_going=keep_going,
+        stats_json=stats_json,
+    )
+    s = res.summary
+    rows = [
+        ("budget", f"{s['budget']} ({s['mode']})"),
+        (
+            "selected",
+            f"{s['selected_docs']:,} of {s['pool_docs']:,} rows ({s['selectable_docs']:,} selectable)",
+        ),
+        ("vs budget", f"{s['budget_error'] * 100:+.3f}%"),
+    ]
+    for task, t in s["per_task"].items():
+        rows.append(
+            (
+                f"task {task}",
+                f"share {100 * t['bids_share']:.1f}% (LESS top-k {100 * t['less_top_k_share']:.1f}%), "
+                f"mean influence {t['bids_mean_influence']:+.3f} (LESS {t['less_top_k_mean_influence']:+.3f})",
+            )
+        )
+    render.kv_table("curate bids", rows)
+    finish(res, check, report, summary_md)
