@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from curate.bids import ColumnMoments, balanced_order, task_influence
+from curate.stats import undocumented
 from tests.cli import run_main
 
 
@@ -125,6 +126,7 @@ def test_bids_serves_every_task_where_less_serves_the_loud_one(tmp_path: Path) -
     argv = ["bids", str(tmp_path / "pool"), str(tmp_path / "out"), "--budget", "docs:30", "--no-progress"]
     assert run_main(*argv, "--workers", "1", "--stats-json", str(stats)) == 0
     s = json.loads(stats.read_text())
+    assert undocumented(s) == []  # every field is in the stats schema (docs/stats.md)
     shares = {t: v["bids_share"] for t, v in s["per_task"].items()}
     less = {t: v["less_top_k_share"] for t, v in s["per_task"].items()}
     assert less["code"] == 1.0  # LESS: the loud task takes the whole budget
