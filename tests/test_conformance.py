@@ -161,8 +161,10 @@ OPTION_VALUES: dict[str, Callable[[Fixtures, tuple[str, ...]], str]] = {
             ("score", "importance"): f.importance_model,
             ("score", "fasttext"): f.fasttext_model,
             ("score", "lm"): f.lm_model,
+            ("score", "influence"): f.lm_model,  # trained with warm-up checkpoints
         }[c]
     ),
+    "task": lambda f, c: f"target={f.target}",
 }
 # Options that keep runs small, passed whenever a command has them.
 SPEED = {
@@ -266,7 +268,7 @@ def fixtures(corpus, tmp_path_factory: pytest.TempPathFactory) -> Fixtures:  # t
         texts,
         lm,
         ProxyLMConfig(context=16, dim=16, layers=1, heads=1),
-        TrainSettings(steps=2, batch_size=2, warmup=1, device="cpu"),
+        TrainSettings(steps=2, batch_size=2, warmup=1, device="cpu", checkpoints=2),
     )
     return Fixtures(
         good=tmp / "good.parquet", target=corpus.target, importance_model=imp, fasttext_model=ft, lm_model=lm

@@ -136,6 +136,9 @@ class Pipeline:
         """The output schema, or a SchemaError naming the missing column and the ones present."""
         for st in self.stages:
             st.validate(schema, source)
+            extra = getattr(st, "schema_metadata", None)  # e.g. influence's example-to-task map
+            if extra:
+                schema = schema.with_metadata({**(schema.metadata or {}), **extra})
             for name, typ in st.adds().items():
                 idx = schema.get_field_index(name)
                 if idx >= 0:

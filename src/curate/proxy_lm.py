@@ -91,13 +91,18 @@ def build_model(config: ProxyLMConfig) -> Any:
             self.ln2 = nn.LayerNorm(d)
             self.up = nn.Linear(d, config.mlp_ratio * d)
             self.down = nn.Linear(config.mlp_ratio * d, d)
+            self.plain_attention = False  # explicit matmuls (for torch.func.vmap, curate.influence)
 
         def forward(self, x: Any) -> Any:
             b, t, d = x.shape
             q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, config.heads, d // config.heads).unbind(2)
-            a = F.scaled_dot_product_attention(
-                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True
-            )
+            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+            if self.plain_attention:
+                scores = (q @ k.transpose(-1, -2)) / math.sqrt(d // config.heads)
+                causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
+                a = scores.masked_fill(~causal, float("-inf")).softmax(-1) @ v
+            else:
+                a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
             x = x + self.proj(a.transpose(1, 2).reshape(b, t, d))
             return x + self.down(F.gelu(self.up(self.ln2(x))))
 
@@ -199,6 +204,34 @@ def load_proxy_lm(folder: str | Path, device: str = "cpu") -> tuple[ByteTokenize
     return ByteTokenizer(), model
 
 
+CHECKPOINTS = "checkpoints"  # warm-up checkpoints for influence (curate.influence)
+CHECKPOINT_META = "checkpoint.json"
+ADAM_FILE = "adam.safetensors"
+
+
+def save_checkpoint(model: Any, optimizer: Any, folder: Path, step: int, mean_lr: float) -> None:
+    """Weights, Adam moments and the mean learning rate since the previous checkpoint (safetensors
+    and JSON, never pickle)."""
+    from safetensors.torch import save_file
+
+    save_proxy_lm(model, folder, {"checkpoint_step": step})
+    moments: dict[str, Any] = {}
+    group = optimizer.param_groups[0]
+    for name, p in model.named_parameters():
+        state = optimizer.state.get(p, {})
+        zeros = p.detach().new_zeros(p.shape)
+        moments[f"m.{name}"] = state.get("exp_avg", zeros).detach().contiguous().cpu()
+        moments[f"v.{name}"] = state.get("exp_avg_sq", zeros).detach().contiguous().cpu()
+    save_file(moments, str(folder / ADAM_FILE))
+    meta = {"step": step, "mean_lr": mean_lr, "betas": list(group["betas"]), "eps": group["eps"]}
+    (folder / CHECKPOINT_META).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def checkpoint_steps(steps: int, count: int) -> list[int]:
+    """The last step of each of `count` evenly spaced stretches of training."""
+    return sorted({max(1, round(steps * (c + 1) / count)) - 1 for c in range(count)}) if count else []
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     steps: int = 2000
@@ -210,6 +243,7 @@ class TrainSettings:
     seed: int = 0
     threads: int | None = None
     device: str = "cpu"
+    checkpoints: int = 0  # warm-up checkpoints (weights, Adam moments, mean lr) for influence
 
 
 @dataclass
@@ -302,6 +336,8 @@ def train_proxy_lm(
     start = time.perf_counter()
     loss_value = float("nan")
     model.train()
+    saves = checkpoint_steps(settings.steps, settings.checkpoints)
+    lr_sum, lr_count = 0.0, 0
     for step in range(settings.steps):
         starts = torch.from_numpy(
             rng.integers(0, len(train_data) - config.context - 1, settings.batch_size)
@@ -317,6 +353,11 @@ def train_proxy_lm(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        lr_sum, lr_count = lr_sum + lr_at(step), lr_count + 1
+        if step in saves:
+            where = Path(folder) / CHECKPOINTS / f"{saves.index(step):02d}"
+            save_checkpoint(model, opt, where, step, lr_sum / lr_count)
+            lr_sum, lr_count = 0.0, 0
         loss_value = float(loss.detach())
         if step % max(1, settings.steps // 20) == 0 or step == settings.steps - 1:
             curve.append((step, loss_value))

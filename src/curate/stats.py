@@ -257,6 +257,7 @@ MAP_KINDS = (
     "score fasttext",
     "score heuristics",
     "score lm",
+    "score influence",
 )
 for _kind in MAP_KINDS:
     BY_KIND[_kind] = dict(MAP_REPORT)

@@ -86,11 +86,18 @@ RUNS: tuple[Run, ...] = (
     Run(
         "train-lm",
         "train lm --data {target} -o {w}/lm --steps 20 --dim 16 --layers 1 --heads 2 --context 32 "
-        "--batch-size 4 --threads 1 --device cpu",
+        "--batch-size 4 --threads 1 --device cpu --checkpoints 2",
         "lm",
     ),
     Run("score-lm", "score lm --model {w}/lm {pool} {w}/lmscored --device cpu --el2n", "lmscored"),
     Run("reweight", "reweight {w}/lmscored {w}/rw --by lm_loss", "rw"),
+    Run(
+        "score-influence",
+        "score influence {pool} {w}/inf --model {w}/lm --task docs={target} --task code={pool}/part-00000.parquet "
+        "--dim 64 --device cpu",
+        "inf",
+    ),
+    Run("bids", "bids {w}/inf {w}/bids --budget docs:12", "bids"),
     Run("embed", "embed {pool} {w}/emb --dim 32", "emb"),
     Run("cluster", "cluster {w}/emb {w}/cl --k 4", "cl"),
     Run("diversify", "diversify {w}/cl {w}/div --budget docs:20 --group-by domain", "div"),
@@ -110,7 +117,6 @@ NOT_RUN = {
         "report",
     ): "its page shows the run's timings; tests/test_reports.py checks it rebuilds --report's bytes",
     ("diff",): "writes nothing: it prints what moved between two stats (tests/test_reports.py)",
-    ("bids",): "no command writes influence columns yet (score influence, issue 13); tests/test_bids.py",
 }
 RECIPE = """[[step]]
 run = "score importance"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,6 +11,7 @@ from curate.cli import render
 from curate.cli.options import (
     BatchSize,
     Checks,
+    Device,
     ExecutorOpt,
     IdColumn,
     Inputs,
@@ -28,6 +30,7 @@ from curate.cli.options import (
     execute,
     finish,
     names,
+    score_app,
     source,
 )
 
@@ -120,3 +123,84 @@ def bids(
         )
     render.kv_table("curate bids", rows)
     finish(res, check, report, summary_md)
+
+
+def _read_task(spec: str, text_column: str) -> tuple[str, tuple[str, ...]]:
+    from curate.errors import UsageError
+    from curate.io.inputs import Columns, discover, iter_batches
+
+    name, sep, path = spec.partition("=")
+    if not sep or not name or not path:
+        raise UsageError(f"--task {spec!r}: expected NAME=PATH, e.g. --task wiki=wiki_examples.jsonl")
+    texts: list[str] = []
+    for shard in discover(path):
+        for batch in iter_batches(shard, Columns(text=text_column), columns=["text"]):
+            texts.extend(t for t in batch.column("text").to_pylist() if t)
+    return name, tuple(texts)
+
+
+@score_app.command("influence")
+def score_influence(
+    input: Inputs,
+    output: Output,
+    model: Annotated[
+        Path, typer.Option(help="A warm-up model with checkpoints (`curate train lm --checkpoints 4`).")
+    ],
+    task: Annotated[
+        list[str],
+        typer.Option(
+            help="A target task as NAME=PATH: a dataset of its few validation examples (repeatable; "
+            "5-20 examples each is LESS's regime)."
+        ),
+    ],
+    dim: Annotated[int, typer.Option(help="Projected gradient dimension (LESS: 8192).", min=16)] = 8192,
+    seed: Annotated[int, typer.Option(help="Seed of the projection (the same for every feature).")] = 0,
+    gradient_batch: Annotated[
+        int, typer.Option(help="Documents per batched per-example-gradient pass.", min=1)
+    ] = 16,
+    device: Device = "cpu",
+    workers: Workers = 0,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddress = None,
+    text_column: TextColumn = "text",
+    id_column: IdColumn = None,
+    stats_json: StatsJson = None,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+    keep_going: KeepGoing = False,
+    batch_size: BatchSize = 256,
+) -> None:
+    """Add LESS's influence of each document on each task: influence_<task> (the mean over the
+    task's examples of Σ_c η̄_c·cos(Adam-preconditioned candidate gradient, plain example
+    gradient) over the checkpoints), influence (the max over tasks) and influence_by_example
+    (one value per example, for `curate bids`), with influence_tokens (bytes the loss covered;
+    longer documents are cut to the model's context). Rows whose gradients are not finite get
+    nulls."""
+    from curate.cli.options import map_command
+    from curate.io.stores import fetch
+    from curate.stages.influence import InfluenceScorer
+    from curate.stages.lm import resolve_device
+
+    scorer = InfluenceScorer(
+        warm=fetch(model),
+        tasks=tuple(_read_task(t, text_column) for t in task),
+        dim=dim,
+        seed=seed,
+        batch=gradient_batch,
+        device=resolve_device(device),
+    )
+    res = map_command(
+        "score influence",
+        (scorer,),
+        input,
+        output,
+        text_column=text_column,
+        id_column=id_column,
+        workers=workers,
+        overwrite=overwrite,
+        no_progress=no_progress,
+        keep_going=keep_going,
+        batch_size=batch_size,
+        stats_json=stats_json,
+    )
+    del res

@@ -14,7 +14,7 @@ FAMILY_OF = {
     "bids": ("influence",),
     "importance": ("importance",),
     "featurize": ("importance",),
-    "score": ("score", "importance"),
+    "score": ("score", "importance", "influence"),
     "reweight": ("score",),
     "filter": ("filter",),
     "dedup": ("dedup",),

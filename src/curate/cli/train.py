@@ -180,6 +180,16 @@ def train_lm(
         int | None, typer.Option(help="CPU threads for torch (default: torch's choice).", min=1)
     ] = None,
     seed: Seed = 0,
+    checkpoints: Annotated[
+        int,
+        typer.Option(
+            help="Also save this many evenly spaced warm-up checkpoints (weights, Adam moments, the "
+            "mean learning rate since the previous one) under OUTPUT/checkpoints/, for "
+            "`curate score influence` (LESS uses 4). Train it on a random 5% of the pool, e.g. "
+            "`curate resample POOL SAMPLE --by <any score> --budget 5% --temperature 1e9`.",
+            min=0,
+        ),
+    ] = 0,
     no_progress: NoProgress = False,
     text_column: TextColumn = "text",
     stats_json: StatsJson = None,
@@ -206,6 +216,7 @@ def train_lm(
         device=device,
         threads=threads,
         seed=seed,
+        checkpoints=checkpoints,
         text_column=text_column,
     )
     r = execute(train_lm_job(config), workers=1, no_progress=no_progress, stats_json=stats_json).summary

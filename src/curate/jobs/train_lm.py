@@ -30,6 +30,7 @@ class TrainLMConfig:
     device: str = "auto"
     threads: int | None = None
     seed: int = 0
+    checkpoints: int = 0
     text_column: str = TEXT
     batch_size: int = 4096
 
@@ -51,6 +52,7 @@ def _train(run: JobRun) -> Any:
         seed=c.seed,
         threads=c.threads,
         device=resolve_device(c.device),
+        checkpoints=c.checkpoints,
     )
     model = ProxyLMConfig(context=c.context, dim=c.dim, layers=c.layers, heads=c.heads)
     run.progress.start("train lm", c.steps, unit="steps")

@@ -1,0 +1,161 @@
+"""Annotator: LESS influence of each document on a few target tasks (METHODS §2), for a warm-up
+proxy LM trained with checkpoints (`curate train lm --checkpoints N`).
+
+At each checkpoint c, a candidate's feature is its Adam-preconditioned gradient and a task
+example's its plain gradient (both of the mean loss over the document's bytes), projected
+(curate.influence.Projection) and L2-normalised. A[i, j] = Σ_c η̄_c cos(Γ_c(i), g_c(j)), with the
+checkpoints' mean learning rates η̄ rescaled to sum to 1 (the ranking is unchanged).
+Adds `influence_<task>` (the mean over the task's examples), `influence` (the max over tasks,
+LESS's score) and `influence_by_example` (A's row, for `curate bids`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate.errors import StageError
+from curate.stages.base import Annotator, StageContext
+from curate.types import TEXT
+
+TASKS_KEY = b"curate:influence_tasks"
+_FEATURES: dict[tuple[Any, ...], Any] = {}  # per process: the task features of each checkpoint
+
+
+@dataclass(frozen=True, kw_only=True)
+class InfluenceScorer(Annotator):
+    name: ClassVar[str] = "influence"
+    warm: str
+    tasks: tuple[tuple[str, tuple[str, ...]], ...]  # (task name, its example texts)
+    dim: int = 8192
+    seed: int = 0
+    batch: int = 16
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        names = [n for n, _ in self.tasks]
+        if not names:
+            raise StageError("score influence: give at least one --task NAME=PATH")
+        if len(set(names)) != len(names):
+            dup = next(n for n in names if names.count(n) > 1)
+            raise StageError(f"score influence: two tasks are named {dup!r}")
+        for n, texts in self.tasks:
+            if not [t for t in texts if t and len(t.encode()) >= 2]:
+                raise StageError(f"score influence: task {n!r} has no example with text")
+
+    @property
+    def gpus(self) -> float:
+        return 0.0 if self.device == "cpu" else 1.0
+
+    def example_tasks(self) -> list[str]:
+        return [n for n, texts in self.tasks for t in texts if t and len(t.encode()) >= 2]
+
+    def adds(self) -> dict[str, pa.DataType]:
+        cols: dict[str, pa.DataType] = {f"influence_{n}": pa.float32() for n, _ in self.tasks}
+        cols["influence"] = pa.float32()
+        cols["influence_by_example"] = pa.list_(pa.float32(), len(self.example_tasks()))
+        cols["influence_tokens"] = pa.int32()  # bytes the loss covered: the model's context when cut
+        return cols
+
+    @property
+    def schema_metadata(self) -> dict[bytes, bytes]:
+        return {TASKS_KEY: json.dumps(self.example_tasks()).encode()}
+
+    def requires(self) -> tuple[str, ...]:
+        return (TEXT,)
+
+    def _ids(self, texts: Sequence[str | None], context: int) -> tuple[list[int], Any, Any, int]:
+        """Rows with at least 2 bytes, their byte ids (cut to the context) and masks, and how
+        many were cut."""
+        torch = _torch()
+        keep, rows, cut = [], [], 0
+        for i, t in enumerate(texts):
+            data = (t or "").encode("utf-8")
+            if len(data) < 2:
+                continue
+            cut += len(data) > context + 1
+            keep.append(i)
+            rows.append(list(data[: context + 1]))
+        width = max((len(r) for r in rows), default=2)
+        ids = torch.zeros(len(rows), width, dtype=torch.long)
+        mask = torch.zeros(len(rows), width, dtype=torch.long)
+        for r, row in enumerate(rows):
+            ids[r, : len(row)] = torch.tensor(row)
+            mask[r, : len(row)] = 1
+        return keep, ids, mask, cut
+
+    def setup(self, ctx: StageContext) -> None:
+        key = (self.warm, self.tasks, self.dim, self.seed, self.device)
+        if key in _FEATURES:
+            return
+        from curate.influence import Projection, checkpoints_of, load_moments, per_example_gradients, unit
+        from curate.proxy_lm import load_proxy_lm
+
+        examples = [t for _, texts in self.tasks for t in texts if t and len(t.encode()) >= 2]
+        stages = []
+        rates = []
+        for ckpt in checkpoints_of(self.warm):
+            _, model = load_proxy_lm(ckpt.folder, self.device)
+            names = [n for n, _ in model.named_parameters()]
+            m, v = load_moments(ckpt, names)
+            proj = Projection(int(m.numel()), self.dim, self.seed)
+            _, ids, mask, _ = self._ids(examples, model.config.context)
+            feats = [unit(proj(per_example_gradients(model, ids[i : i + self.batch], mask[i : i + self.batch])))
+                     for i in range(0, len(ids), self.batch)]  # fmt: skip
+            stages.append((ckpt, model, m.to(self.device), v.to(self.device), proj, _torch().cat(feats)))
+            rates.append(ckpt.mean_lr)
+        total = sum(rates) or 1.0
+        _FEATURES.clear()
+        _FEATURES[key] = [(s, r / total) for s, r in zip(stages, rates, strict=True)]
+
+    def annotate(self, batch: pa.RecordBatch) -> dict[str, pa.Array]:
+        from curate.influence import adam_features, as_numpy, per_example_gradients, unit
+
+        self.setup(StageContext())
+        stages = _FEATURES[(self.warm, self.tasks, self.dim, self.seed, self.device)]
+        texts = batch.column(TEXT).to_pylist()
+        n, m = len(texts), len(self.example_tasks())
+        a = np.full((n, m), np.nan, np.float32)
+        context = stages[0][0][1].config.context
+        keep, ids, mask, _ = self._ids(texts, context)
+        total = np.zeros((len(keep), m))
+        for (ckpt, model, mom, var, proj, task_feats), weight in stages:
+            for lo in range(0, len(keep), self.batch):
+                g = per_example_gradients(model, ids[lo : lo + self.batch], mask[lo : lo + self.batch])
+                gamma = unit(proj(adam_features(g, mom, var, tuple(ckpt.betas), ckpt.eps)))
+                total[lo : lo + self.batch] += weight * as_numpy(gamma @ task_feats.T)
+        if keep:
+            a[np.asarray(keep)] = total
+        bad = ~np.isfinite(a).all(axis=1)
+        a[bad] = np.nan
+        names = [nm for nm, _ in self.tasks]
+        of = np.asarray(self.example_tasks())
+        per_task = {nm: a[:, of == nm].mean(axis=1) for nm in names}
+        best = np.max(np.stack(list(per_task.values()), axis=1), axis=1)
+        valid = pa.array(~bad)
+        out: dict[str, pa.Array] = {
+            f"influence_{nm}": pa.array(v, pa.float32(), mask=bad) for nm, v in per_task.items()
+        }
+        out["influence"] = pa.array(best, pa.float32(), mask=bad)
+        flat = pa.array(np.nan_to_num(a).ravel(), pa.float32())
+        lists = pa.FixedSizeListArray.from_arrays(flat, m)
+        out["influence_by_example"] = pc.if_else(valid, lists, pa.nulls(n, lists.type))
+        used = np.zeros(n, np.int32)
+        if keep:
+            used[np.asarray(keep)] = as_numpy(mask.sum(dim=1)).astype(np.int32) - 1
+        out["influence_tokens"] = pa.array(
+            used, pa.int32(), mask=np.asarray([i not in set(keep) for i in range(n)])
+        )
+        return out
+
+
+def _torch() -> Any:
+    import torch
+
+    return torch

@@ -1,0 +1,140 @@
+"""LESS influence (curate.influence, `curate score influence`) on tiny proxy LMs built here:
+batched per-example gradients equal the one-at-a-time loop, the projection keeps inner products
+(Johnson-Lindenstrauss) and is the same for every feature, checkpoints carry Adam's moments, and
+the scores are the means and max the spec defines, derived from the rows' own per-example values."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+torch = pytest.importorskip("torch")
+
+from curate.influence import (  # noqa: E402
+    Projection,
+    adam_features,
+    checkpoints_of,
+    per_example_gradients,
+    per_example_gradients_loop,
+)
+from curate.proxy_lm import ProxyLMConfig, TrainSettings, build_model, checkpoint_steps, train_proxy_lm  # noqa: E402
+from tests.cli import run_main  # noqa: E402
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "corpus"
+
+
+def test_batched_gradients_equal_the_loop() -> None:
+    torch.manual_seed(0)
+    model = build_model(ProxyLMConfig(context=24, dim=16, layers=2, heads=2)).eval()
+    ids = torch.randint(0, 256, (6, 25))
+    mask = torch.ones_like(ids)
+    mask[2, 10:] = 0  # a shorter document, padded
+    batched = per_example_gradients(model, ids, mask)
+    loop = per_example_gradients_loop(model, ids, mask)
+    assert batched.shape == loop.shape and float((batched - loop).abs().max()) < 1e-5
+
+
+@settings(max_examples=25, deadline=None)
+@given(size=st.integers(2, 3000), seed=st.integers(0, 10**6))
+def test_the_projection_keeps_inner_products(size: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x = torch.from_numpy(rng.normal(size=(4, size)).astype(np.float32))
+    proj = Projection(size, 1024, seed=7)
+    px = proj(x)
+    exact, approx = (x @ x.T).double(), (px @ px.T).double()
+    norms = torch.linalg.vector_norm(x.double(), dim=1)
+    # JL: the error of <Px, Py> is about |x||y|/sqrt(d); 6 standard deviations cannot flake.
+    assert float(((approx - exact).abs() / (norms[:, None] * norms[None, :])).max()) < 6 / 1024**0.5
+    again = Projection(size, 1024, seed=7)(x)
+    assert torch.equal(px, again)  # the same seed is the same projection, for every feature
+
+
+def test_adam_features_follow_the_formula() -> None:
+    g, m, v = (
+        torch.tensor([0.5, -1.0, 2.0]),
+        torch.tensor([0.1, 0.0, -0.2]),
+        torch.tensor([0.01, 0.0, 0.04]),
+    )
+    got = adam_features(g, m, v, (0.9, 0.999), 1e-8)
+    m2, v2 = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+    assert torch.allclose(got, m2 / torch.sqrt(v2 + 1e-8))
+
+
+def warm_model(folder: Path, checkpoints: int = 3) -> Path:
+    texts = pq.read_table(GOLDEN / "target.parquet").column("text").to_pylist()
+    train_proxy_lm(
+        texts,
+        folder,
+        ProxyLMConfig(context=32, dim=16, layers=1, heads=2),
+        TrainSettings(steps=12, batch_size=2, warmup=2, device="cpu", threads=1, checkpoints=checkpoints),
+    )
+    return folder
+
+
+def test_checkpoints_hold_weights_moments_and_mean_learning_rates(tmp_path: Path) -> None:
+    warm = warm_model(tmp_path / "warm")
+    found = checkpoints_of(warm)
+    assert [c.step for c in found] == checkpoint_steps(12, 3) == [3, 7, 11]
+    assert all(c.mean_lr > 0 for c in found)
+    from safetensors.torch import load_file
+
+    moments = load_file(str(found[-1].folder / "adam.safetensors"))
+    assert any(k.startswith("m.") for k in moments) and any(
+        float(t.abs().sum()) > 0 for t in moments.values()
+    )
+
+
+def test_score_influence_then_bids(tmp_path: Path) -> None:
+    warm = warm_model(tmp_path / "warm")
+    pool = pq.read_table(GOLDEN / "pool")
+    domain = pa.compute.equal(pool.column("domain"), "python_code")
+    pq.write_table(pool.filter(domain).slice(0, 4), tmp_path / "code.parquet")
+    pq.write_table(pool.filter(pa.compute.invert(domain)).slice(0, 3), tmp_path / "docs.parquet")
+    argv = [
+        "score", "influence", str(GOLDEN / "pool"), str(tmp_path / "scored"), "--model", str(warm),
+        "--task", f"code={tmp_path / 'code.parquet'}", "--task", f"docs={tmp_path / 'docs.parquet'}",
+        "--dim", "128", "--workers", "1", "--no-progress",
+    ]  # fmt: skip
+    assert run_main(*argv) == 0
+    out = pq.read_table(tmp_path / "scored")
+    tasks = json.loads(out.schema.metadata[b"curate:influence_tasks"])
+    n_code = sum(1 for t in pq.read_table(tmp_path / "code.parquet").column("text").to_pylist() if t)
+    assert tasks.count("code") == n_code and tasks[0] == "code"
+    rows = out.to_pylist()
+    empty = [r for r in rows if not r["text"] or len(r["text"].encode()) < 2]
+    assert empty and all(r["influence"] is None for r in empty)
+    of = np.asarray(tasks)
+    for r in rows:
+        if r["influence"] is None:
+            continue
+        a = np.asarray(r["influence_by_example"])
+        assert np.all(np.abs(a) <= 1 + 1e-5)  # a weighted mean of cosines, weights summing to 1
+        means = {t: a[of == t].mean() for t in ("code", "docs")}
+        assert abs(r["influence_code"] - means["code"]) < 1e-5
+        assert abs(r["influence"] - max(means.values())) < 1e-5
+    assert (
+        run_main(
+            "bids", str(tmp_path / "scored"), str(tmp_path / "sel"), "--budget", "docs:10", "--no-progress"
+        )
+        == 0
+    )
+    assert pq.read_table(tmp_path / "sel").num_rows == 10
+
+
+def test_influence_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    warm = warm_model(tmp_path / "warm", checkpoints=0)
+    target = str(GOLDEN / "target.parquet")
+    base = ["score", "influence", str(GOLDEN / "pool"), "--model", str(warm), "--dim", "16", "--no-progress"]
+    assert run_main(*base, str(tmp_path / "o1"), "--task", f"t={target}") == 1
+    assert "no warm-up checkpoints" in capsys.readouterr().err
+    assert run_main(*base, str(tmp_path / "o2"), "--task", f"t={target}", "--task", f"t={target}") == 1
+    assert "two tasks are named 't'" in capsys.readouterr().err
+    assert run_main(*base, str(tmp_path / "o3"), "--task", target) == 1
+    assert "NAME=PATH" in capsys.readouterr().err
