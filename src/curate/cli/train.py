@@ -186,7 +186,7 @@ def train_lm(
             help="Also save this many evenly spaced warm-up checkpoints (weights, Adam moments, the "
             "mean learning rate since the previous one) under OUTPUT/checkpoints/, for "
             "`curate score influence` (LESS uses 4). Train it on a random 5% of the pool, e.g. "
-            "`curate resample POOL SAMPLE --by <any score> --budget 5% --temperature 1e9`.",
+            "`curate resample POOL SAMPLE --by <any numeric column> --budget 5% --temperature 1e9` (at that temperature the seeded noise alone decides).",
             min=0,
         ),
     ] = 0,
