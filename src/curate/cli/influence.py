@@ -155,6 +155,12 @@ def score_influence(
     ],
     dim: Annotated[int, typer.Option(help="Projected gradient dimension (LESS: 8192).", min=16)] = 8192,
     seed: Annotated[int, typer.Option(help="Seed of the projection (the same for every feature).")] = 0,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(
+            help="Bytes of each document the loss covers (default and most: the model's context).", min=1
+        ),
+    ] = None,
     gradient_batch: Annotated[
         int, typer.Option(help="Documents per batched per-example-gradient pass.", min=1)
     ] = 16,
@@ -188,6 +194,7 @@ def score_influence(
         seed=seed,
         batch=gradient_batch,
         device=resolve_device(device),
+        max_tokens=max_tokens,
     )
     res = map_command(
         "score influence",

@@ -37,6 +37,7 @@ class InfluenceScorer(Annotator):
     seed: int = 0
     batch: int = 16
     device: str = "cpu"
+    max_tokens: int | None = None  # bytes of a document the loss covers (at most the context)
 
     def __post_init__(self) -> None:
         names = [n for n, _ in self.tasks]
@@ -75,6 +76,8 @@ class InfluenceScorer(Annotator):
         many were cut."""
         torch = _torch()
         keep, rows, cut = [], [], 0
+        if self.max_tokens:
+            context = min(context, self.max_tokens)
         for i, t in enumerate(texts):
             data = (t or "").encode("utf-8")
             if len(data) < 2:
