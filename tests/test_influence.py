@@ -138,3 +138,34 @@ def test_influence_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "two tasks are named 't'" in capsys.readouterr().err
     assert run_main(*base, str(tmp_path / "o3"), "--task", target) == 1
     assert "NAME=PATH" in capsys.readouterr().err
+
+
+def test_kept_features_score_new_tasks_without_backward_passes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import curate.influence as influence
+
+    warm = warm_model(tmp_path / "warm")
+    target = GOLDEN / "target.parquet"
+    pq.write_table(pq.read_table(target).slice(0, 3), tmp_path / "t3.parquet")
+    common = ["--model", str(warm), "--dim", "64", "--workers", "1", "--no-progress"]
+    first = ["score", "influence", str(GOLDEN / "pool"), str(tmp_path / "kept"), "--keep-features"]
+    assert run_main(*first, "--task", f"docs={target}", *common) == 0
+    kept = pq.read_table(tmp_path / "kept")
+    assert kept.schema.field("influence_features").type.list_size == 3 * 64
+    calls: list[int] = []
+    real = influence.per_example_gradients
+
+    def counted(model, ids, mask):  # type: ignore[no-untyped-def]
+        calls.append(int(ids.shape[0]))
+        return real(model, ids, mask)
+
+    monkeypatch.setattr(influence, "per_example_gradients", counted)
+    again = ["score", "influence", str(tmp_path / "kept"), str(tmp_path / "again")]
+    assert run_main(*again, "--task", f"few={tmp_path / 't3.parquet'}", *common) == 0
+    assert sum(calls) == 3 * 3  # only the 3 task examples, at each of the 3 checkpoints
+    fresh = ["score", "influence", str(GOLDEN / "pool"), str(tmp_path / "fresh")]
+    assert run_main(*fresh, "--task", f"few={tmp_path / 't3.parquet'}", *common) == 0
+    a = np.asarray(pq.read_table(tmp_path / "again").column("influence").to_pylist(), dtype=float)
+    b = np.asarray(pq.read_table(tmp_path / "fresh").column("influence").to_pylist(), dtype=float)
+    assert np.allclose(a, b, atol=2e-3, equal_nan=True)  # float16 features: three decimals

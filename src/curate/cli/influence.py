@@ -21,10 +21,12 @@ from curate.cli.options import (
     Overwrite,
     RayAddress,
     ReportHtml,
+    Sidecars,
     StatsJson,
     SummaryMd,
     TextColumn,
     Workers,
+    WriteSidecar,
     app,
     choice,
     execute,
@@ -161,6 +163,17 @@ def score_influence(
             help="Bytes of each document the loss covers (default and most: the model's context).", min=1
         ),
     ] = None,
+    keep_features: Annotated[
+        bool,
+        typer.Option(
+            "--keep-features",
+            help="Also write influence_features: each candidate's projected feature at every "
+            "checkpoint (float16; with --write-sidecar, a sidecar of them). Scoring new tasks on an "
+            "input (or --sidecar) that has them needs no backward pass.",
+        ),
+    ] = False,
+    sidecar: Sidecars = None,
+    write_sidecar: WriteSidecar = False,
     gradient_batch: Annotated[
         int, typer.Option(help="Documents per batched per-example-gradient pass.", min=1)
     ] = 16,
@@ -195,6 +208,7 @@ def score_influence(
         batch=gradient_batch,
         device=resolve_device(device),
         max_tokens=max_tokens,
+        keep_features=keep_features,
     )
     res = map_command(
         "score influence",
@@ -209,5 +223,7 @@ def score_influence(
         keep_going=keep_going,
         batch_size=batch_size,
         stats_json=stats_json,
+        sidecars=sidecar,
+        write_sidecar=write_sidecar,
     )
     del res

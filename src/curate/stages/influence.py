@@ -25,6 +25,7 @@ from curate.stages.base import Annotator, StageContext
 from curate.types import TEXT
 
 TASKS_KEY = b"curate:influence_tasks"
+FEATURES = "influence_features"  # the candidates' projected features, kept for new tasks
 _FEATURES: dict[tuple[Any, ...], Any] = {}  # per process: the task features of each checkpoint
 
 
@@ -38,6 +39,7 @@ class InfluenceScorer(Annotator):
     batch: int = 16
     device: str = "cpu"
     max_tokens: int | None = None  # bytes of a document the loss covers (at most the context)
+    keep_features: bool = False  # add FEATURES: every checkpoint's unit feature, float16
 
     def __post_init__(self) -> None:
         names = [n for n, _ in self.tasks]
@@ -62,7 +64,25 @@ class InfluenceScorer(Annotator):
         cols["influence"] = pa.float32()
         cols["influence_by_example"] = pa.list_(pa.float32(), len(self.example_tasks()))
         cols["influence_tokens"] = pa.int32()  # bytes the loss covered: the model's context when cut
+        if self.keep_features:
+            cols[FEATURES] = pa.list_(pa.float16(), self.feature_width())
         return cols
+
+    def feature_width(self) -> int:
+        from curate.influence import checkpoints_of
+
+        return len(checkpoints_of(self.warm)) * self.dim
+
+    def validate(self, schema: pa.Schema, source: str = "input") -> None:
+        super().validate(schema, source)
+        if FEATURES in schema.names:  # kept by an earlier run: reused, so they must fit this one
+            size = getattr(schema.field(FEATURES).type, "list_size", None)
+            if size != self.feature_width():
+                raise StageError(
+                    f"{source}: {FEATURES} holds {size} values per row, and {self.warm} with --dim "
+                    f"{self.dim} makes {self.feature_width()}",
+                    hint="score with the warm-up model, --dim and --seed the features were kept with",
+                )
 
     @property
     def schema_metadata(self) -> dict[bytes, bytes]:
@@ -128,11 +148,29 @@ class InfluenceScorer(Annotator):
         context = stages[0][0][1].config.context
         keep, ids, mask, _ = self._ids(texts, context)
         total = np.zeros((len(keep), m))
-        for (ckpt, model, mom, var, proj, task_feats), weight in stages:
-            for lo in range(0, len(keep), self.batch):
-                g = per_example_gradients(model, ids[lo : lo + self.batch], mask[lo : lo + self.batch])
-                gamma = unit(proj(adam_features(g, mom, var, tuple(ckpt.betas), ckpt.eps)))
-                total[lo : lo + self.batch] += weight * as_numpy(gamma @ task_feats.T)
+        kept: list[np.ndarray] = []
+        if FEATURES in batch.schema.names:  # features kept by an earlier run: no backward pass
+            col = batch.column(FEATURES)
+            have = np.asarray(col.is_valid().to_numpy(zero_copy_only=False))
+            keep = [i for i in keep if have[i]]
+            feats = np.zeros((n, self.feature_width()), np.float32)
+            if have.any():
+                flat = pc.list_flatten(col.filter(pa.array(have))).to_numpy(zero_copy_only=False)
+                feats[have] = np.asarray(flat, np.float32).reshape(-1, self.feature_width())
+            feats = feats[keep]
+            total = np.zeros((len(keep), m))
+            for c, ((_, _, _, _, _, task_feats), weight) in enumerate(stages):
+                part = feats[:, c * self.dim : (c + 1) * self.dim]
+                total += weight * (part @ as_numpy(task_feats).T)
+        else:
+            for (ckpt, model, mom, var, proj, task_feats), weight in stages:
+                parts = []
+                for lo in range(0, len(keep), self.batch):
+                    g = per_example_gradients(model, ids[lo : lo + self.batch], mask[lo : lo + self.batch])
+                    gamma = unit(proj(adam_features(g, mom, var, tuple(ckpt.betas), ckpt.eps)))
+                    total[lo : lo + self.batch] += weight * as_numpy(gamma @ task_feats.T)
+                    parts.append(as_numpy(gamma))
+                kept.append(np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32))
         if keep:
             a[np.asarray(keep)] = total
         bad = ~np.isfinite(a).all(axis=1)
@@ -151,10 +189,21 @@ class InfluenceScorer(Annotator):
         out["influence_by_example"] = pc.if_else(valid, lists, pa.nulls(n, lists.type))
         used = np.zeros(n, np.int32)
         if keep:
-            used[np.asarray(keep)] = as_numpy(mask.sum(dim=1)).astype(np.int32) - 1
+            lengths = [len((texts[i] or "").encode("utf-8")) for i in keep]
+            limit = min(context, self.max_tokens) if self.max_tokens else context
+            used[np.asarray(keep)] = np.minimum(np.asarray(lengths), limit + 1) - 1
         out["influence_tokens"] = pa.array(
             used, pa.int32(), mask=np.asarray([i not in set(keep) for i in range(n)])
         )
+        if self.keep_features and FEATURES in batch.schema.names:
+            out[FEATURES] = batch.column(FEATURES)  # reused: kept as they were
+        elif self.keep_features:
+            width = self.feature_width()
+            feats = np.zeros((n, width), np.float16)
+            if keep and kept:
+                feats[np.asarray(keep)] = np.concatenate(kept, axis=1).astype(np.float16)
+            lists = pa.FixedSizeListArray.from_arrays(pa.array(feats.ravel(), pa.float16()), width)
+            out[FEATURES] = pc.if_else(valid, lists, pa.nulls(n, lists.type))
         return out
 
 
