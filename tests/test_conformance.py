@@ -147,6 +147,7 @@ class Fixtures:
     importance_model: Path
     fasttext_model: Path
     lm_model: Path
+    hf_model: Path
 
 
 # Values for required options, by option name; `--model` depends on the command.
@@ -162,6 +163,7 @@ OPTION_VALUES: dict[str, Callable[[Fixtures, tuple[str, ...]], str]] = {
             ("score", "fasttext"): f.fasttext_model,
             ("score", "lm"): f.lm_model,
             ("score", "influence"): f.lm_model,  # trained with warm-up checkpoints
+            ("train", "lora"): f.hf_model,
         }[c]
     ),
     "task": lambda f, c: f"target={f.target}",
@@ -178,6 +180,10 @@ SPEED = {
     "epoch": "1",
     "batch_size": None,  # each command's default
     "max_per_class": "10",
+    "epochs": "1",
+    "r": "2",
+    "alpha": "4",
+    "max_length": "16",
 }
 # Options a command needs one of (so not `required` to click), passed whenever it has them.
 ONE_OF = {"keep_top": "50%", "columns": "score"}
@@ -271,8 +277,27 @@ def fixtures(corpus, tmp_path_factory: pytest.TempPathFactory) -> Fixtures:  # t
         TrainSettings(steps=2, batch_size=2, warmup=1, device="cpu", checkpoints=2),
     )
     return Fixtures(
-        good=tmp / "good.parquet", target=corpus.target, importance_model=imp, fasttext_model=ft, lm_model=lm
+        good=tmp / "good.parquet",
+        target=corpus.target,
+        importance_model=imp,
+        fasttext_model=ft,
+        lm_model=lm,
+        hf_model=_tiny_gpt2(tmp / "gpt2", texts),
     )
+
+
+def _tiny_gpt2(folder: Path, texts: list[str]) -> Path:
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=300, min_frequency=2, special_tokens=["<|endoftext|>"])
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>")
+    tok.save_pretrained(folder)
+    GPT2LMHeadModel(
+        GPT2Config(vocab_size=len(tok), n_positions=32, n_embd=16, n_layer=1, n_head=2)
+    ).save_pretrained(folder)
+    return folder
 
 
 # ------------------------------------------------------------------------------------ tests

@@ -156,9 +156,9 @@ def test_kept_features_score_new_tasks_without_backward_passes(
     calls: list[int] = []
     real = influence.per_example_gradients
 
-    def counted(model, ids, mask):  # type: ignore[no-untyped-def]
+    def counted(model, ids, mask, params=None):  # type: ignore[no-untyped-def]
         calls.append(int(ids.shape[0]))
-        return real(model, ids, mask)
+        return real(model, ids, mask, params)
 
     monkeypatch.setattr(influence, "per_example_gradients", counted)
     again = ["score", "influence", str(tmp_path / "kept"), str(tmp_path / "again")]
@@ -169,3 +169,105 @@ def test_kept_features_score_new_tasks_without_backward_passes(
     a = np.asarray(pq.read_table(tmp_path / "again").column("influence").to_pylist(), dtype=float)
     b = np.asarray(pq.read_table(tmp_path / "fresh").column("influence").to_pylist(), dtype=float)
     assert np.allclose(a, b, atol=2e-3, equal_nan=True)  # float16 features: three decimals
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer Llama with a byte-level BPE tokenizer trained on the golden target."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("llama")
+    texts = pq.read_table(GOLDEN / "target.parquet").column("text").to_pylist()
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        [t for t in texts if t], vocab_size=300, min_frequency=2, special_tokens=["<eos>"]
+    )
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<eos>", pad_token="<eos>")
+    tok.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
+    )  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def test_lora_warm_up_and_influence_over_the_adapters(tiny_llama: Path, tmp_path: Path) -> None:
+    pytest.importorskip("peft")
+    target = str(GOLDEN / "target.parquet")
+    warm = tmp_path / "warm"
+    argv = [
+        "train",
+        "lora",
+        "--model",
+        str(tiny_llama),
+        "--data",
+        target,
+        "-o",
+        str(warm),
+        "--checkpoints",
+        "2",
+    ]
+    assert (
+        run_main(
+            *argv,
+            "--epochs",
+            "2",
+            "--r",
+            "4",
+            "--alpha",
+            "16",
+            "--accumulation",
+            "8",
+            "--max-length",
+            "48",
+            "--lr",
+            "1e-3",
+            "--no-progress",
+        )
+        == 0
+    )
+    found = checkpoints_of(warm)
+    assert len(found) == 2 and all(c.meta["kind"] == "lora" and c.mean_lr > 0 for c in found)
+    from safetensors.torch import load_file
+
+    adapters = load_file(str(found[0].folder / "adapter.safetensors"))
+    assert adapters and all("lora_" in k for k in adapters)  # only the adapters, never the base
+    assert set(load_file(str(found[0].folder / "adam.safetensors"))) == {
+        f"{p}.{k}" for k in adapters for p in "mv"
+    }
+    out = tmp_path / "scored"
+    score = [
+        "score",
+        "influence",
+        str(GOLDEN / "pool"),
+        str(out),
+        "--model",
+        str(warm),
+        "--task",
+        f"docs={target}",
+    ]
+    assert run_main(*score, "--dim", "64", "--workers", "1", "--no-progress") == 0
+    values = [v for v in pq.read_table(out).column("influence").to_pylist() if v is not None]
+    assert len(values) > 100 and all(-1 - 1e-5 <= v <= 1 + 1e-5 for v in values) and len(set(values)) > 10
+
+
+def test_lora_targets_that_match_nothing_are_named(
+    tiny_llama: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("peft")
+    argv = [
+        "train",
+        "lora",
+        "--model",
+        str(tiny_llama),
+        "--data",
+        str(GOLDEN / "target.parquet"),
+        "-o",
+        str(tmp_path / "w"),
+    ]
+    assert run_main(*argv, "--target-modules", "qkv_nope", "--no-progress") == 1
+    err = capsys.readouterr().err
+    assert "qkv_nope" in err and "q_proj" in err

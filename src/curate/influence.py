@@ -72,12 +72,13 @@ def example_losses(model: Any, params: dict[str, Any], ids: Any, mask: Any) -> A
     return (ce * weights).sum() / weights.sum().clamp_min(1.0)
 
 
-def per_example_gradients(model: Any, ids: Any, mask: Any) -> Any:
-    """B x P flattened gradients of each example's mean loss, in one vmapped pass."""
+def per_example_gradients(model: Any, ids: Any, mask: Any, params: dict[str, Any] | None = None) -> Any:
+    """B x P flattened gradients of each example's mean loss with respect to `params` (default:
+    every parameter; for LoRA, the adapters), in one vmapped pass."""
     from torch.func import grad, vmap
 
     plain_attention(model)
-    params = {k: v.detach() for k, v in model.named_parameters()}
+    params = params if params is not None else {k: v.detach() for k, v in model.named_parameters()}
     batched = vmap(grad(example_losses, argnums=1), in_dims=(None, None, 0, 0))
     return flatten(batched(model, params, ids, mask), ids.shape[0])
 
@@ -126,6 +127,7 @@ class Checkpoint:
     mean_lr: float
     betas: tuple[float, float]
     eps: float
+    meta: dict[str, Any]
 
 
 def checkpoints_of(warm: str | Path) -> list[Checkpoint]:
@@ -143,6 +145,7 @@ def checkpoints_of(warm: str | Path) -> list[Checkpoint]:
                 float(meta["mean_lr"]),
                 tuple(meta["betas"]),
                 float(meta["eps"]),
+                meta,
             )
         )
     if not found:
@@ -161,6 +164,38 @@ def load_moments(ckpt: Checkpoint, names: list[str]) -> tuple[Any, Any]:
     m = torch.cat([state[f"m.{n}"].reshape(-1) for n in names])
     v = torch.cat([state[f"v.{n}"].reshape(-1) for n in names])
     return m, v
+
+
+@dataclass
+class Loaded:
+    """A checkpoint ready for gradients: the model, the parameters differentiated, the
+    tokenizer (text -> ids) and the longest input."""
+
+    model: Any
+    params: dict[str, Any]
+    encode: Any
+    context: int
+
+
+def load_for_influence(ckpt: Checkpoint, device: str) -> Loaded:
+    if ckpt.meta.get("kind") == "lora":
+        from curate.lora import load_lora_checkpoint
+
+        tok, model, params = load_lora_checkpoint(ckpt.folder, ckpt.meta, device)
+        cfg = model.config
+        positions: Any = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", 2048)
+        context = min(int(ckpt.meta["settings"]["max_length"]), int(positions))
+
+        def encode(text: str) -> list[int]:
+            return list(tok(text, add_special_tokens=False)["input_ids"])
+
+        return Loaded(model, params, encode, context)
+    from curate.proxy_lm import load_proxy_lm
+
+    _, model = load_proxy_lm(ckpt.folder, device)
+    plain_attention(model)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    return Loaded(model, params, lambda text: list(text.encode("utf-8")), int(model.config.context))
 
 
 def as_numpy(x: Any) -> np.ndarray:

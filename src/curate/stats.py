@@ -233,6 +233,15 @@ BY_KIND: dict[str, dict[str, str]] = {
         "holdout_auc": "ROC AUC on them",
         "settings": "fastText's settings",
     },
+    "train lora": {
+        "base": "the base model folder",
+        "docs": "warm-up documents (2 tokens or more)",
+        "steps": "optimiser steps",
+        "targets": "the modules LoRA adapted",
+        "parameters": "LoRA parameters",
+        "final_loss": "the last document's loss",
+        "checkpoints": "checkpoints saved",
+    },
     "train combine": {"output": "the weights file", "weights": "learned weights", "fit": "fit statistics"},
     "train lm": {
         "parameters": "model parameters",

@@ -117,6 +117,7 @@ NOT_RUN = {
         "report",
     ): "its page shows the run's timings; tests/test_reports.py checks it rebuilds --report's bytes",
     ("diff",): "writes nothing: it prints what moved between two stats (tests/test_reports.py)",
+    ("train", "lora"): "needs a Hugging Face model folder; tests/test_influence.py builds a tiny Llama",
 }
 RECIPE = """[[step]]
 run = "score importance"

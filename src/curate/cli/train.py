@@ -235,3 +235,70 @@ def train_lm(
             ("last train loss", f"{r['final_train_loss']:.3f}"),
         ],
     )
+
+
+@train_app.command("lora")
+def train_lora(
+    model: Annotated[Path, typer.Option(help="A local Hugging Face causal-LM folder (the base model).")],
+    data: Annotated[str, typer.Option(help="The warm-up sample (LESS: a random 5% of the pool).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the checkpoints.")],
+    checkpoints: Annotated[
+        int, typer.Option(help="Evenly spaced checkpoints (LESS: 4, one per epoch).", min=1)
+    ] = 4,
+    epochs: Annotated[int, typer.Option(help="Passes over the sample.", min=1)] = 4,
+    r: Annotated[int, typer.Option("--r", help="LoRA rank.", min=1)] = 128,
+    alpha: Annotated[int, typer.Option(help="LoRA alpha.", min=1)] = 512,
+    dropout: Annotated[float, typer.Option(help="LoRA dropout.", min=0.0, max=0.9)] = 0.1,
+    target_modules: Annotated[
+        str | None,
+        typer.Option(
+            help="Modules to adapt, comma-separated [default: q/k/v/o_proj, or GPT-2's c_attn,c_proj]."
+        ),
+    ] = None,
+    lr: Annotated[
+        float, typer.Option(help="Peak learning rate (linear schedule, 3% warm-up).", min=1e-9)
+    ] = 2e-5,
+    accumulation: Annotated[
+        int, typer.Option(help="Documents per optimiser step (batch 1 each).", min=1)
+    ] = 32,
+    max_length: Annotated[int, typer.Option(help="Tokens of each document trained on.", min=2)] = 2048,
+    seed: Seed = 0,
+    device: Device = "cpu",
+    no_progress: NoProgress = False,
+    text_column: TextColumn = "text",
+    stats_json: StatsJson = None,
+) -> None:
+    """LESS's warm-up: train LoRA adapters on a sample and save checkpoints (adapter weights,
+    AdamW's moments of the LoRA parameters, the mean learning rate since the previous one;
+    safetensors + JSON) for `curate score influence --model OUTPUT`. LESS's settings are the
+    defaults (METHODS §2.1)."""
+    from curate.jobs.train_lora import TrainLoraConfig, train_lora_job
+    from curate.lora import LoraSettings
+    from curate.stages.lm import resolve_device
+
+    settings = LoraSettings(
+        r=r,
+        alpha=alpha,
+        dropout=dropout,
+        target_modules=names(target_modules),
+        lr=lr,
+        epochs=epochs,
+        accumulation=accumulation,
+        max_length=max_length,
+        checkpoints=checkpoints,
+        seed=seed,
+        device=resolve_device(device),
+    )
+    config = TrainLoraConfig(
+        data=data, model=str(model), output=str(output), settings=settings, text_column=text_column
+    )
+    r_ = execute(train_lora_job(config), workers=1, no_progress=no_progress, stats_json=stats_json).summary
+    render.kv_table(
+        f"LoRA warm-up {output}",
+        [
+            ("trained on", f"{r_['docs']:,} documents, {r_['steps']:,} optimiser steps"),
+            ("adapters", f"{', '.join(r_['targets'])}: {r_['parameters']:,} parameters"),
+            ("checkpoints", f"{r_['checkpoints']} under {output}/checkpoints/"),
+            ("last loss", f"{r_['final_loss']:.3f}"),
+        ],
+    )

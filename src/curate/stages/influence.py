@@ -57,7 +57,7 @@ class InfluenceScorer(Annotator):
         return 0.0 if self.device == "cpu" else 1.0
 
     def example_tasks(self) -> list[str]:
-        return [n for n, texts in self.tasks for t in texts if t and len(t.encode()) >= 2]
+        return [n for n, texts in self.tasks for t in texts if t and len(t.encode()) >= 2]  # see _ids
 
     def adds(self) -> dict[str, pa.DataType]:
         cols: dict[str, pa.DataType] = {f"influence_{n}": pa.float32() for n, _ in self.tasks}
@@ -91,47 +91,55 @@ class InfluenceScorer(Annotator):
     def requires(self) -> tuple[str, ...]:
         return (TEXT,)
 
-    def _ids(self, texts: Sequence[str | None], context: int) -> tuple[list[int], Any, Any, int]:
-        """Rows with at least 2 bytes, their byte ids (cut to the context) and masks, and how
-        many were cut."""
+    def _ids(
+        self, texts: Sequence[str | None], encode: Any, context: int, keep_all: bool = False
+    ) -> tuple[list[int], Any, Any, int]:
+        """Rows with at least 2 tokens, their ids (cut to the context) and masks, and how many
+        were cut."""
         torch = _torch()
-        keep, rows, cut = [], [], 0
+        keep, rows, real, cut = [], [], [], 0
         if self.max_tokens:
             context = min(context, self.max_tokens)
         for i, t in enumerate(texts):
-            data = (t or "").encode("utf-8")
-            if len(data) < 2:
+            data = encode(t) if t else []
+            if len(data) < 2 and not (keep_all and data):
                 continue
             cut += len(data) > context + 1
             keep.append(i)
-            rows.append(list(data[: context + 1]))
+            rows.append(list(data[: context + 1]) + [0] * (len(data) < 2))  # one token: no loss
+            real.append(min(len(data), context + 1))
         width = max((len(r) for r in rows), default=2)
         ids = torch.zeros(len(rows), width, dtype=torch.long)
         mask = torch.zeros(len(rows), width, dtype=torch.long)
         for r, row in enumerate(rows):
             ids[r, : len(row)] = torch.tensor(row)
-            mask[r, : len(row)] = 1
+            mask[r, : real[r]] = 1
         return keep, ids, mask, cut
 
     def setup(self, ctx: StageContext) -> None:
         key = (self.warm, self.tasks, self.dim, self.seed, self.device)
         if key in _FEATURES:
             return
-        from curate.influence import Projection, checkpoints_of, load_moments, per_example_gradients, unit
-        from curate.proxy_lm import load_proxy_lm
+        from curate.influence import (
+            Projection,
+            checkpoints_of,
+            load_for_influence,
+            load_moments,
+            per_example_gradients,
+            unit,
+        )
 
         examples = [t for _, texts in self.tasks for t in texts if t and len(t.encode()) >= 2]
         stages = []
         rates = []
         for ckpt in checkpoints_of(self.warm):
-            _, model = load_proxy_lm(ckpt.folder, self.device)
-            names = [n for n, _ in model.named_parameters()]
-            m, v = load_moments(ckpt, names)
+            w = load_for_influence(ckpt, self.device)
+            m, v = load_moments(ckpt, list(w.params))
             proj = Projection(int(m.numel()), self.dim, self.seed)
-            _, ids, mask, _ = self._ids(examples, model.config.context)
-            feats = [unit(proj(per_example_gradients(model, ids[i : i + self.batch], mask[i : i + self.batch])))
+            _, ids, mask, _ = self._ids(examples, w.encode, w.context, keep_all=True)
+            feats = [unit(proj(per_example_gradients(w.model, ids[i : i + self.batch], mask[i : i + self.batch], w.params)))
                      for i in range(0, len(ids), self.batch)]  # fmt: skip
-            stages.append((ckpt, model, m.to(self.device), v.to(self.device), proj, _torch().cat(feats)))
+            stages.append((ckpt, w, m.to(self.device), v.to(self.device), proj, _torch().cat(feats)))
             rates.append(ckpt.mean_lr)
         total = sum(rates) or 1.0
         _FEATURES.clear()
@@ -145,8 +153,9 @@ class InfluenceScorer(Annotator):
         texts = batch.column(TEXT).to_pylist()
         n, m = len(texts), len(self.example_tasks())
         a = np.full((n, m), np.nan, np.float32)
-        context = stages[0][0][1].config.context
-        keep, ids, mask, _ = self._ids(texts, context)
+        first = stages[0][0][1]
+        context = first.context
+        keep, ids, mask, _ = self._ids(texts, first.encode, context)
         total = np.zeros((len(keep), m))
         kept: list[np.ndarray] = []
         if FEATURES in batch.schema.names:  # features kept by an earlier run: no backward pass
@@ -163,10 +172,12 @@ class InfluenceScorer(Annotator):
                 part = feats[:, c * self.dim : (c + 1) * self.dim]
                 total += weight * (part @ as_numpy(task_feats).T)
         else:
-            for (ckpt, model, mom, var, proj, task_feats), weight in stages:
+            for (ckpt, w, mom, var, proj, task_feats), weight in stages:
                 parts = []
                 for lo in range(0, len(keep), self.batch):
-                    g = per_example_gradients(model, ids[lo : lo + self.batch], mask[lo : lo + self.batch])
+                    g = per_example_gradients(
+                        w.model, ids[lo : lo + self.batch], mask[lo : lo + self.batch], w.params
+                    )
                     gamma = unit(proj(adam_features(g, mom, var, tuple(ckpt.betas), ckpt.eps)))
                     total[lo : lo + self.batch] += weight * as_numpy(gamma @ task_feats.T)
                     parts.append(as_numpy(gamma))
@@ -189,7 +200,7 @@ class InfluenceScorer(Annotator):
         out["influence_by_example"] = pc.if_else(valid, lists, pa.nulls(n, lists.type))
         used = np.zeros(n, np.int32)
         if keep:
-            lengths = [len((texts[i] or "").encode("utf-8")) for i in keep]
+            lengths = [len(first.encode(texts[i] or "")) for i in keep]
             limit = min(context, self.max_tokens) if self.max_tokens else context
             used[np.asarray(keep)] = np.minimum(np.asarray(lengths), limit + 1) - 1
         out["influence_tokens"] = pa.array(
