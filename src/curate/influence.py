@@ -77,10 +77,14 @@ def per_example_gradients(model: Any, ids: Any, mask: Any, params: dict[str, Any
     every parameter; for LoRA, the adapters), in one vmapped pass."""
     from torch.func import grad, vmap
 
+    torch = _torch()
     plain_attention(model)
     params = params if params is not None else {k: v.detach() for k, v in model.named_parameters()}
     batched = vmap(grad(example_losses, argnums=1), in_dims=(None, None, 0, 0))
-    return flatten(batched(model, params, ids, mask), ids.shape[0])
+    on_cuda = ids.device.type == "cuda"  # bf16 autocast on CUDA; the gradients come back fp32
+    with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=on_cuda):
+        grads = batched(model, params, ids, mask)
+    return flatten(grads, ids.shape[0]).float()
 
 
 def per_example_gradients_loop(model: Any, ids: Any, mask: Any) -> Any:

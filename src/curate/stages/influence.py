@@ -109,8 +109,8 @@ class InfluenceScorer(Annotator):
             rows.append(list(data[: context + 1]) + [0] * (len(data) < 2))  # one token: no loss
             real.append(min(len(data), context + 1))
         width = max((len(r) for r in rows), default=2)
-        ids = torch.zeros(len(rows), width, dtype=torch.long)
-        mask = torch.zeros(len(rows), width, dtype=torch.long)
+        ids = torch.zeros(len(rows), width, dtype=torch.long, device=self.device)
+        mask = torch.zeros(len(rows), width, dtype=torch.long, device=self.device)
         for r, row in enumerate(rows):
             ids[r, : len(row)] = torch.tensor(row)
             mask[r, : real[r]] = 1
