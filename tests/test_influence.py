@@ -271,3 +271,44 @@ def test_lora_targets_that_match_nothing_are_named(
     assert run_main(*argv, "--target-modules", "qkv_nope", "--no-progress") == 1
     err = capsys.readouterr().err
     assert "qkv_nope" in err and "q_proj" in err
+
+
+def test_rows_whose_gradients_are_not_finite_get_nulls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import curate.influence as influence
+
+    warm = warm_model(tmp_path / "warm")
+    real = influence.per_example_gradients
+    examples = [t for t in pq.read_table(GOLDEN / "target.parquet").column("text").to_pylist() if t]
+    task_calls = 3 * -(-len(examples) // 16)  # every checkpoint's task examples come first
+    calls = [0]
+
+    def poisoned(model, ids, mask, params=None):  # type: ignore[no-untyped-def]
+        g = real(model, ids, mask, params)
+        calls[0] += 1
+        if calls[0] > task_calls:  # a candidate batch: its first row overflows
+            g[0] = float("inf")
+        return g
+
+    monkeypatch.setattr(influence, "per_example_gradients", poisoned)
+    argv = ["score", "influence", str(GOLDEN / "pool"), str(tmp_path / "out"), "--model", str(warm)]
+    assert (
+        run_main(
+            *argv,
+            "--task",
+            f"t={GOLDEN / 'target.parquet'}",
+            "--dim",
+            "32",
+            "--workers",
+            "1",
+            "--no-progress",
+        )
+        == 0
+    )
+    out = pq.read_table(tmp_path / "out")
+    nulls = out.column("influence").null_count
+    empty = sum(1 for t in out.column("text").to_pylist() if not t or len(t.encode()) < 2)
+    poisoned_rows = -(-(out.num_rows - empty) // 16)  # one per candidate batch of a shard, at least
+    assert empty < nulls < out.num_rows and nulls >= empty + min(poisoned_rows, 4)
+    assert out.column("influence_by_example").null_count == nulls
