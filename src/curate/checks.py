@@ -50,11 +50,12 @@ class CheckResult:
     values: dict[str, Any]  # each name the expression read, with its value
 
     def describe(self) -> str:
-        shown = ", ".join(f"{k} = {_show(v)}" for k, v in self.values.items())
+        shown = ", ".join(f"{k} = {show_value(v)}" for k, v in self.values.items())
         return f"{self.expression}  ({shown})" if shown else self.expression
 
 
-def _show(v: Any) -> str:
+def show_value(v: Any) -> str:
+    """A value as checks print it (also in reports and summaries)."""
     return f"{v:.6g}" if isinstance(v, float) else repr(v) if isinstance(v, str) else str(v)
 
 
@@ -125,7 +126,7 @@ class _Parser:
                 return COMPARE[op](left, right)
             except TypeError:
                 raise UsageError(
-                    f"check {self.text!r}: cannot compare {_show(left)} {op} {_show(right)}"
+                    f"check {self.text!r}: cannot compare {show_value(left)} {op} {show_value(right)}"
                 ) from None
         return left
 
@@ -146,9 +147,9 @@ class _Parser:
     def _arith(self, op: str, a: Any, b: Any) -> float:
         numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
         if not numbers:
-            raise UsageError(f"check {self.text!r}: cannot compute {_show(a)} {op} {_show(b)}")
+            raise UsageError(f"check {self.text!r}: cannot compute {show_value(a)} {op} {show_value(b)}")
         if op == "/" and b == 0:
-            raise UsageError(f"check {self.text!r}: division by zero ({_show(a)} / 0)")
+            raise UsageError(f"check {self.text!r}: division by zero ({show_value(a)} / 0)")
         return float({"+": a + b, "-": a - b, "*": a * b}[op] if op != "/" else a / b)
 
     def unary(self) -> Any:
@@ -156,7 +157,7 @@ class _Parser:
             self.take()
             value = self.unary()
             if not isinstance(value, int | float) or isinstance(value, bool):
-                raise UsageError(f"check {self.text!r}: cannot negate {_show(value)}")
+                raise UsageError(f"check {self.text!r}: cannot negate {show_value(value)}")
             return -value
         return self.atom()
 
@@ -180,7 +181,7 @@ class _Parser:
             value = self.disjunction()
             self.take(")")
             if not isinstance(value, int | float):
-                raise UsageError(f"check {self.text!r}: abs() of {_show(value)}")
+                raise UsageError(f"check {self.text!r}: abs() of {show_value(value)}")
             return abs(value)
         return self.path(tok)
 
@@ -272,7 +273,7 @@ def evaluate(expression: str, stats: dict[str, Any]) -> CheckResult:
     value = parser.parse()
     if not isinstance(value, bool):
         raise UsageError(
-            f"check {expression!r} is a value ({_show(value)}), not a test",
+            f"check {expression!r} is a value ({show_value(value)}), not a test",
             hint="compare it: e.g. kl_reduction >= 0.2",
         )
     return CheckResult(expression=expression, passed=value, values=parser.values)
@@ -284,7 +285,7 @@ def markdown_table(results: list[CheckResult]) -> str:
     head = f"### curate checks: {len(results) - failed} passed, {failed} failed\n\n"
     rows = ["| | check | values |", "| --- | --- | --- |"]
     for r in results:
-        values = ", ".join(f"`{k}` = {_show(v)}" for k, v in r.values.items())
+        values = ", ".join(f"`{k}` = {show_value(v)}" for k, v in r.values.items())
         rows.append(
             f"| {'pass' if r.passed else '**FAIL**'} | `{r.expression.replace('|', '¦')}` | {values} |"
         )

@@ -24,10 +24,10 @@ from curate.engine.phases import Decide, Decision, Keys, ShardResults, Write
 from curate.errors import SchemaError, UsageError
 from curate.io.inputs import Columns, DatasetSpec, Shard, iter_batches, read_schema
 from curate.pipeline import RunContext, ShardReport, peak_rss_mb, text_stats
+from curate.stages.influence import BY_EXAMPLE, TASKS_KEY
 from curate.types import TEXT
 
-COLUMN = "influence_by_example"
-TASKS_KEY = b"curate:influence_tasks"  # schema metadata: JSON list, the task of each example
+COLUMN = BY_EXAMPLE
 RANK = "bids_rank"
 
 

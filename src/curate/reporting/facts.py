@@ -98,13 +98,6 @@ def show(value: Any, how: str = "auto") -> str:
     return f"{value:.4g}"
 
 
-def check_value(value: Any) -> str:
-    """A value a check read, as the checks print it."""
-    return (
-        f"{value:.6g}" if isinstance(value, float) else repr(value) if isinstance(value, str) else str(value)
-    )
-
-
 def key_numbers(stats: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, shown value) of the run's key numbers that its stats hold."""
     kind = str(stats.get("kind", ""))

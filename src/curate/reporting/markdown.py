@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from curate.reporting.facts import check_value, key_numbers
+from curate.checks import show_value as check_value
+from curate.reporting.facts import key_numbers
 
 
 def _cell(text: str) -> str:

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
+from curate.checks import show_value as check_value
 from curate.reporting import svg
-from curate.reporting.facts import check_value, key_numbers, lookup, show
+from curate.reporting.facts import key_numbers, lookup, show
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:980px;

@@ -24,7 +24,8 @@ from curate.errors import StageError
 from curate.stages.base import Annotator, StageContext
 from curate.types import TEXT
 
-TASKS_KEY = b"curate:influence_tasks"
+TASKS_KEY = b"curate:influence_tasks"  # schema metadata: JSON list, the task of each example
+BY_EXAMPLE = "influence_by_example"
 FEATURES = "influence_features"  # the candidates' projected features, kept for new tasks
 _FEATURES: dict[tuple[Any, ...], Any] = {}  # per process: the task features of each checkpoint
 
@@ -62,7 +63,7 @@ class InfluenceScorer(Annotator):
     def adds(self) -> dict[str, pa.DataType]:
         cols: dict[str, pa.DataType] = {f"influence_{n}": pa.float32() for n, _ in self.tasks}
         cols["influence"] = pa.float32()
-        cols["influence_by_example"] = pa.list_(pa.float32(), len(self.example_tasks()))
+        cols[BY_EXAMPLE] = pa.list_(pa.float32(), len(self.example_tasks()))
         cols["influence_tokens"] = pa.int32()  # bytes the loss covered: the model's context when cut
         if self.keep_features:
             cols[FEATURES] = pa.list_(pa.float16(), self.feature_width())
@@ -197,7 +198,7 @@ class InfluenceScorer(Annotator):
         out["influence"] = pa.array(best, pa.float32(), mask=bad)
         flat = pa.array(np.nan_to_num(a).ravel(), pa.float32())
         lists = pa.FixedSizeListArray.from_arrays(flat, m)
-        out["influence_by_example"] = pc.if_else(valid, lists, pa.nulls(n, lists.type))
+        out[BY_EXAMPLE] = pc.if_else(valid, lists, pa.nulls(n, lists.type))
         used = np.zeros(n, np.int32)
         if keep:
             lengths = [len(first.encode(texts[i] or "")) for i in keep]
