@@ -1,4 +1,6 @@
-"""k-means in torch (GPU when present, the same code on CPU), streamed as mergeable partial sums.
+"""k-means in numpy on the CPU (torch on a GPU: `curate.kmeans_cuda`), streamed as mergeable
+partial sums. The CPU path needs no torch, so `select --diversity` and `curate cluster` run on
+the base install and their workers do not pay torch's import (about 0.8 CPU-s each).
 
 - Initialisation: greedy k-means++ on a sample (at each step 2 + ⌊ln k⌋ candidates drawn by D²
   sampling, the one that lowers the potential most is kept: scikit-learn's default).
@@ -9,14 +11,18 @@
   row not yet used, which splits the worst-fitting cluster.
 - Stops when the relative drop in inertia falls below `tol` or after `max_iter` passes.
 - Distances: ‖x‖² − 2x·c + ‖c‖² with one matrix product per block of rows, blocks sized to
-  keep the distance matrix small (cache on CPU, memory on GPU), in float32.
-Everything random comes from one seeded generator, so a fit is reproducible given its seed.
+  keep the distance matrix small (cache on CPU, memory on GPU), in float32. Rows whose two
+  nearest centroids are within float32's rounding are settled in float64, so an assignment does
+  not depend on the BLAS, its thread count or the device.
+Everything random comes from one seeded numpy generator (on either device), so a fit is
+reproducible given its seed.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,71 +30,109 @@ from typing import Any
 
 import numpy as np
 
-from curate.errors import MissingDependencyError, StageError
+from curate.errors import StageError
 
 FAR_ROWS = 256  # farthest rows each summary keeps, for re-seeding empty clusters
+NEAR_TIE = 1e-4  # relative gap between the two nearest centroids below which float64 decides
+EXACT_ENTRIES = 1 << 22  # float64 entries of one brute-force block (32 MB)
 
 
-def _torch() -> Any:
+def on_gpu(device: str) -> bool:
+    return device.startswith("cuda")
+
+
+def kmeans_device(device: str) -> str:
+    """`auto` is a GPU only where torch sees one; torch is not imported on a machine without an
+    NVIDIA driver, so the CPU path stays torch-free."""
+    if device == "cpu":
+        return device
+    if device == "auto" and not os.path.exists("/proc/driver/nvidia/version"):
+        return "cpu"
     try:
-        import torch
-    except ImportError as exc:
-        raise MissingDependencyError("k-means needs torch", hint="pip install 'curate[lm]'") from exc
-    return torch
+        import torch  # noqa: F401
+    except ImportError:
+        if device == "auto":
+            return "cpu"
+    from curate.stages.lm_models import resolve_device
+
+    return str(resolve_device(device))
 
 
-def as_tensor(x: np.ndarray, device: str) -> Any:
-    """A float32 torch tensor of `x` (copied when numpy's buffer is read-only, e.g. from Arrow)."""
-    torch = _torch()
-    arr = np.ascontiguousarray(x, np.float32)
-    if not arr.flags.writeable:
-        arr = arr.copy()
-    return torch.from_numpy(arr).to(device)
-
-
-def _block_rows(k: int, device: str) -> int:
-    budget = (1 << 26) if device.startswith("cuda") else (1 << 21)  # distance entries per block
+def block_rows(k: int, device: str) -> int:
+    budget = (1 << 26) if on_gpu(device) else (1 << 21)  # distance entries per block
     return max(64, budget // max(1, k))
 
 
-def assign(x: Any, centroids: Any, sums: Any = None) -> tuple[Any, Any]:
-    """(nearest centroid int64[n], squared distance float32[n]) for torch tensors on one device.
+def settle_exactly(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(nearest centroid, squared distance) by brute force in float64, in bounded blocks."""
+    c = centroids.astype(np.float64)
+    step = max(1, EXACT_ENTRIES // max(1, c.size))
+    arg = np.empty(len(x), np.int64)
+    best = np.empty(len(x), np.float64)
+    for i in range(0, len(x), step):
+        d = ((x[i : i + step].astype(np.float64)[:, None, :] - c[None]) ** 2).sum(-1)
+        arg[i : i + step] = d.argmin(1)
+        best[i : i + step] = d.min(1)
+    return arg, best
 
-    With `sums` (float64[k, d]), each row is also added to its cluster's sum, block by block in
-    float32 then float64, so no float64 copy of `x` is made."""
-    torch = _torch()
-    device = str(x.device)
-    c2 = (centroids * centroids).sum(1)
-    labels = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
-    d2 = torch.empty(x.shape[0], dtype=torch.float32, device=x.device)
-    step = _block_rows(centroids.shape[0], device)
-    block_sums = (
-        torch.zeros(centroids.shape, dtype=torch.float32, device=x.device) if sums is not None else None
-    )
-    for i in range(0, x.shape[0], step):
+
+def _cluster_sums(labels: np.ndarray, x: np.ndarray, k: int) -> np.ndarray:
+    """float64[k, d]: the sum of each cluster's rows, summed in row order (the same bits on
+    every run, whatever the BLAS)."""
+    order = np.argsort(labels, kind="stable")
+    counts = np.bincount(labels, minlength=k)
+    present = np.flatnonzero(counts)
+    out = np.zeros((k, x.shape[1]))
+    if len(present):
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[present]
+        out[present] = np.add.reduceat(x[order].astype(np.float64), starts, axis=0)
+    return out
+
+
+def assign(
+    x: np.ndarray, centroids: np.ndarray, device: str = "cpu", sums: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(nearest centroid int64[n], squared distance float32[n]) of the rows of `x`.
+
+    With `sums` (float64[k, d]), each row is also added to its cluster's sum."""
+    x = np.ascontiguousarray(x, np.float32)
+    centroids = np.ascontiguousarray(centroids, np.float32)
+    if on_gpu(device):
+        from curate.kmeans_cuda import assign_cuda
+
+        return assign_cuda(
+            x,
+            centroids,
+            device,
+            sums,
+            step=block_rows(len(centroids), device),
+            near_tie=NEAR_TIE,
+            settle=settle_exactly,
+        )
+    k = centroids.shape[0]
+    c2 = np.einsum("ij,ij->i", centroids, centroids)
+    labels = np.empty(len(x), np.int64)
+    d2 = np.empty(len(x), np.float32)
+    step = block_rows(k, device)
+    for i in range(0, len(x), step):
         xb = x[i : i + step]
-        dist = torch.addmm(c2[None, :], xb, centroids.T, alpha=-2.0)  # ‖c‖² − 2x·c
-        x2 = (xb * xb).sum(1)
-        if centroids.shape[0] > 1:
-            two, idx = torch.topk(dist, 2, dim=1, largest=False)
-            best, arg = two[:, 0], idx[:, 0].clone()
-            # A float32 matrix product may round differently with the BLAS thread count; rows whose
-            # two nearest centroids are that close are settled in float64, so the assignment does
-            # not depend on the machine's load or the number of workers.
-            near = torch.nonzero(two[:, 1] - two[:, 0] <= 1e-4 * (best.abs() + x2 + 1e-12)).flatten()
+        dist = xb @ centroids.T
+        dist *= -2.0
+        dist += c2[None, :]  # ‖c‖² − 2x·c
+        x2 = np.einsum("ij,ij->i", xb, xb)
+        arg = dist.argmin(1)
+        best = dist[np.arange(len(xb)), arg]
+        if k > 1:
+            two = np.partition(dist, 1, axis=1)[:, :2]
+            near = np.flatnonzero(two[:, 1] - two[:, 0] <= NEAR_TIE * (np.abs(best) + x2 + 1e-12))
             if len(near):
-                exact = ((xb[near].double()[:, None, :] - centroids.double()[None]) ** 2).sum(-1)
-                e_best, e_arg = exact.min(1)
+                e_arg, e_best = settle_exactly(xb[near], centroids)
                 arg[near] = e_arg
-                best[near] = (e_best - x2[near].double()).float()
-        else:
-            best, arg = dist.min(1)
+                best[near] = (e_best - x2[near].astype(np.float64)).astype(np.float32)
         labels[i : i + step] = arg
-        d2[i : i + step] = (best + x2).clamp_min(0.0)
-        if sums is not None and block_sums is not None:
-            block_sums.zero_()
-            block_sums.index_add_(0, arg, xb)
-            sums += block_sums
+        d2[i : i + step] = np.maximum(best + x2, 0.0)
+        if sums is not None:
+            sums += _cluster_sums(arg, xb, k)
     return labels, d2
 
 
@@ -127,22 +171,19 @@ def merge_summaries(a: KMeansSummary, b: KMeansSummary) -> KMeansSummary:
 
 def lloyd_summary(x: np.ndarray, centroids: np.ndarray, device: str = "cpu") -> KMeansSummary:
     """One pass's statistics for the rows `x` (float32[n, d]) under `centroids`."""
-    torch = _torch()
     k, d = centroids.shape
     if len(x) == 0:
         return KMeansSummary.empty(k, d)
-    xt = as_tensor(x, device)
-    ct = as_tensor(centroids, device)
-    sums = torch.zeros((k, d), dtype=torch.float64, device=device)
-    labels, d2 = assign(xt, ct, sums)
-    counts = torch.bincount(labels, minlength=k)
+    x = np.ascontiguousarray(x, np.float32)
+    sums = np.zeros((k, d))
+    labels, d2 = assign(x, centroids, device, sums)
     m = min(FAR_ROWS, len(x))
-    far = torch.topk(d2, m).indices
-    far_d2, far_x = _top_far(d2[far].double().cpu().numpy(), xt[far].cpu().numpy())
+    far = np.argpartition(d2, len(x) - m)[len(x) - m :]
+    far_d2, far_x = _top_far(d2[far].astype(np.float64), x[far])
     return KMeansSummary(
-        sums.cpu().numpy(),
-        counts.cpu().numpy().astype(np.int64),
-        float(np.sum(d2.cpu().numpy().astype(np.float64))),  # numpy's pairwise sum: same bits every run
+        sums,
+        np.bincount(labels, minlength=k).astype(np.int64),
+        float(np.sum(d2.astype(np.float64))),  # numpy's pairwise sum: same bits every run
         len(x),
         far_d2,
         far_x,
@@ -154,33 +195,37 @@ def kmeans_plus_plus(
 ) -> np.ndarray:
     """k-means++ centroids (float32[k, d]) chosen among the rows of `sample`; `trials` candidates
     per step, the best kept (default 2 + ⌊ln k⌋, scikit-learn's greedy variant; 1 is plain D²)."""
-    torch = _torch()
     n = len(sample)
     if k > n:
         raise StageError(f"k-means++: k={k} is larger than the {n} sample rows")
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    x = as_tensor(sample, device)
-    x2 = (x * x).sum(1)
+    rng = np.random.default_rng(seed)
     trials = trials or 2 + int(math.log(k))
-    chosen = [int(torch.randint(n, (1,), generator=gen))]
-    closest = (x2 - 2 * x @ x[chosen[0]] + x2[chosen[0]]).clamp_min(0.0)
+    x = np.ascontiguousarray(sample, np.float32)
+    if on_gpu(device):
+        from curate.kmeans_cuda import plus_plus_cuda
+
+        return x[np.array(plus_plus_cuda(x, k, rng, device, trials, unused_rows))]
+    x2 = np.einsum("ij,ij->i", x, x)
+    chosen = [int(rng.integers(n))]
+    closest = np.maximum(x2 - 2 * (x @ x[chosen[0]]) + x2[chosen[0]], 0.0)
     for _ in range(1, k):
-        potential = closest.sum()
-        if float(potential) <= 0:  # fewer distinct rows than k: take unused rows in seeded order
-            unused = torch.ones(n, dtype=torch.bool)
-            unused[chosen] = False
-            rest = torch.nonzero(unused).flatten()
-            perm = rest[torch.randperm(len(rest), generator=gen)]
-            chosen.extend(int(i) for i in perm[: k - len(chosen)])
+        cum = np.cumsum(closest, dtype=np.float64)
+        if cum[-1] <= 0:  # fewer distinct rows than k: take unused rows in seeded order
+            chosen.extend(unused_rows(n, chosen, rng)[: k - len(chosen)])
             break
-        r = torch.rand(trials, generator=gen, dtype=torch.float64).to(device) * potential.double()
-        cand = torch.searchsorted(torch.cumsum(closest.double(), 0), r).clamp(max=n - 1)
-        d_cand = (x2[None, :] - 2 * x[cand] @ x.T + x2[cand][:, None]).clamp_min(0.0)
-        d_cand = torch.minimum(d_cand, closest[None, :])
-        best = int(torch.argmin(d_cand.double().sum(1)))
+        cand = np.minimum(np.searchsorted(cum, rng.random(trials) * cum[-1]), n - 1)
+        d_cand = x2[None, :] - 2 * (x[cand] @ x.T) + x2[cand][:, None]
+        np.minimum(np.maximum(d_cand, 0.0, out=d_cand), closest[None, :], out=d_cand)
+        best = int(np.argmin(d_cand.sum(1, dtype=np.float64)))
         chosen.append(int(cand[best]))
         closest = d_cand[best]
-    return sample[np.array(chosen)].astype(np.float32)
+    return x[np.array(chosen)]
+
+
+def unused_rows(n: int, chosen: list[int], rng: np.random.Generator) -> list[int]:
+    unused = np.ones(n, bool)
+    unused[chosen] = False
+    return [int(i) for i in rng.permutation(np.flatnonzero(unused))]
 
 
 def update_centroids(summary: KMeansSummary, previous: np.ndarray) -> tuple[np.ndarray, int]:

@@ -43,9 +43,9 @@ class ClusterConfig:
 
 
 def _device(run: JobRun) -> str:
-    from curate.stages.lm import resolve_device
+    from curate.kmeans import kmeans_device
 
-    return str(resolve_device(run.config.device))
+    return kmeans_device(run.config.device)
 
 
 def _kmeans(run: JobRun) -> dict[str, Any]:

@@ -48,7 +48,7 @@ class KMeansAssign(Annotator):
         return {KMEANS_CLUSTER: pa.int32(), KMEANS_DISTANCE: pa.float32()}
 
     def annotate(self, batch: pa.RecordBatch) -> dict[str, pa.Array]:
-        from curate.kmeans import as_tensor, assign
+        from curate.kmeans import assign
 
         x, valid = embedding_matrix(batch, self.column, "batch", 0)
         cluster = np.zeros(batch.num_rows, np.int32)
@@ -60,9 +60,9 @@ class KMeansAssign(Annotator):
                 raise SchemaError(
                     f"embeddings have {x.shape[1]} dimensions, the centroids {self.centroids.shape[1]}"
                 )
-            labels, d2 = assign(as_tensor(x, self.device), as_tensor(self.centroids, self.device))
-            cluster[valid] = labels.cpu().numpy()
-            dist[valid] = np.sqrt(d2.cpu().numpy())
+            labels, d2 = assign(x, self.centroids, self.device)
+            cluster[valid] = labels
+            dist[valid] = np.sqrt(d2)
         mask = ~valid
         return {
             KMEANS_CLUSTER: pa.array(cluster, pa.int32(), mask=mask),

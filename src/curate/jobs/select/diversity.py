@@ -43,7 +43,7 @@ ALLOCATIONS = ("target", "proportional", "equal")
 
 
 def _fit(run: JobRun) -> dict[str, Any]:
-    from curate.stages.lm import resolve_device
+    from curate.kmeans import kmeans_device
 
     config = run.config
     embedder = hashed_embedder(run, "idf", pool_embed_spec(config.seed), POOL_EMBED_DIM, config.seed)
@@ -52,7 +52,7 @@ def _fit(run: JobRun) -> dict[str, Any]:
         embedder,
         k=config.diversity,
         seed=config.seed,
-        device=str(resolve_device("auto")),
+        device=kmeans_device("auto"),
         batch_size=config.batch_size,
     )
     return {"embedder": embedder, "model": model}
