@@ -2,7 +2,11 @@
 in-memory sample (100 rows per cluster) gives up against Lloyd passes over the whole pool.
 Prints one JSON line.
 
-    python bench/measure_diversity_cost.py [--mb-per-domain 20] [--k 256]
+    python bench/measure_diversity_cost.py [--mb-per-domain 20] [--k 256] [--copies 1]
+
+`--copies N` writes the pool N times over (new ids, same text), to see the cost on a pool larger
+than the local text: there the sample (100 rows per cluster) is a small share of the pool, as it
+is on real pools, instead of all of it.
 
 Both selections run as users run them (`curate select ...`, new processes, default workers).
 The inertia of each centroid set is measured over every row's hashed embedding (the same
@@ -39,6 +43,19 @@ def curate(*args: str) -> tuple[float, float]:
     return round(time.perf_counter() - t0, 2), round(cpu() - c0, 2)
 
 
+def replicate(pool: Path, copies: int) -> None:
+    """Each shard written `copies` times, ids suffixed by the copy number."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for path in sorted(pool.glob("*.parquet")):
+        table = pq.read_table(path)
+        for i in range(1, copies):
+            ids = pc.binary_join_element_wise(table["id"], pa.scalar(f"#{i}"), "")
+            out = table.set_column(table.schema.get_field_index("id"), "id", ids)
+            pq.write_table(out, path.with_name(f"{path.stem}-copy{i}.parquet"), row_group_size=1024)
+
+
 def main() -> None:
     from curate.kmeans import KMeansModel, inertia_of
     from curate.stages.embed import embedding_matrix
@@ -48,12 +65,15 @@ def main() -> None:
     ap.add_argument("--mb-per-domain", type=float, default=20.0)
     ap.add_argument("--k", type=int, default=256)
     ap.add_argument("--budget", default="1%")
+    ap.add_argument("--copies", type=int, default=1)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="curate-divcost-") as tmp:
         t = Path(tmp)
         c = build_corpus(
             t / "c", max_bytes_per_domain=int(args.mb_per_domain * 1e6), shards=8, row_group_size=1024
         )
+        if args.copies > 1:
+            replicate(c.pool, args.copies)
         pool, target = str(c.pool), str(c.target)
         plain = curate("select", pool, str(t / "plain"), "--target", target, "--budget", args.budget)
         div = curate(

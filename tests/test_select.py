@@ -168,6 +168,24 @@ def test_exact_tokenizer_meets_token_budget_exactly(corpus, tmp_path: Path) -> N
     assert counted - t.column("n_tokens")[last].as_py() < 30_000
 
 
+def test_a_share_of_the_pool_is_a_share_of_its_exact_tokens(corpus, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`--budget 10%` with the estimate counter: 10% of the pool's exact cl100k tokens (every
+    document of a pool this small is counted exactly), not of the estimate's guess of them."""
+    from curate.tokens import exact_counter
+
+    res = select(_config(corpus, tmp_path / "out", budget="10%", min_words=1), workers=1)
+    s = res.summary
+    assert s["token_counter"].startswith("estimate")
+    pool = pq.read_table(corpus.pool, columns=["text"]).column("text")
+    pool_exact = int(exact_counter("cl100k").count(pool).sum())
+    assert abs(s["budget_resolved"]["amount"] - 0.1 * pool_exact) <= 1
+    t = pq.read_table(tmp_path / "out")
+    selected = int(exact_counter("cl100k").count(t.column("text")).sum())
+    assert selected == s["selected_tokens"]
+    longest = int(exact_counter("cl100k").count(pool).max())
+    assert abs(selected - 0.1 * pool_exact) <= longest  # within one document of the share
+
+
 @pytest.mark.parametrize("budget", ["docs:25", "bytes:100K", "20%"])
 def test_other_budget_units(corpus, tmp_path: Path, budget: str) -> None:  # type: ignore[no-untyped-def]
     res = select(_config(corpus, tmp_path / "out", budget=budget), workers=1)

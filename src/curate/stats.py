@@ -66,7 +66,8 @@ BY_KIND: dict[str, dict[str, str]] = {
         "selected_tokens_estimate": "tokens selected by the estimate (null with an exact counter)",
         "selected_bytes": "UTF-8 bytes of the selected text",
         "exact_correction": "the exact-token check: `exact_sample_docs`, `exact_over_estimate`, "
-        "`exact_sample_band`, `corrected_budget`",
+        "`exact_sample_band`, `corrected_budget`; for a share of the pool (`--budget 1%`), "
+        "`pool_exact_over_estimate` and `pool_exact_sample_docs`, the ratio that resolved it in exact tokens",
         "pool_docs": "documents in the pool",
         "pool_tokens": "tokens in the pool (selection counter)",
         "pool_bytes": "UTF-8 bytes of the pool's text",

@@ -35,7 +35,12 @@ def _call(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
 PRELOAD = ["numpy", "pyarrow", "pyarrow.parquet", "curate.native", "curate.pipeline", "curate.engine.tasks"]
 
 
-def _context() -> Any:
+def _context(workers: int) -> Any:
+    # Each worker's BLAS gets its share of the cores, set before the fork server (or a spawned
+    # worker) imports numpy: OpenBLAS's own threads, spinning beside the other workers, cost
+    # `select --diversity` a third of its time on 2 cores. A value the user set is kept; the fork
+    # server is started once per process, so the first pool's share holds for later pools.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", str(threads_per_worker(workers)))
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload(PRELOAD)
@@ -52,7 +57,7 @@ class WorkerPool:
 
     def executor(self) -> ProcessPoolExecutor:
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=_context())
+            self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=_context(self.workers))
         return self._executor
 
     def terminate(self) -> None:

@@ -238,6 +238,8 @@ class Manifest:
         for p in sorted(done.glob("*.json")) if done.exists() else []:
             rec = json.loads(p.read_text())
             rec.pop("extra", None)
+            if isinstance(rec.get("report"), dict):  # histograms, samples: bulky, and summarised already
+                rec["report"].pop("extra", None)
             shards[rec.pop("key")] = rec
         self.state["shards"] = shards
         self.state["complete"] = True

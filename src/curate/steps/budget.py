@@ -136,16 +136,20 @@ def correct_to_exact(
     return per_shard, decision
 
 
-def exact_sample_every(pool: list[Shard]) -> int:
+def exact_sample_every(pool: list[Shard], rows: int | None = None) -> int:
     """Count every document of a pool under 2K documents exactly, 1 in 64 of one over 64K.
 
-    Enough to correct the estimate on a selection of 20 x that many documents or more. Exact
-    BPE counting runs at ~20 MB/s per core here, ~14x slower than the kernel, so on large pools
-    the sample costs ~0.1x of a kernel pass."""
-    rows = 0
-    for s in pool:
-        n = count_rows(s)
-        rows += n if n is not None else s.size // 2000  # JSONL: ~2 KB per document
+    `rows`: the pool's documents where a pass has counted them (select's raw fit), so that the
+    rate, and so the exactly counted rows and every correction made from them, do not depend on
+    the pool's format (a JSONL shard's rows are otherwise guessed from its size). Enough to
+    correct the estimate on a selection of 20 x that many documents or more. Exact BPE counting
+    runs at ~20 MB/s per core here, ~14x slower than the kernel, so on large pools the sample
+    costs ~0.1x of a kernel pass."""
+    if rows is None:
+        rows = 0
+        for s in pool:
+            n = count_rows(s)
+            rows += n if n is not None else s.size // 2000  # JSONL: ~2 KB per document
     return int(min(64, max(1, rows // EXACT_SAMPLE_TARGET_DOCS)))
 
 
@@ -161,6 +165,16 @@ def exact_ratio(keys_paths: list[str], per_shard: list[np.ndarray]) -> tuple[flo
         est += int(cost[m].sum())
         exact += int(ex[m].sum())
     return (exact / est if est > 0 else 1.0), n
+
+
+def pool_exact_ratio(keys_paths: list[str]) -> tuple[float, int]:
+    """Exact/estimated tokens over the selectable rows of the pool that pass 1 counted exactly:
+    what turns a share of the pool's estimated tokens into a share of its exact tokens."""
+    rows = []
+    for path in keys_paths:
+        with np.load(path, allow_pickle=False) as z:
+            rows.append(np.flatnonzero(np.isfinite(z["key"])))
+    return exact_ratio(keys_paths, rows)
 
 
 def exact_or_none() -> TokenCounter | None:

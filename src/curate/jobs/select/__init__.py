@@ -32,7 +32,15 @@ from curate.jobs.select.summary import Finalize, Summarize, build_summary
 from curate.pipeline import Pipeline
 from curate.stages.importance import ImportanceModel, ImportanceScorer
 from curate.stages.resample import GumbelTopK, Policy
-from curate.steps.budget import balanced_cut, correct_to_exact, exact_or_none, exact_sample_every, prefix_cut
+from curate.steps.budget import (
+    MIN_CORRECTION_SAMPLE,
+    balanced_cut,
+    correct_to_exact,
+    exact_or_none,
+    exact_sample_every,
+    pool_exact_ratio,
+    prefix_cut,
+)
 from curate.steps.importance import MODEL_ARTIFACT, FitConfig, counter_from_model, importance_phases
 from curate.types import DSIR_LOG_WEIGHT
 
@@ -112,10 +120,18 @@ def _keys_args(run: JobRun, shard: Any) -> tuple[Any, ...]:
         selector(c),
         c.group_by,
         None if counter.exact else exact_or_none(),
-        exact_sample_every(run.shards()),
+        exact_sample_every(run.shards(), _pool_rows(run)),
         mask_path(run, shard) if masked else None,
         "kmeans_cluster" if c.diversity is not None else None,
     )
+
+
+def _pool_rows(run: JobRun) -> int | None:
+    """The pool's documents as the raw fit counted them (scaled up when it stopped at its cap)."""
+    p = run.get("importance model").provenance
+    if not p.get("raw_units_used") or "raw_docs" not in p:
+        return None
+    return int(p["raw_docs"] * p["raw_units_total"] / p["raw_units_used"])
 
 
 def _decide(run: JobRun) -> Decision:
@@ -128,8 +144,12 @@ def _decide(run: JobRun) -> Decision:
     eligible_rows = sum(e["eligible_rows"] for e in extra)
     rows_in = keys.total().rows_in
     budget = parse_budget(c.budget)
-    resolved = (
-        Budget(unit="tokens", amount=float(np.ceil(budget.amount * eligible_tokens)))
+    estimated = not _scorer(run).counter.exact
+    pool_ratio, pool_sampled = pool_exact_ratio(paths) if estimated else (1.0, 0)
+    if pool_sampled < MIN_CORRECTION_SAMPLE:
+        pool_ratio = 1.0
+    resolved = (  # a share of the pool's exact tokens (estimated from its exactly counted rows)
+        Budget(unit="tokens", amount=float(np.ceil(budget.amount * eligible_tokens * pool_ratio)))
         if budget.unit == "fraction"
         else budget
     )
@@ -164,9 +184,11 @@ def _decide(run: JobRun) -> Decision:
             plain_share=PLAIN_SHARE,
         )
 
-    # A fraction is a share in the estimate's own units; only absolute token budgets are corrected.
-    if budget.unit == "tokens" and not _scorer(run).counter.exact:
+    # Token budgets, absolute or a share, are met in exact tokens (DESIGN: exact budgets).
+    if resolved.unit == "tokens" and estimated:
         per_shard, decision = correct_to_exact(cut, paths, resolved, eligible_tokens)
+        if budget.unit == "fraction":
+            decision.update(pool_exact_over_estimate=pool_ratio, pool_exact_sample_docs=pool_sampled)
     else:
         per_shard, decision = cut(resolved)
     columns: dict[str, dict[int, np.ndarray]] = {}

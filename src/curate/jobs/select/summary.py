@@ -97,7 +97,14 @@ def build_summary(run: JobRun, exact: TokenCounter | None, counter: TokenCounter
         "budget_error": (selected - resolved["amount"]) / resolved["amount"],
         "exact_correction": {
             k: d[k]
-            for k in ("exact_sample_docs", "exact_over_estimate", "exact_sample_band", "corrected_budget")
+            for k in (
+                "exact_sample_docs",
+                "exact_over_estimate",
+                "exact_sample_band",
+                "corrected_budget",
+                "pool_exact_over_estimate",
+                "pool_exact_sample_docs",
+            )
             if k in d
         },
         "pool_docs": pass1.rows_in,
