@@ -230,6 +230,7 @@ nb::ndarray<nb::numpy, float, nb::ndim<2>> hashed_embeddings(nb::handle schema, 
   HashSpec spec = make_spec(buckets, order, lowercase, seed);
   if (dim < 1 || nnz < 1) throw std::invalid_argument("dim and nnz must be positive");
   if (dim >= (1 << 30)) throw std::invalid_argument("dim must be below 2^30");
+  if (buckets >= 0xFFFFFFFFULL) throw std::invalid_argument("embeddings need buckets < 2^32 - 1");
   const size_t d = static_cast<size_t>(dim);
   auto* out = new std::vector<float>(static_cast<size_t>(col.length) * d, 0.0f);
   const double* w = idf.data();
@@ -239,7 +240,7 @@ nb::ndarray<nb::numpy, float, nb::ndim<2>> hashed_embeddings(nb::handle schema, 
     const double* logs = small_logs().data();
     parallel_blocks(col.length, clamp_threads(threads, col.length), [&](int64_t b, int64_t e, int) {
       std::vector<uint32_t> scratch;
-      FlatCounter counts;
+      BucketCounter counts;
       std::vector<double> acc(d);
       for (int64_t i = b; i < e; ++i) {
         document_buckets(col, i, spec, scratch);
@@ -248,13 +249,13 @@ nb::ndarray<nb::numpy, float, nb::ndim<2>> hashed_embeddings(nb::handle schema, 
         // table's size depends on this document only, so the summation order, hence the bits, do
         // not depend on which documents a thread saw before.
         counts.reset_exact(scratch.size());
-        for (uint32_t bucket : scratch) counts.add(static_cast<uint64_t>(bucket) + 1);
+        for (uint32_t bucket : scratch) counts.add(bucket + 1);
         std::fill(acc.begin(), acc.end(), 0.0);
         for (size_t slot = 0; slot < counts.slots(); ++slot) {
           if (counts.keys[slot] == 0) continue;
           const uint64_t bucket = counts.keys[slot] - 1;
-          const int64_t c = counts.vals[slot];
-          const double ln = c < static_cast<int64_t>(kLogTable) ? logs[c] : std::log(static_cast<double>(c));
+          const uint32_t c = counts.vals[slot];
+          const double ln = c < kLogTable ? logs[c] : std::log(static_cast<double>(c));
           const double weight = (1.0 + ln) * w[bucket];
           const double signed_weight[2] = {-weight, weight};  // indexed by the sign bit: a random branch cost 40%
           for (int r = 0; r < nnz; ++r) {

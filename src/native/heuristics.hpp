@@ -137,6 +137,39 @@ struct FlatCounter {
   }
 };
 
+// FlatCounter's layout with 32-bit keys and counts, for bucket ids (< 2^32 - 1): half the bytes
+// per slot, so a long document's table stays in L1. The same probe sequence as FlatCounter, so
+// a table of the same size visits its keys in the same slot order.
+struct BucketCounter {
+  std::vector<uint32_t> keys;
+  std::vector<uint32_t> vals;
+  uint64_t mask = 0;
+
+  // The table size depends on `expected` alone (a prefix of the buffer is used), so slot order,
+  // hence iteration order, is a function of the document: slots() of them.
+  void reset_exact(size_t expected) {
+    size_t cap = 16;
+    while (cap < 2 * expected + 1) cap <<= 1;
+    if (keys.size() < cap) {
+      keys.resize(cap);
+      vals.resize(cap);
+    }
+    std::fill(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(cap), 0u);
+    mask = cap - 1;
+  }
+  size_t slots() const { return static_cast<size_t>(mask + 1); }
+  // Increments the count of `key` (non-zero; 0 marks an empty slot) and returns the new count.
+  uint32_t add(uint32_t key) {
+    uint64_t i = (static_cast<uint64_t>(key) * 0x9E3779B97F4A7C15ULL) >> 7 & mask;
+    while (keys[i] != 0 && keys[i] != key) i = (i + 1) & mask;
+    if (keys[i] == 0) {
+      keys[i] = key;
+      vals[i] = 0;
+    }
+    return ++vals[i];
+  }
+};
+
 struct HeuristicScratch {
   std::vector<Span> words, lines, paras;
   std::vector<uint64_t> word_hash, hashes;
