@@ -21,24 +21,24 @@ from curate.influence import (  # noqa: E402
     Projection,
     adam_features,
     checkpoints_of,
-    per_example_gradients,
-    per_example_gradients_loop,
+    fwht_,
 )
+from curate.per_example import per_example_gradients_loop, tap_gradients, vmap_gradients  # noqa: E402
 from curate.proxy_lm import ProxyLMConfig, TrainSettings, build_model, checkpoint_steps, train_proxy_lm  # noqa: E402
 from tests.cli import run_main  # noqa: E402
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "corpus"
 
 
-def test_batched_gradients_equal_the_loop() -> None:
+def test_both_batched_gradients_equal_the_loop() -> None:
     torch.manual_seed(0)
     model = build_model(ProxyLMConfig(context=24, dim=16, layers=2, heads=2)).eval()
     ids = torch.randint(0, 256, (6, 25))
     mask = torch.ones_like(ids)
     mask[2, 10:] = 0  # a shorter document, padded
-    batched = per_example_gradients(model, ids, mask)
     loop = per_example_gradients_loop(model, ids, mask)
-    assert batched.shape == loop.shape and float((batched - loop).abs().max()) < 1e-5
+    for batched in (tap_gradients(model, ids, mask), vmap_gradients(model, ids, mask)):
+        assert batched.shape == loop.shape and float((batched - loop).abs().max()) < 1e-5
 
 
 @settings(max_examples=25, deadline=None)
@@ -54,6 +54,18 @@ def test_the_projection_keeps_inner_products(size: int, seed: int) -> None:
     assert float(((approx - exact).abs() / (norms[:, None] * norms[None, :])).max()) < 6 / 1024**0.5
     again = Projection(size, 1024, seed=7)(x)
     assert torch.equal(px, again)  # the same seed is the same projection, for every feature
+
+
+@settings(max_examples=20, deadline=None)
+@given(log_n=st.integers(0, 9), rows=st.integers(1, 3), seed=st.integers(0, 10**6))
+def test_the_fast_transform_is_the_hadamard_matrix(log_n: int, rows: int, seed: int) -> None:
+    n = 1 << log_n  # odd and even powers: the radix-4 passes and the radix-2 tail
+    x = torch.from_numpy(np.random.default_rng(seed).normal(size=(rows, n)).astype(np.float32))
+    signs = [[(-1) ** bin(i & j).count("1") for j in range(n)] for i in range(n)]
+    dense = x.double() @ torch.tensor(signs, dtype=torch.float64).T
+    y = x.clone()
+    fwht_(y)
+    assert float((y.double() - dense).abs().max()) < 1e-4 * (1 + float(dense.abs().max()))
 
 
 def test_adam_features_follow_the_formula() -> None:
@@ -143,7 +155,7 @@ def test_influence_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_kept_features_score_new_tasks_without_backward_passes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import curate.influence as influence
+    import curate.per_example as influence
 
     warm = warm_model(tmp_path / "warm")
     target = GOLDEN / "target.parquet"
@@ -276,7 +288,7 @@ def test_lora_targets_that_match_nothing_are_named(
 def test_rows_whose_gradients_are_not_finite_get_nulls(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import curate.influence as influence
+    import curate.per_example as influence
 
     warm = warm_model(tmp_path / "warm")
     real = influence.per_example_gradients

@@ -126,9 +126,9 @@ class InfluenceScorer(Annotator):
             checkpoints_of,
             load_for_influence,
             load_moments,
-            per_example_gradients,
             unit,
         )
+        from curate.per_example import per_example_gradients
 
         examples = [t for _, texts in self.tasks for t in texts if t and len(t.encode()) >= 2]
         stages = []
@@ -147,7 +147,8 @@ class InfluenceScorer(Annotator):
         _FEATURES[key] = [(s, r / total) for s, r in zip(stages, rates, strict=True)]
 
     def annotate(self, batch: pa.RecordBatch) -> dict[str, pa.Array]:
-        from curate.influence import adam_features, as_numpy, per_example_gradients, unit
+        from curate.influence import adam_features, as_numpy, unit
+        from curate.per_example import per_example_gradients
 
         self.setup(StageContext())
         stages = _FEATURES[(self.warm, self.tasks, self.dim, self.seed, self.device)]
