@@ -92,11 +92,12 @@ inline Span trim(const uint8_t* p, Span s) {
   return s;
 }
 
-// An open-addressing counter keyed by 64-bit hashes, reused across documents: several times
-// faster than std::unordered_map for the n-gram counts (the hot part of the repetition rules).
-struct FlatCounter {
-  std::vector<uint64_t> keys;
-  std::vector<int64_t> vals;
+// An open-addressing counter, reused across documents: several times faster than
+// std::unordered_map for n-gram counts. Key 0 marks an empty slot (a key of 0 is counted as 1).
+template <typename Key, typename Count>
+struct OpenCounter {
+  std::vector<Key> keys;
+  std::vector<Count> vals;
   uint64_t mask = 0;
 
   void reset(size_t expected) {
@@ -107,7 +108,7 @@ struct FlatCounter {
       vals.assign(cap, 0);
     } else {
       cap = keys.size();
-      std::fill(keys.begin(), keys.end(), 0);
+      std::fill(keys.begin(), keys.end(), Key{0});
     }
     mask = cap - 1;
   }
@@ -120,46 +121,13 @@ struct FlatCounter {
       keys.resize(cap);
       vals.resize(cap);
     }
-    std::fill(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(cap), 0);
+    std::fill(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(cap), Key{0});
     mask = cap - 1;
   }
   size_t slots() const { return static_cast<size_t>(mask + 1); }
   // Increments the count of `key` and returns the new count.
-  int64_t add(uint64_t key) {
-    if (key == 0) key = 1;  // 0 marks an empty slot
-    uint64_t i = (key * 0x9E3779B97F4A7C15ULL) >> 7 & mask;
-    while (keys[i] != 0 && keys[i] != key) i = (i + 1) & mask;
-    if (keys[i] == 0) {
-      keys[i] = key;
-      vals[i] = 0;
-    }
-    return ++vals[i];
-  }
-};
-
-// FlatCounter's layout with 32-bit keys and counts, for bucket ids (< 2^32 - 1): half the bytes
-// per slot, so a long document's table stays in L1. The same probe sequence as FlatCounter, so
-// a table of the same size visits its keys in the same slot order.
-struct BucketCounter {
-  std::vector<uint32_t> keys;
-  std::vector<uint32_t> vals;
-  uint64_t mask = 0;
-
-  // The table size depends on `expected` alone (a prefix of the buffer is used), so slot order,
-  // hence iteration order, is a function of the document: slots() of them.
-  void reset_exact(size_t expected) {
-    size_t cap = 16;
-    while (cap < 2 * expected + 1) cap <<= 1;
-    if (keys.size() < cap) {
-      keys.resize(cap);
-      vals.resize(cap);
-    }
-    std::fill(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(cap), 0u);
-    mask = cap - 1;
-  }
-  size_t slots() const { return static_cast<size_t>(mask + 1); }
-  // Increments the count of `key` (non-zero; 0 marks an empty slot) and returns the new count.
-  uint32_t add(uint32_t key) {
+  Count add(Key key) {
+    if (key == 0) key = 1;
     uint64_t i = (static_cast<uint64_t>(key) * 0x9E3779B97F4A7C15ULL) >> 7 & mask;
     while (keys[i] != 0 && keys[i] != key) i = (i + 1) & mask;
     if (keys[i] == 0) {
@@ -169,6 +137,12 @@ struct BucketCounter {
     return ++vals[i];
   }
 };
+
+// Keyed by 64-bit hashes (the repetition rules, MinHash shingles).
+using FlatCounter = OpenCounter<uint64_t, int64_t>;
+// Bucket ids (< 2^32 - 1) with 32-bit counts: half the bytes per slot, so a long document's
+// table stays in L1; the same probe sequence, so a table of one size visits keys in one order.
+using BucketCounter = OpenCounter<uint32_t, uint32_t>;
 
 struct HeuristicScratch {
   std::vector<Span> words, lines, paras;
