@@ -70,11 +70,9 @@ def tap_gradients(model: Any, ids: Any, mask: Any) -> Any:
     nn, F = torch.nn, torch.nn.functional
     plain_attention(model, False)
     seen: dict[Any, tuple[Any, Any]] = {}
-    kinds = (nn.Linear, nn.LayerNorm, nn.Embedding)
+    tapped = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.LayerNorm))] + [model.embed]
     hooks = [
-        m.register_forward_hook(lambda mod, inp, out: seen.__setitem__(mod, (inp[0], out)))
-        for m in model.modules()
-        if isinstance(m, kinds)
+        m.register_forward_hook(lambda mod, inp, out: seen.__setitem__(mod, (inp[0], out))) for m in tapped
     ]
     try:
         with torch.enable_grad():
