@@ -9,9 +9,12 @@ in shard order (`curate.kmeans`); the embeddings come from a column or from the 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from curate.engine.job import JobRun
 from curate.engine.phases import Fit
@@ -206,6 +209,10 @@ def sample_rows(k: int) -> int:
     return int(min(1_000_000, max(10_000, 100 * k)))
 
 
+SAMPLE_SALT = 0x5A_3B1E  # the k-means sample's rows: hash_uniform(ids, seed ^ SAMPLE_SALT) < share
+SAMPLE_TEXT_BYTES = 1 << 30  # texts of the k-means sample one pass may hold (past it: read again)
+
+
 def embedded_sample_unit(
     shard: Shard, cols: Columns, embedder: HashedEmbedder, p: float, seed: int, batch_size: int
 ) -> dict[str, Any]:
@@ -216,7 +223,7 @@ def embedded_sample_unit(
     picked, rows, valid_rows = [], 0, 0
     for b in iter_batches(shard, cols, columns=[TEXT, "id"], batch_size=batch_size):
         rows += b.num_rows
-        chosen = np.flatnonzero(hash_uniform(document_ids(b), seed ^ 0x5A_3B1E) < p)
+        chosen = np.flatnonzero(hash_uniform(document_ids(b), seed ^ SAMPLE_SALT) < p)
         if not len(chosen):
             continue
         vec, valid = embedder.vectors(b.column(TEXT).take(chosen))
@@ -230,28 +237,90 @@ def embedded_sample_unit(
     }
 
 
+def idf_and_sample_unit(
+    shard: Shard,
+    cols: Columns,
+    spec: HashSpec,
+    shares: tuple[float, float],
+    seed: int,
+    text_cap: int,
+    batch_size: int,
+) -> dict[str, Any]:
+    """One read of a shard: the document frequencies of a seeded share of its rows and the texts of
+    another (shares = (idf, sample); rows chosen by one hash of their id, so neither depends on the
+    pool's layout or the worker count). Past `text_cap` bytes the texts are dropped (texts: None)
+    and the sample is embedded in a second read."""
+    from curate.stages.resample import document_ids, hash_uniform
+
+    fit = DocumentFrequency(spec=spec)
+    df, kept, rows = fit.empty(), 0, 0
+    texts: list[pa.Array] | None = []
+    for b in iter_batches(shard, cols, columns=[TEXT, "id"], batch_size=batch_size):
+        rows += b.num_rows
+        u = hash_uniform(document_ids(b), seed ^ SAMPLE_SALT)
+        text = b.column(TEXT)
+        counted = np.flatnonzero(u < shares[0])
+        if len(counted):
+            part = text if len(counted) == len(u) else text.take(counted)
+            df = fit.merge(df, fit.summarize(pa.RecordBatch.from_arrays([part], [TEXT])))
+        chosen = np.flatnonzero(u < shares[1])
+        if texts is not None and len(chosen):
+            texts.append(pc.cast(text.take(chosen), pa.large_string()))
+            kept += texts[-1].nbytes
+            texts = texts if kept <= text_cap else None
+    joined = None if texts is None else pa.concat_arrays(texts) if texts else pa.array([], pa.large_string())
+    return {"df": df, "texts": joined, "rows": rows}
+
+
 def fit_kmeans_on_sample(
-    run: JobRun, embedder: HashedEmbedder, *, k: int, seed: int, device: str, batch_size: int
-) -> KMeansModel:
-    """k-means on a seeded sample of the pool's hashed embeddings held in memory (`sample_rows`),
-    with no pass over the pool: rows are assigned later, in the pass that needs their clusters."""
+    run: JobRun, spec: HashSpec, dim: int, *, k: int, idf_docs: int, seed: int, device: str, batch_size: int
+) -> tuple[HashedEmbedder, KMeansModel]:
+    """The embedder's idf and k-means, from one read of the pool: document frequencies of a seeded
+    ~`idf_docs` rows and k-means on the hashed embeddings of a seeded sample held in memory
+    (`sample_rows`). Rows are assigned later, in the pass that needs their clusters."""
+    from curate import native
     from curate.kmeans import fit_array
 
     shards, cols = run.shards(), run.columns()
     want = sample_rows(k)
     total = pool_rows(run, shards, cols, batch_size)
-    p = (
-        1.0 if not total else min(1.0, 1.2 * want / total)
-    )  # a seeded share a little over the target, trimmed below
+    # Seeded shares: ~idf_docs rows for the idf, the sample a little over its target (trimmed below).
+    shares = (1.0, 1.0) if not total else (min(1.0, idf_docs / total), min(1.0, 1.2 * want / total))
+    size = max(1, sum(s.size for s in shards))
     found = run.map(
-        "sample",
-        embedded_sample_unit,
-        [(s, cols, embedder, p, seed, batch_size) for s in shards],
+        "idf and sample",
+        idf_and_sample_unit,
+        [
+            (s, cols, spec, shares, seed, 2 * SAMPLE_TEXT_BYTES * s.size // size + (1 << 20), batch_size)
+            for s in shards
+        ],
         shards=shards,
-        sizes=[1] * len(shards),
-        unit="shards",
+        sizes=[s.size for s in shards],
     )
-    sample = np.concatenate([np.zeros((0, embedder.dim), np.float32)] + [r["sample"] for r in found if r])
+    fit = DocumentFrequency(spec=spec)
+    df = fit.empty()
+    for r in found:  # shard order
+        if r is not None:
+            df = fit.merge(df, r["df"])
+    if df.docs == 0:
+        raise UsageError("--diversity: no document in the pool has any words to embed")
+    embedder = HashedEmbedder(spec=spec, idf=fit.finalize(df), dim=dim, seed=seed)
+    again = [s for s, r in zip(shards, found, strict=True) if r is not None and r["texts"] is None]
+    reread = dict(zip((s.index for s in again), run.map(
+        "sample", embedded_sample_unit, [(s, cols, embedder, shares[1], seed, batch_size) for s in again],
+        shards=again, sizes=[s.size for s in again],
+    ) if again else [], strict=True))  # fmt: skip
+    in_driver = replace(embedder, threads=native.default_threads())
+    parts = [np.zeros((0, dim), np.float32)]
+    for s, r in zip(shards, found, strict=True):
+        if r is None:
+            continue
+        if r["texts"] is None:
+            parts.append(reread[s.index]["sample"])
+        elif len(r["texts"]):
+            vec, valid = in_driver.vectors(r["texts"])
+            parts.append(vec[valid])
+    sample = np.concatenate(parts)
     if len(sample) > want:
         sample = sample[np.sort(np.random.default_rng(seed).choice(len(sample), want, replace=False))]
     if len(sample) < k:
@@ -261,8 +330,9 @@ def fit_kmeans_on_sample(
         )
     model = fit_array(sample, k, seed=seed, max_iter=20, tol=1e-4, device=device)
     model.info = {"column": "hashed embeddings of the text", "source": "pool", "fit_on": "a seeded sample",
-                  "sample_rows": len(sample), "sampled_share": p, "pool_rows": sum(r["rows"] for r in found if r)}  # fmt: skip
-    return model
+                  "sample_rows": len(sample), "sampled_share": shares[1], "pool_rows": sum(r["rows"] for r in found if r),
+                  "idf_docs": df.docs, "reread_shards": len(again)}  # fmt: skip
+    return embedder, model
 
 
 def size_summary(sizes: np.ndarray) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """`select --diversity K`: hashed embeddings computed from the text on the fly (never stored) and
 k-means fitted on a seeded sample of them held in memory (100 rows per cluster), so that pass 1
 can give every row its cluster, with no pass over the pool for k-means itself, and the budget can
-be spread across clusters. The idf and the centroids are saved in OUT (`_embed.npz`, `_kmeans.npz/.json`),
+be spread across clusters. One read of the pool gives both the idf (document frequencies of ~200K
+rows) and the sample's texts, each chosen by a seeded hash of the row's id. The idf and the centroids are saved in OUT (`_embed.npz`, `_kmeans.npz/.json`),
 so a rerun loads them instead of clustering again.
 
 With the default allocation, `target`, each cluster's share of the budget follows the target:
@@ -11,7 +12,7 @@ own allocation, which keeps precision) and half its share of the target's docume
 reaches the target's small clusters), then (1 - s) x that + s x its share of the pool's
 documents (s = TARGET_SMOOTHING), so a cluster the target barely touches still gets a little.
 
-idf (seeded units, up to 200K documents) -> diversity (the sample, then k-means on it)
+diversity (one read: the idf's rows and the sample's texts; then k-means on the sample)
 -> [target clusters (the target's documents per cluster)].
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from curate.engine.job import JobRun
-from curate.engine.phases import Driver, Fit
+from curate.engine.phases import Driver
 from curate.errors import UsageError
 from curate.kmeans import KMeansModel
 from curate.stages.embed import HashedEmbedder
@@ -31,8 +32,6 @@ from curate.steps.clusters import (
     KMEANS_ARTIFACT,
     POOL_EMBED_DIM,
     fit_kmeans_on_sample,
-    hashed_embedder,
-    idf_phase,
     pool_embed_spec,
 )
 
@@ -46,11 +45,12 @@ def _fit(run: JobRun) -> dict[str, Any]:
     from curate.kmeans import kmeans_device
 
     config = run.config
-    embedder = hashed_embedder(run, "idf", pool_embed_spec(config.seed), POOL_EMBED_DIM, config.seed)
-    model = fit_kmeans_on_sample(
+    embedder, model = fit_kmeans_on_sample(
         run,
-        embedder,
+        pool_embed_spec(config.seed),
+        POOL_EMBED_DIM,
         k=config.diversity,
+        idf_docs=IDF_DOCS,
         seed=config.seed,
         device=kmeans_device("auto"),
         batch_size=config.batch_size,
@@ -73,7 +73,7 @@ def _save(run: JobRun, fitted: dict[str, Any]) -> None:
             "rows": model.rows,
             **{
                 k: model.info[k]
-                for k in ("fit_on", "sample_rows", "sampled_share", "pool_rows")
+                for k in ("fit_on", "sample_rows", "sampled_share", "pool_rows", "idf_docs", "reread_shards")
                 if k in model.info
             },
         },
@@ -138,9 +138,8 @@ def kmeans_stats(run: JobRun) -> dict[str, Any]:
     return dict(run.manifest.phase("diversity stats") or {})
 
 
-def diversity_phases() -> tuple[Fit, Driver, Driver]:
+def diversity_phases() -> tuple[Driver, Driver]:
     return (
-        idf_phase("idf", lambda run: pool_embed_spec(run.config.seed), lambda run: IDF_DOCS),
         Driver(name="diversity", fn=_fit, saver=_save, loader=_load, on_demand=True),
         Driver(
             name="target clusters", fn=_target_counts, saver=_save_target, loader=_load_target, on_demand=True
