@@ -62,10 +62,13 @@ def reference_vectors(texts: list[str | None], emb: HashedEmbedder) -> np.ndarra
     n, s = len(indptr) - 1, 8
     rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
     weight = (1.0 + np.log(counts.astype(np.float64))) * emb.idf[indices]
-    base = indices.astype(np.uint64)[:, None] * np.uint64(s) + np.arange(s, dtype=np.uint64)[None, :]
+    words = (s + 3) // 4  # four 16-bit codes per 64-bit hash
+    base = indices.astype(np.uint64)[:, None] * np.uint64(words) + np.arange(words, dtype=np.uint64)[None, :]
     h = _splitmix(base ^ _splitmix(np.array([emb.seed], np.uint64))[0])
-    coords = (((h & np.uint64(0xFFFFFFFF)) * np.uint64(emb.dim)) >> np.uint64(32)).astype(np.int64)
-    signs = np.where((h >> np.uint64(63)) == 1, 1.0, -1.0)
+    shifts = np.uint64(16) * np.arange(4, dtype=np.uint64)
+    fields = ((h[:, :, None] >> shifts) & np.uint64(0xFFFF)).reshape(len(indices), 4 * words)[:, :s]
+    coords = (((fields & np.uint64(0x7FFF)) * np.uint64(emb.dim)) >> np.uint64(15)).astype(np.int64)
+    signs = np.where((fields >> np.uint64(15)) == 1, 1.0, -1.0)
     flat = (rows[:, None] * emb.dim + coords).reshape(-1)
     out = np.bincount(flat, weights=(weight[:, None] * signs).reshape(-1), minlength=n * emb.dim)
     out = out.astype(np.float64).reshape(n, emb.dim)
@@ -696,3 +699,39 @@ def test_select_diversity_on_a_jsonl_copy_samples_the_same_rows(tmp_path: Path, 
     assert outs["jsonl"]["sampled_share"] == outs["parquet"]["sampled_share"] < 1
     ids = {n: pq.read_table(tmp_path / n).column("id").to_pylist() for n in outs}
     assert ids["jsonl"] == ids["parquet"] and len(ids["jsonl"]) > 0
+
+
+def test_select_diversity_sample_is_the_same_however_it_is_read(
+    tmp_path: Path, corpus, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The k-means sample (and the idf taken from it) is taken in the raw importance fit's read;
+    a capped raw fit, or a sample too large to hold, reads the pool again. All three give the
+    same idf, centroids and selection."""
+    from curate.engine.run import run_job
+    from curate.jobs.select import SelectConfig, select_job
+    from curate.steps import clusters
+
+    def run(name: str, **extra: str) -> tuple[np.ndarray, np.ndarray, dict, list]:  # type: ignore[type-arg]
+        out = tmp_path / name
+        config = SelectConfig(
+            pool=str(corpus.pool), target=str(corpus.target), output=str(out), budget="3%",
+            diversity=8, diversity_allocation="proportional", **extra,  # type: ignore[arg-type]
+        )  # fmt: skip
+        res = run_job(select_job(config), workers=2)
+        with np.load(out / "_embed.npz", allow_pickle=False) as z, np.load(out / "_kmeans.npz") as k:
+            idf, centroids = z["idf"], k["centroids"]
+        ids = pq.read_table(out).column("id").to_pylist()
+        return idf, centroids, res.summary["diversity"]["kmeans"], ids
+
+    fused = run("fused")
+    capped = run("capped", raw_features="20000")  # the raw fit stops early: a read of its own
+    monkeypatch.setattr(clusters, "SAMPLE_TEXT_BYTES", 1000)  # too large to hold: embed in a re-read
+    reread = run("reread")
+    assert fused[2]["reread_shards"] == capped[2]["reread_shards"] == 0 < reread[2]["reread_shards"]
+    for other in (capped, reread):
+        assert np.array_equal(fused[0], other[0]) and np.array_equal(fused[1], other[1])
+        assert (
+            other[2]["sample_rows"] == fused[2]["sample_rows"]
+            and other[2]["idf_docs"] == fused[2]["idf_docs"]
+        )
+    assert reread[3] == fused[3] and len(fused[3]) > 0

@@ -112,19 +112,6 @@ struct OpenCounter {
     }
     mask = cap - 1;
   }
-  // Like reset, but the table size depends on `expected` alone (a prefix of the buffer is used),
-  // so slot order, hence iteration order, is a function of the document: slots() of them.
-  void reset_exact(size_t expected) {
-    size_t cap = 16;
-    while (cap < 2 * expected + 1) cap <<= 1;
-    if (keys.size() < cap) {
-      keys.resize(cap);
-      vals.resize(cap);
-    }
-    std::fill(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(cap), Key{0});
-    mask = cap - 1;
-  }
-  size_t slots() const { return static_cast<size_t>(mask + 1); }
   // Increments the count of `key` and returns the new count.
   Count add(Key key) {
     if (key == 0) key = 1;
@@ -140,9 +127,6 @@ struct OpenCounter {
 
 // Keyed by 64-bit hashes (the repetition rules, MinHash shingles).
 using FlatCounter = OpenCounter<uint64_t, int64_t>;
-// Bucket ids (< 2^32 - 1) with 32-bit counts: half the bytes per slot, so a long document's
-// table stays in L1; the same probe sequence, so a table of one size visits keys in one order.
-using BucketCounter = OpenCounter<uint32_t, uint32_t>;
 
 struct HeuristicScratch {
   std::vector<Span> words, lines, paras;

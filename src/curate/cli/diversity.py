@@ -41,7 +41,7 @@ def embed(
     method: Annotated[
         str, typer.Option(help="hashed (TF-IDF n-grams, no model; fast) or model (a local embedding model).")
     ] = "hashed",
-    dim: Annotated[int, typer.Option(help="Dimensions of a hashed embedding.", min=2)] = 256,
+    dim: Annotated[int, typer.Option(help="Dimensions of a hashed embedding.", min=2, max=32768)] = 256,
     buckets: Annotated[int, typer.Option(help="Hash buckets of the n-gram features.", min=16)] = 1 << 18,
     order: Annotated[int, typer.Option(help="n-grams up to this order (1: words only).", min=1, max=8)] = 2,
     idf_docs: Annotated[

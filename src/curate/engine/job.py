@@ -165,6 +165,10 @@ class JobRun:
     def columns(self, dataset: str = "input") -> Columns:
         return self.job.columns.get(dataset, Columns())
 
+    def peek(self, name: str) -> Any:
+        """The result of phase `name` if this run already has it (computed or loaded), else None."""
+        return self.state.get(name)
+
     def get(self, name: str) -> Any:
         """The result of phase `name`: computed once, or loaded from an earlier run."""
         if name in self.state:

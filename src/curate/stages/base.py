@@ -3,6 +3,7 @@
 - Annotator: `annotate(batch) -> {column: array}` (adds columns; map over shards)
 - Filter: `keep(batch) -> FilterResult` (a mask plus per-reason drop counts)
 - Fittable: `summarize(batch) -> S`, `merge(S, S) -> S` (associative), `finalize(S) -> stage`
+  (`Paired`: two of them over one read)
 - Selector: `keys(batch) -> SelectionKeys`, then a global `decide` over all shards' keys
 
 Stages are frozen keyword-only dataclasses: cheap to pickle to workers, and introspectable
@@ -90,6 +91,27 @@ class Fittable(Stage, Generic[S]):
     @abstractmethod
     def finalize(self, summary: S) -> Any:
         """The fitted result (a stage or model artifact)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Paired(Fittable[tuple[Any, Any]]):
+    """Fittable: two fittables summarised over the same batches, so one read serves both."""
+
+    name: ClassVar[str] = "paired"
+    first: Fittable[Any]
+    second: Fittable[Any]
+
+    def requires(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*self.first.requires(), *self.second.requires())))
+
+    def summarize(self, batch: pa.RecordBatch) -> tuple[Any, Any]:
+        return self.first.summarize(batch), self.second.summarize(batch)
+
+    def merge(self, a: tuple[Any, Any], b: tuple[Any, Any]) -> tuple[Any, Any]:
+        return self.first.merge(a[0], b[0]), self.second.merge(a[1], b[1])
+
+    def finalize(self, summary: tuple[Any, Any]) -> tuple[Any, Any]:
+        return self.first.finalize(summary[0]), self.second.finalize(summary[1])
 
 
 @dataclass

@@ -3,11 +3,12 @@
 `HashedEmbedder` needs no model. The native kernel gives each document its hashed n-gram buckets
 and counts; a term weighs (1 + log count) x idf(bucket), with idf fitted on the pool by
 `DocumentFrequency` (a Fittable: bucket document counts merge by addition) as
-log((1 + N) / (1 + df)) + 1; a sparse random projection (each bucket adds ±weight to s = 8
-coordinates chosen by a seeded splitmix64 hash h of bucket·s + j (coordinate (h mod 2³²)·dim / 2³²,
-sign from the top bit): a sparse Johnson-Lindenstrauss
-map, so no buckets x dim matrix is stored) brings it to `dim`, and the result is L2-normalised, so squared distance = 2 − 2·cosine. Empty
-documents (no words) get a null embedding.
+log((1 + N) / (1 + df)) + 1; a sparse random projection brings it to `dim` (at most 32,768), and
+the result is L2-normalised, so squared distance = 2 − 2·cosine. The projection is a sparse
+Johnson-Lindenstrauss map, so no buckets x dim matrix is stored: each bucket adds ±weight to s = 8
+coordinates, four from each seeded splitmix64 hash h of bucket·2 + j (j = 0, 1): code r is the
+16-bit field r mod 4 of hash r / 4, its top bit the sign, its low 15 bits c the coordinate
+c·dim / 2¹⁵. Empty documents (no words) get a null embedding.
 
 `ModelEmbedder` mean-pools the last hidden states of a local sentence-embedding or LM folder
 (transformers, offline) over real tokens, batched by length on the GPU when present.
@@ -30,6 +31,7 @@ from curate.types import TEXT
 
 EMBEDDING = "embedding"
 PROJECTION_NONZEROS = 8
+MAX_DIM = 1 << 15  # the projection's coordinates are 15-bit codes
 
 
 def embedding_type(dim: int) -> pa.DataType:
@@ -129,8 +131,8 @@ class HashedEmbedder(Annotator):
     threads: int = 1
 
     def __post_init__(self) -> None:
-        if self.dim < 2:
-            raise StageError(f"embedding dim must be at least 2, got {self.dim}")
+        if not 2 <= self.dim <= MAX_DIM:
+            raise StageError(f"embedding dim must be between 2 and {MAX_DIM}, got {self.dim}")
         if self.idf.shape != (self.spec.buckets,):
             raise StageError(f"idf has {self.idf.shape} entries; the spec has {self.spec.buckets} buckets")
 

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from curate import native
 from curate.budget import Budget
 from curate.errors import SchemaError
-from curate.stages.base import SelectionKeys, Selector
+from curate.stages.base import Fittable, SelectionKeys, Selector
 from curate.tokens import utf8_lengths
 from curate.types import ID, N_TOKENS, TEXT
 
@@ -151,3 +151,50 @@ def prefix_mask(
     take &= eligible
     mask[order[take]] = True
     return mask
+
+
+# ------------------------------------------------------------------------- seeded text sample
+@dataclass
+class TextSample:
+    """The sampled rows' texts and keys (their hash uniforms), or `overflow` past the cap."""
+
+    texts: list[pa.Array]
+    keys: list[np.ndarray]
+    share: float
+    rows: int = 0  # rows seen, sampled or not
+    nbytes: int = 0
+    overflow: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class HashTextSample(Fittable[TextSample]):
+    """Fittable: the texts of the rows whose id hashes below `share` (so the sample depends on
+    neither the order nor the layout of the rows), held up to `max_bytes` of text."""
+
+    name: ClassVar[str] = "text_sample"
+    share: float
+    salt: int
+    max_bytes: int
+
+    def requires(self) -> tuple[str, ...]:
+        return (TEXT,)
+
+    def chosen(self, batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
+        """(rows in the sample, their keys)."""
+        u = hash_uniform(document_ids(batch), self.salt)
+        rows = np.flatnonzero(u < self.share)
+        return rows, u[rows]
+
+    def summarize(self, batch: pa.RecordBatch) -> TextSample:
+        rows, keys = self.chosen(batch)
+        texts = pc.cast(batch.column(TEXT).take(rows), pa.large_string())
+        return TextSample([texts], [keys], self.share, batch.num_rows, texts.nbytes)
+
+    def merge(self, a: TextSample, b: TextSample) -> TextSample:
+        nbytes, rows = a.nbytes + b.nbytes, a.rows + b.rows
+        if a.overflow or b.overflow or nbytes > self.max_bytes:
+            return TextSample([], [], self.share, rows, nbytes, overflow=True)
+        return TextSample(a.texts + b.texts, a.keys + b.keys, self.share, rows, nbytes)
+
+    def finalize(self, summary: TextSample) -> TextSample:
+        return summary

@@ -23,7 +23,8 @@ from curate.io.inputs import Columns, Shard, count_rows, iter_batches, shard_sch
 from curate.kmeans import KMeansModel, KMeansSummary, default_sample_rows, fit, merge_summaries
 from curate.native import HashSpec
 from curate.stages.diversity import KMeansStep
-from curate.stages.embed import DocumentFrequency, HashedEmbedder, embedding_matrix
+from curate.stages.embed import DocFrequency, DocumentFrequency, HashedEmbedder, embedding_matrix
+from curate.stages.resample import HashTextSample, TextSample
 from curate.types import TEXT
 
 EMBED_ARTIFACT = "_embed"
@@ -213,116 +214,129 @@ SAMPLE_SALT = 0x5A_3B1E  # the k-means sample's rows: hash_uniform(ids, seed ^ S
 SAMPLE_TEXT_BYTES = 1 << 30  # texts of the k-means sample one pass may hold (past it: read again)
 
 
-def embedded_sample_unit(
-    shard: Shard, cols: Columns, embedder: HashedEmbedder, p: float, seed: int, batch_size: int
-) -> dict[str, Any]:
-    """The hashed embeddings of a seeded share p of a shard's rows (chosen by id hash before any
-    embedding is computed), the shard's rows and its rows with an embedding among those."""
-    from curate.stages.resample import document_ids, hash_uniform
+def _sampled(b: pa.RecordBatch, p: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of a batch in the seeded sample (by id hash) and their sort keys."""
+    return HashTextSample(share=p, salt=seed ^ SAMPLE_SALT, max_bytes=0).chosen(b)
 
-    picked, rows, valid_rows = [], 0, 0
+
+def sample_texts_unit(
+    shard: Shard, cols: Columns, spec: HashSpec, p: float, seed: int, text_cap: int, batch_size: int
+) -> dict[str, Any]:
+    """One read of a shard: the texts of its rows in the seeded sample (share p, chosen by a hash
+    of their id, so the sample depends on neither the pool's layout nor the worker count) and their
+    keys. Past `text_cap` bytes the texts are dropped for their document frequencies (`df`), and
+    the shard's sample is embedded in a second read (`embedded_sample_unit`)."""
+    fit = DocumentFrequency(spec=spec)
+    df, kept, rows = None, 0, 0
+    texts: list[pa.Array] = []
+    keys: list[np.ndarray] = []
     for b in iter_batches(shard, cols, columns=[TEXT, "id"], batch_size=batch_size):
         rows += b.num_rows
-        chosen = np.flatnonzero(hash_uniform(document_ids(b), seed ^ SAMPLE_SALT) < p)
+        chosen, u = _sampled(b, p, seed)
         if not len(chosen):
             continue
-        vec, valid = embedder.vectors(b.column(TEXT).take(chosen))
-        valid_rows += int(valid.sum())
-        picked.append(vec[valid])
-    dim = embedder.dim
-    return {
-        "sample": np.concatenate(picked) if picked else np.zeros((0, dim), np.float32),
-        "rows": rows,
-        "valid": valid_rows,
-    }
-
-
-def idf_and_sample_unit(
-    shard: Shard,
-    cols: Columns,
-    spec: HashSpec,
-    shares: tuple[float, float],
-    seed: int,
-    text_cap: int,
-    batch_size: int,
-) -> dict[str, Any]:
-    """One read of a shard: the document frequencies of a seeded share of its rows and the texts of
-    another (shares = (idf, sample); rows chosen by one hash of their id, so neither depends on the
-    pool's layout or the worker count). Past `text_cap` bytes the texts are dropped (texts: None)
-    and the sample is embedded in a second read."""
-    from curate.stages.resample import document_ids, hash_uniform
-
-    fit = DocumentFrequency(spec=spec)
-    df, kept, rows = fit.empty(), 0, 0
-    texts: list[pa.Array] | None = []
-    for b in iter_batches(shard, cols, columns=[TEXT, "id"], batch_size=batch_size):
-        rows += b.num_rows
-        u = hash_uniform(document_ids(b), seed ^ SAMPLE_SALT)
-        text = b.column(TEXT)
-        counted = np.flatnonzero(u < shares[0])
-        if len(counted):
-            part = text if len(counted) == len(u) else text.take(counted)
+        part = pc.cast(b.column(TEXT).take(chosen), pa.large_string())
+        if df is None:
+            texts.append(part)
+            keys.append(u)
+            kept += part.nbytes
+            if kept > text_cap:  # too much text to hold: keep counts instead, embed later
+                df = fit.summarize(pa.RecordBatch.from_arrays([pa.concat_arrays(texts)], [TEXT]))
+                texts, keys = [], []
+        else:
             df = fit.merge(df, fit.summarize(pa.RecordBatch.from_arrays([part], [TEXT])))
-        chosen = np.flatnonzero(u < shares[1])
-        if texts is not None and len(chosen):
-            texts.append(pc.cast(text.take(chosen), pa.large_string()))
-            kept += texts[-1].nbytes
-            texts = texts if kept <= text_cap else None
-    joined = None if texts is None else pa.concat_arrays(texts) if texts else pa.array([], pa.large_string())
-    return {"df": df, "texts": joined, "rows": rows}
+    if df is not None:
+        return {"df": df, "texts": None, "keys": None, "rows": rows}
+    joined = pa.concat_arrays(texts) if texts else pa.array([], pa.large_string())
+    return {"df": None, "texts": joined, "keys": np.concatenate([np.zeros(0), *keys]), "rows": rows}
+
+
+def embedded_sample_unit(
+    shard: Shard, cols: Columns, embedder: HashedEmbedder, p: float, seed: int, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings, keys) of a shard's rows in the seeded sample that have words to embed."""
+    vectors, keys = [np.zeros((0, embedder.dim), np.float32)], [np.zeros(0)]
+    for b in iter_batches(shard, cols, columns=[TEXT, "id"], batch_size=batch_size):
+        chosen, u = _sampled(b, p, seed)
+        if len(chosen):
+            vec, valid = embedder.vectors(b.column(TEXT).take(chosen))
+            vectors.append(vec[valid])
+            keys.append(u[valid])
+    return np.concatenate(vectors), np.concatenate(keys)
+
+
+def sample_share(run: JobRun, k: int, batch_size: int) -> float:
+    """The seeded share of the pool's rows in `select --diversity`'s sample: a little over
+    `sample_rows(k)` of them (the sample is cut to that below)."""
+    total = pool_rows(run, run.shards(), run.columns(), batch_size)
+    return 1.0 if not total else min(1.0, 1.2 * sample_rows(k) / total)
+
+
+def text_sample_stage(run: JobRun, k: int, seed: int, batch_size: int) -> HashTextSample:
+    """The sample as a Fittable, for a fit that reads the pool anyway (the raw importance fit)."""
+    return HashTextSample(
+        share=sample_share(run, k, batch_size), salt=seed ^ SAMPLE_SALT, max_bytes=SAMPLE_TEXT_BYTES
+    )
 
 
 def fit_kmeans_on_sample(
-    run: JobRun, spec: HashSpec, dim: int, *, k: int, idf_docs: int, seed: int, device: str, batch_size: int
+    run: JobRun,
+    spec: HashSpec,
+    dim: int,
+    *,
+    k: int,
+    seed: int,
+    device: str,
+    batch_size: int,
+    held: TextSample | None = None,
 ) -> tuple[HashedEmbedder, KMeansModel]:
-    """The embedder's idf and k-means, from one read of the pool: document frequencies of a seeded
-    ~`idf_docs` rows and k-means on the hashed embeddings of a seeded sample held in memory
-    (`sample_rows`). Rows are assigned later, in the pass that needs their clusters."""
+    """The embedder's idf and k-means from a seeded sample of the pool's rows (`sample_rows`,
+    held in memory): its document frequencies, then k-means on its hashed embeddings. `held` is
+    the sample taken during another read of every row (`text_sample_stage`); without it, one
+    read of the pool takes it. Rows are assigned later, in the pass that needs their clusters."""
     from curate import native
     from curate.kmeans import fit_array
 
     shards, cols = run.shards(), run.columns()
     want = sample_rows(k)
-    total = pool_rows(run, shards, cols, batch_size)
-    # Seeded shares: ~idf_docs rows for the idf, the sample a little over its target (trimmed below).
-    shares = (1.0, 1.0) if not total else (min(1.0, idf_docs / total), min(1.0, 1.2 * want / total))
-    size = max(1, sum(s.size for s in shards))
-    found = run.map(
-        "idf and sample",
-        idf_and_sample_unit,
-        [
-            (s, cols, spec, shares, seed, 2 * SAMPLE_TEXT_BYTES * s.size // size + (1 << 20), batch_size)
-            for s in shards
-        ],
-        shards=shards,
-        sizes=[s.size for s in shards],
-    )
+    records: list[tuple[Shard | None, dict[str, Any]]]  # (shard, its sample), or the held sample
+    if held is not None and not held.overflow:
+        p = held.share
+        texts = pa.concat_arrays(held.texts) if held.texts else pa.array([], pa.large_string())
+        records = [(None, {"texts": texts, "keys": np.concatenate([np.zeros(0), *held.keys]), "df": None, "rows": held.rows})]  # fmt: skip
+    else:
+        p = sample_share(run, k, batch_size)
+        size = max(1, sum(s.size for s in shards))
+        found = run.map(
+            "sample",
+            sample_texts_unit,
+            [(s, cols, spec, p, seed, 2 * SAMPLE_TEXT_BYTES * s.size // size, batch_size) for s in shards],
+            shards=shards,
+            sizes=[s.size for s in shards],
+        )  # fmt: skip
+        records = [(s, r) for s, r in zip(shards, found, strict=True) if r is not None]
+    found = [r for _, r in records]
+    # One array: the kernels start their threads and tables once (per chunk, DF took 2.7x longer).
+    held_texts = pa.chunked_array([r["texts"] for r in found if r["texts"] is not None], pa.large_string())
+    held_texts = held_texts.combine_chunks()
     fit = DocumentFrequency(spec=spec)
-    df = fit.empty()
-    for r in found:  # shard order
-        if r is not None:
-            df = fit.merge(df, r["df"])
-    if df.docs == 0:
-        raise UsageError("--diversity: no document in the pool has any words to embed")
+    df = DocFrequency(*native.document_frequencies(held_texts, spec, threads=native.default_threads()))
+    for r in found:  # shards whose sample was too large to hold
+        df = df if r["df"] is None else fit.merge(df, r["df"])
     embedder = HashedEmbedder(spec=spec, idf=fit.finalize(df), dim=dim, seed=seed)
-    again = [s for s, r in zip(shards, found, strict=True) if r is not None and r["texts"] is None]
-    reread = dict(zip((s.index for s in again), run.map(
-        "sample", embedded_sample_unit, [(s, cols, embedder, shares[1], seed, batch_size) for s in again],
-        shards=again, sizes=[s.size for s in again],
-    ) if again else [], strict=True))  # fmt: skip
-    in_driver = replace(embedder, threads=native.default_threads())
-    parts = [np.zeros((0, dim), np.float32)]
-    for s, r in zip(shards, found, strict=True):
-        if r is None:
-            continue
-        if r["texts"] is None:
-            parts.append(reread[s.index]["sample"])
-        elif len(r["texts"]):
-            vec, valid = in_driver.vectors(r["texts"])
-            parts.append(vec[valid])
-    sample = np.concatenate(parts)
-    if len(sample) > want:
-        sample = sample[np.sort(np.random.default_rng(seed).choice(len(sample), want, replace=False))]
+    vec, valid = replace(embedder, threads=native.default_threads()).vectors(held_texts)
+    vectors, keys = (
+        [vec[valid]],
+        [np.concatenate([np.zeros(0)] + [r["keys"] for r in found if r["texts"] is not None])[valid]],
+    )
+    again = [s for s, r in records if s is not None and r["texts"] is None]
+    for v, u in run.map("sample again", embedded_sample_unit, [(s, cols, embedder, p, seed, batch_size) for s in again],
+                        shards=again, sizes=[s.size for s in again]) if again else []:  # fmt: skip
+        vectors.append(v)
+        keys.append(u)
+    # The `want` rows of smallest key (a bottom-k sample), ties by embedding: no order of shards matters.
+    x, u = np.concatenate(vectors), np.concatenate(keys)
+    sample = x[np.lexsort((x[:, 1], x[:, 0], u))[:want]] if len(x) else x
     if len(sample) < k:
         raise UsageError(
             f"--diversity {k} is larger than the {len(sample):,} sampled rows with words to embed",
@@ -330,7 +344,7 @@ def fit_kmeans_on_sample(
         )
     model = fit_array(sample, k, seed=seed, max_iter=20, tol=1e-4, device=device)
     model.info = {"column": "hashed embeddings of the text", "source": "pool", "fit_on": "a seeded sample",
-                  "sample_rows": len(sample), "sampled_share": shares[1], "pool_rows": sum(r["rows"] for r in found if r),
+                  "sample_rows": len(sample), "sampled_share": p, "pool_rows": sum(r["rows"] for r in found),
                   "idf_docs": df.docs, "reread_shards": len(again)}  # fmt: skip
     return embedder, model
 

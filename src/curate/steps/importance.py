@@ -9,6 +9,7 @@ texts that calibrates the token estimate against cl100k.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,10 @@ from curate.engine.job import JobRun
 from curate.engine.phases import Driver, Fit, FitResult
 from curate.errors import UsageError
 from curate.native import HashSpec
+from curate.stages.base import Fittable, Paired
 from curate.stages.importance import ImportanceModel, LengthNorm, NgramSample
 from curate.tokens import TokenCounter, bytes_counter, calibrate, exact_counter
-from curate.types import TEXT
+from curate.types import ID, TEXT
 
 CALIBRATION_DOCS_PER_UNIT = 64
 CALIBRATION_MAX_DOCS = 1_000
@@ -82,13 +84,19 @@ def _raw_stage(run: JobRun) -> NgramSample:
     )
 
 
+def raw_histogram(result: FitResult) -> Any:
+    """The raw fit's histogram summary (the first of a Paired fit's two)."""
+    return result.summary[0] if isinstance(result.summary, tuple) else result.summary
+
+
 def _seeded_order(run: JobRun, n: int) -> Any:
     return np.random.default_rng(run.config.seed).permutation(n)
 
 
 def _over_cap(run: JobRun, summary: Any) -> bool:
     cap = raw_cap(run.config.raw_features, run.config.buckets)
-    return cap is not None and int(summary.hist.sum()) >= cap
+    hist = summary[0].hist if isinstance(summary, tuple) else summary.hist
+    return cap is not None and int(hist.sum()) >= cap
 
 
 def _model(run: JobRun) -> ImportanceModel:
@@ -99,13 +107,14 @@ def _model(run: JobRun) -> ImportanceModel:
         raise UsageError(
             f"target {config.target}: no text to fit on ({target.summary.docs} documents, all empty or null)"
         )
-    raw: FitResult = run.get("fit raw")
-    run.add_bytes("fit raw", raw.summary.bytes)
-    counter = selection_counter(config.tokenizer, raw.summary.sample)
+    result: FitResult = run.get("fit raw")
+    raw = raw_histogram(result)
+    run.add_bytes("fit raw", raw.bytes)
+    counter = selection_counter(config.tokenizer, raw.sample)
     return ImportanceModel(
         spec=config.spec,
         target_counts=target.summary.hist,
-        raw_counts=raw.summary.hist,
+        raw_counts=raw.hist,
         target_laplace=config.target_laplace,
         length_norm=config.length_norm,
         ref_words=config.ref_words,
@@ -117,16 +126,21 @@ def _model(run: JobRun) -> ImportanceModel:
             "target": config.target,
             "target_docs": target.summary.docs,
             "raw": config.pool if isinstance(config.pool, str) else list(config.pool),
-            "raw_docs": raw.summary.docs,
-            "raw_units_used": raw.units_used,
-            "raw_units_total": raw.units_total,
+            "raw_docs": raw.docs,
+            "raw_units_used": result.units_used,
+            "raw_units_total": result.units_total,
             "raw_feature_cap": raw_cap(config.raw_features, config.buckets),
         },
     )
 
 
-def importance_phases(artifact: Any) -> tuple[Fit, Fit, Driver]:
-    """fit target, fit raw (seeded order, capped), and the model saved at `artifact(run)`."""
+def importance_phases(
+    artifact: Any, side: Callable[[JobRun], Fittable[Any]] | None = None
+) -> tuple[Fit, Fit, Driver]:
+    """fit target, fit raw (seeded order, capped), and the model saved at `artifact(run)`.
+
+    `side(run)`, when given, is fitted in the same read of the raw units (`Paired`: the result's
+    summary is then a pair, whose first is the histogram; `raw_histogram`)."""
 
     def save(run: JobRun, model: ImportanceModel) -> None:
         model.save(artifact(run))
@@ -137,7 +151,14 @@ def importance_phases(artifact: Any) -> tuple[Fit, Fit, Driver]:
 
     return (
         Fit(name="fit target", stage=_target_stage, dataset="target", on_demand=True),
-        Fit(name="fit raw", stage=_raw_stage, order=_seeded_order, stop=_over_cap, on_demand=True),
+        Fit(
+            name="fit raw",
+            stage=_raw_stage if side is None else lambda run: Paired(first=_raw_stage(run), second=side(run)),
+            columns=(TEXT,) if side is None else (TEXT, ID),
+            order=_seeded_order,
+            stop=_over_cap,
+            on_demand=True,
+        ),
         Driver(name="importance model", fn=_model, saver=save, loader=load),
     )
 

@@ -25,6 +25,7 @@ from curate.jobs.select.diversity import (
     PLAIN_SHARE,
     TARGET_SMOOTHING,
     diversity_phases,
+    sample_in_raw_fit,
     target_counts,
 )
 from curate.jobs.select.prefilter import mask_path, prefilter_phases
@@ -225,7 +226,7 @@ def select_job(config: SelectConfig) -> Job:
             )
 
     phases = (
-        *importance_phases(lambda run: run.out / MODEL_ARTIFACT),
+        *importance_phases(lambda run: run.out / MODEL_ARTIFACT, side=sample_in_raw_fit(config)),
         *prefilter_phases(),
         *diversity_phases(),
         Keys(name="score", task=collect_keys, args=_keys_args),

@@ -1,8 +1,8 @@
 """`select --diversity K`: hashed embeddings computed from the text on the fly (never stored) and
 k-means fitted on a seeded sample of them held in memory (100 rows per cluster), so that pass 1
 can give every row its cluster, with no pass over the pool for k-means itself, and the budget can
-be spread across clusters. One read of the pool gives both the idf (document frequencies of ~200K
-rows) and the sample's texts, each chosen by a seeded hash of the row's id. The idf and the centroids are saved in OUT (`_embed.npz`, `_kmeans.npz/.json`),
+be spread across clusters. The sample's texts (rows chosen by a seeded hash of their id) are taken in
+the raw importance fit's read of the pool; the idf is their document frequencies. The idf and the centroids are saved in OUT (`_embed.npz`, `_kmeans.npz/.json`),
 so a rerun loads them instead of clustering again.
 
 With the default allocation, `target`, each cluster's share of the budget follows the target:
@@ -12,7 +12,7 @@ own allocation, which keeps precision) and half its share of the target's docume
 reaches the target's small clusters), then (1 - s) x that + s x its share of the pool's
 documents (s = TARGET_SMOOTHING), so a cluster the target barely touches still gets a little.
 
-diversity (one read: the idf's rows and the sample's texts; then k-means on the sample)
+diversity (the sample's texts, from the raw fit's read; their idf, embeddings, k-means)
 -> [target clusters (the target's documents per cluster)].
 """
 
@@ -27,15 +27,16 @@ from curate.engine.phases import Driver
 from curate.errors import UsageError
 from curate.kmeans import KMeansModel
 from curate.stages.embed import HashedEmbedder
+from curate.stages.resample import TextSample
 from curate.steps.clusters import (
     EMBED_ARTIFACT,
     KMEANS_ARTIFACT,
     POOL_EMBED_DIM,
     fit_kmeans_on_sample,
     pool_embed_spec,
+    text_sample_stage,
 )
 
-IDF_DOCS = 200_000
 TARGET_SMOOTHING = 0.05  # the share of the budget that follows the pool's cluster sizes
 PLAIN_SHARE = 0.5  # the share that follows the plain importance prefix (bench_select_diversity.py)
 ALLOCATIONS = ("target", "proportional", "equal")
@@ -45,17 +46,31 @@ def _fit(run: JobRun) -> dict[str, Any]:
     from curate.kmeans import kmeans_device
 
     config = run.config
+    raw = run.peek("fit raw")  # absent when the importance model was loaded from an earlier run
+    complete = raw is not None and isinstance(raw.summary, tuple) and raw.units_used == raw.units_total
+    held: TextSample | None = raw.summary[1] if complete else None
     embedder, model = fit_kmeans_on_sample(
         run,
         pool_embed_spec(config.seed),
         POOL_EMBED_DIM,
         k=config.diversity,
-        idf_docs=IDF_DOCS,
         seed=config.seed,
         device=kmeans_device("auto"),
         batch_size=config.batch_size,
+        held=held,
     )
+    if held is not None:  # the texts are not needed again
+        held.texts.clear()
     return {"embedder": embedder, "model": model}
+
+
+def sample_in_raw_fit(config: Any) -> Any:
+    """The sample's texts, taken in the raw importance fit's read of the pool (`importance_phases`'
+    side fit), or None without --diversity. A fit that stops at its cap has not seen every row:
+    the sample then takes a read of its own."""
+    if config.diversity is None:
+        return None
+    return lambda run: text_sample_stage(run, config.diversity, config.seed, config.batch_size)
 
 
 def _save(run: JobRun, fitted: dict[str, Any]) -> None:
