@@ -95,6 +95,34 @@ def test_native_hashed_embeddings_match_the_numpy_reference(
     assert valid.tolist() == (np.linalg.norm(ref, axis=1) > 0).tolist()
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), st.text(max_size=300)), min_size=1, max_size=12),
+    st.integers(1, 3),
+    st.integers(1, 5000),
+    st.integers(0, 2**32),
+)
+def test_score_and_embed_equals_the_two_kernels(
+    texts: list[str | None], order: int, buckets: int, seed: int
+) -> None:
+    """One tokenisation for the importance sums and the embeddings gives the bits of two."""
+    from curate import native
+
+    rng = np.random.default_rng(seed)
+    score, embed = HashSpec(buckets=buckets, order=order), HashSpec(buckets=1 << 12, order=order)
+    weights, idf = rng.standard_normal(buckets), rng.uniform(0.5, 3.0, 1 << 12)
+    arr = pa.array(texts, pa.string())
+    sums, ntok, vec = native.score_and_embed(
+        arr, weights, score, idf, embed, dim=32, nnz=8, proj_seed=seed, threads=2
+    )
+    ref_sums, ref_ntok = native.dot_weights(arr, weights, score)
+    ref_vec = native.hashed_embeddings(arr, idf, embed, dim=32, nnz=8, proj_seed=seed)
+    assert np.array_equal(sums, ref_sums) and np.array_equal(ntok, ref_ntok) and np.array_equal(vec, ref_vec)
+    with pytest.raises(ValueError, match="differ beyond their sizes"):
+        native.score_and_embed(arr, weights, score, idf, HashSpec(buckets=1 << 12, order=order, seed=1), dim=32,
+                               nnz=8, proj_seed=seed)  # fmt: skip
+
+
 def test_hashed_embeddings_are_unit_deterministic_and_topical(python_source_texts: list[str]) -> None:
     prose = [
         "The cat sat on the mat and looked at the garden birds all afternoon.",

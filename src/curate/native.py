@@ -174,6 +174,50 @@ def hashed_embeddings(
     return np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
 
 
+def fusable(score_spec: HashSpec, embed_spec: HashSpec) -> bool:
+    """Whether one tokenisation serves both specs (`score_and_embed`): they differ in size only."""
+    return (score_spec.order, score_spec.lowercase, score_spec.seed) == (
+        embed_spec.order,
+        embed_spec.lowercase,
+        embed_spec.seed,
+    )
+
+
+def score_and_embed(
+    texts: Any,
+    weights: np.ndarray,
+    spec: HashSpec,
+    idf: np.ndarray,
+    embed_spec: HashSpec,
+    *,
+    dim: int,
+    nnz: int,
+    proj_seed: int,
+    threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`dot_weights` and `hashed_embeddings` from one tokenisation: (sums, tokens, embeddings).
+    The specs must be `fusable`."""
+    if not fusable(spec, embed_spec):
+        raise ValueError(f"specs differ beyond their sizes: {spec} and {embed_spec}")
+    w = np.ascontiguousarray(weights, dtype=np.float64)
+    v = np.ascontiguousarray(idf, dtype=np.float64)
+    if w.shape != (spec.buckets,) or v.shape != (embed_spec.buckets,):
+        raise ValueError(f"weights {w.shape} and idf {v.shape} must match the specs' buckets")
+    parts = [
+        _native.score_and_embed(
+            *_capsules(c), w, v, dim, nnz, proj_seed, spec.order, spec.lowercase, spec.seed, _threads(threads)
+        )
+        for c in _chunks(texts)
+    ]
+    if not parts:
+        return np.zeros(0), np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
+    return (
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        np.concatenate([p[2] for p in parts]),
+    )
+
+
 def minhash_signatures(
     texts: Any,
     *,

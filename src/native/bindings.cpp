@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <mutex>
 #include <utility>
 #include <vector>
@@ -227,10 +228,77 @@ const std::vector<double>& small_logs() {
   return table;
 }
 
-// Hashed TF-IDF embeddings: per document, (1 + ln count) x idf[bucket] for each unique n-gram
-// bucket, projected by a sparse random map (each bucket adds ±weight to the `nnz` coordinates of
-// project_bucket) to `dim`, then L2-normalised. Row-major (documents x dim) float32;
-// documents without n-grams are all zeros. Accumulates in double.
+// One thread's state for hashed TF-IDF embeddings: per document, (1 + ln count) x idf[bucket] for
+// each unique n-gram bucket, projected by a sparse random map (each bucket adds ±weight to the
+// `nnz` coordinates of project_bucket) to `dim`, then L2-normalised; accumulates in double.
+// Unique buckets are kept in first-seen order and counted next to a stamp of the document (row +
+// 1) that last had them: no per-document hash table, and the summation order, hence the bits,
+// depend on the document only.
+struct Embedder {
+  struct Slot {
+    uint32_t stamp = 0, count = 0;
+  };
+  const double* idf;
+  const double* logs = small_logs().data();
+  int nnz;
+  uint64_t salt;
+  uint32_t dim;
+  std::vector<Slot> slots;
+  std::vector<uint32_t> unique;
+  std::vector<double> acc;
+  uint32_t mark = 0;
+
+  Embedder(const double* idf_, uint64_t buckets, int dim_, int nnz_, uint64_t proj_seed)
+      : idf(idf_), nnz(nnz_), salt(splitmix_step(proj_seed)), dim(static_cast<uint32_t>(dim_)),
+        slots(static_cast<size_t>(buckets)), acc(static_cast<size_t>(dim_)) {}
+
+  void begin(int64_t row) {
+    mark = static_cast<uint32_t>(row) + 1;
+    unique.clear();
+  }
+  void add(uint64_t bucket) {
+    Slot& s = slots[bucket];
+    if (s.stamp != mark) {
+      s.stamp = mark;
+      s.count = 0;
+      unique.push_back(static_cast<uint32_t>(bucket));
+    }
+    ++s.count;
+  }
+  // Writes the document's embedding to row (left as zeros when it has no n-gram).
+  void finish(float* row) {
+    if (unique.empty()) return;
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for (uint32_t bucket : unique) {
+      const uint32_t c = slots[bucket].count;
+      const double ln = c < kLogTable ? logs[c] : std::log(static_cast<double>(c));
+      const double weight = (1.0 + ln) * idf[bucket];
+      const double signed_weight[2] = {-weight, weight};  // indexed by the sign bit: a random branch cost 40%
+      project_bucket(bucket, nnz, salt, dim, [&](uint32_t coord, uint32_t sign) { acc[coord] += signed_weight[sign]; });
+    }
+    double norm = 0.0;
+    for (double v : acc) norm += v * v;
+    if (norm <= 0.0) return;
+    const double inv = 1.0 / std::sqrt(norm);
+    for (uint32_t c = 0; c < dim; ++c) row[c] = static_cast<float>(acc[c] * inv);
+  }
+};
+
+void check_embedding_args(int64_t rows, uint64_t buckets, int dim, int nnz) {
+  if (dim < 1 || nnz < 1) throw std::invalid_argument("dim and nnz must be positive");
+  if (dim > kMaxProjectionDim) throw std::invalid_argument("dim must be at most 32768");
+  if (buckets >= 0xFFFFFFFFULL) throw std::invalid_argument("embeddings need buckets < 2^32 - 1");
+  if (rows >= 0xFFFFFFFFLL) throw std::invalid_argument("embeddings: too many rows in one call");
+}
+
+nb::ndarray<nb::numpy, float, nb::ndim<2>> matrix(std::vector<float>* out, int64_t rows, int dim) {
+  nb::capsule owner(out, [](void* q) noexcept { delete static_cast<std::vector<float>*>(q); });
+  return nb::ndarray<nb::numpy, float, nb::ndim<2>>(out->data(), {static_cast<size_t>(rows), static_cast<size_t>(dim)},
+                                                    owner);
+}
+
+// Hashed TF-IDF embeddings (Embedder): row-major (documents x dim) float32; documents without
+// n-grams are all zeros.
 nb::ndarray<nb::numpy, float, nb::ndim<2>> hashed_embeddings(nb::handle schema, nb::handle array,
                                                             Array1D<const double> idf, int dim, int nnz,
                                                             uint64_t proj_seed, int order, bool lowercase,
@@ -238,66 +306,65 @@ nb::ndarray<nb::numpy, float, nb::ndim<2>> hashed_embeddings(nb::handle schema, 
   StringColumn col = column_from_capsules(schema, array);
   const uint64_t buckets = static_cast<uint64_t>(idf.shape(0));
   HashSpec spec = make_spec(buckets, order, lowercase, seed);
-  if (dim < 1 || nnz < 1) throw std::invalid_argument("dim and nnz must be positive");
-  if (dim > kMaxProjectionDim) throw std::invalid_argument("dim must be at most 32768");
-  if (buckets >= 0xFFFFFFFFULL) throw std::invalid_argument("embeddings need buckets < 2^32 - 1");
-  if (col.length >= 0xFFFFFFFFLL) throw std::invalid_argument("hashed_embeddings: too many rows in one call");
-  const size_t d = static_cast<size_t>(dim);
-  auto* out = new std::vector<float>(static_cast<size_t>(col.length) * d, 0.0f);
-  const double* w = idf.data();
-  const uint64_t salt = splitmix_step(proj_seed);
+  check_embedding_args(col.length, buckets, dim, nnz);
+  auto* out = new std::vector<float>(static_cast<size_t>(col.length) * static_cast<size_t>(dim), 0.0f);
   {
     nb::gil_scoped_release release;
-    const double* logs = small_logs().data();
-    // Unique buckets in first-seen order, counted next to a stamp of the document (row + 1) that
-    // last had them: no per-document hash table, and the order, hence the bits, depend on the
-    // document only. One table per thread, allocated by its first block.
-    struct Slot {
-      uint32_t stamp, count;
-    };
     const int nt = clamp_threads(threads, col.length);
-    std::vector<std::vector<Slot>> tables(static_cast<size_t>(nt));
+    std::vector<std::unique_ptr<Embedder>> state(static_cast<size_t>(nt));  // one per thread, made by its first block
     parallel_blocks(col.length, nt, [&](int64_t b, int64_t e, int t) {
-      std::vector<Slot>& slots = tables[static_cast<size_t>(t)];
-      if (slots.empty()) slots.assign(static_cast<size_t>(buckets), Slot{0, 0});
-      std::vector<uint32_t> unique;
-      std::vector<double> acc(d);
+      auto& emb = state[static_cast<size_t>(t)];
+      if (!emb) emb = std::make_unique<Embedder>(idf.data(), buckets, dim, nnz, proj_seed);
       for (int64_t i = b; i < e; ++i) {
         const uint8_t* p;
         int64_t len;
         col.get(i, p, len);
-        const uint32_t mark = static_cast<uint32_t>(i) + 1;
-        unique.clear();
-        for_each_ngram(p, len, spec, [&](uint64_t bucket) {
-          Slot& s = slots[bucket];
-          if (s.stamp != mark) {
-            s.stamp = mark;
-            s.count = 0;
-            unique.push_back(static_cast<uint32_t>(bucket));
-          }
-          ++s.count;
-        });
-        if (unique.empty()) continue;
-        std::fill(acc.begin(), acc.end(), 0.0);
-        for (uint32_t bucket : unique) {
-          const uint32_t c = slots[bucket].count;
-          const double ln = c < kLogTable ? logs[c] : std::log(static_cast<double>(c));
-          const double weight = (1.0 + ln) * w[bucket];
-          const double signed_weight[2] = {-weight, weight};  // indexed by the sign bit: a random branch cost 40%
-          project_bucket(bucket, nnz, salt, static_cast<uint32_t>(d),
-                         [&](uint32_t coord, uint32_t sign) { acc[coord] += signed_weight[sign]; });
-        }
-        double norm = 0.0;
-        for (double v : acc) norm += v * v;
-        if (norm <= 0.0) continue;
-        const double inv = 1.0 / std::sqrt(norm);
-        float* row = out->data() + static_cast<size_t>(i) * d;
-        for (size_t c = 0; c < d; ++c) row[c] = static_cast<float>(acc[c] * inv);
+        emb->begin(i);
+        for_each_ngram(p, len, spec, [&](uint64_t bucket) { emb->add(bucket); });
+        emb->finish(out->data() + static_cast<size_t>(i) * static_cast<size_t>(dim));
       }
     });
   }
-  nb::capsule owner(out, [](void* q) noexcept { delete static_cast<std::vector<float>*>(q); });
-  return nb::ndarray<nb::numpy, float, nb::ndim<2>>(out->data(), {static_cast<size_t>(col.length), d}, owner);
+  return matrix(out, col.length, dim);
+}
+
+// dot_weights and hashed_embeddings of the same documents from one tokenisation: both tables
+// share the n-gram hashes (same order, case folding and seed) and differ only in size.
+std::tuple<Array1D<double>, Array1D<int64_t>, nb::ndarray<nb::numpy, float, nb::ndim<2>>> score_and_embed(
+    nb::handle schema, nb::handle array, nb::ndarray<const double, nb::ndim<1>, nb::c_contig, nb::device::cpu> weights,
+    Array1D<const double> idf, int dim, int nnz, uint64_t proj_seed, int order, bool lowercase, uint64_t seed,
+    int threads) {
+  StringColumn col = column_from_capsules(schema, array);
+  const uint64_t m_score = weights.shape(0), m_embed = static_cast<uint64_t>(idf.shape(0));
+  HashSpec spec = make_spec(m_score, order, lowercase, seed);
+  check_embedding_args(col.length, m_embed, dim, nnz);
+  const double* w = weights.data();
+  std::vector<double> sums(static_cast<size_t>(col.length), 0.0);
+  std::vector<int64_t> ntok(static_cast<size_t>(col.length), 0);
+  auto* out = new std::vector<float>(static_cast<size_t>(col.length) * static_cast<size_t>(dim), 0.0f);
+  {
+    nb::gil_scoped_release release;
+    const int nt = clamp_threads(threads, col.length);
+    std::vector<std::unique_ptr<Embedder>> state(static_cast<size_t>(nt));
+    parallel_blocks(col.length, nt, [&](int64_t b, int64_t e, int t) {
+      auto& emb = state[static_cast<size_t>(t)];
+      if (!emb) emb = std::make_unique<Embedder>(idf.data(), m_embed, dim, nnz, proj_seed);
+      for (int64_t i = b; i < e; ++i) {
+        const uint8_t* p;
+        int64_t len;
+        col.get(i, p, len);
+        emb->begin(i);
+        double s = 0.0;
+        ntok[static_cast<size_t>(i)] = for_each_ngram_hash(p, len, spec, [&](uint64_t h) {
+          s += w[bucket_of(h, m_score)];
+          emb->add(bucket_of(h, m_embed));
+        });
+        sums[static_cast<size_t>(i)] = s;
+        emb->finish(out->data() + static_cast<size_t>(i) * static_cast<size_t>(dim));
+      }
+    });
+  }
+  return {to_numpy(std::move(sums)), to_numpy(std::move(ntok)), matrix(out, col.length, dim)};
 }
 
 // Document frequencies: for each bucket, the number of documents with at least one n-gram in it,
@@ -487,6 +554,9 @@ NB_MODULE(_native, m) {
   m.def("hashed_embeddings", &hashed_embeddings, nb::arg("schema"), nb::arg("array"), nb::arg("idf"),
         nb::arg("dim"), nb::arg("nnz"), nb::arg("proj_seed"), nb::arg("order"), nb::arg("lowercase"),
         nb::arg("seed"), nb::arg("threads"));
+  m.def("score_and_embed", &score_and_embed, nb::arg("schema"), nb::arg("array"), nb::arg("weights"),
+        nb::arg("idf"), nb::arg("dim"), nb::arg("nnz"), nb::arg("proj_seed"), nb::arg("order"),
+        nb::arg("lowercase"), nb::arg("seed"), nb::arg("threads"));
   m.def("minhash", &minhash, nb::arg("schema"), nb::arg("array"), nb::arg("num_perm"), nb::arg("ngram"),
         nb::arg("lowercase"), nb::arg("seed"), nb::arg("threads"));
   m.def("shingle_sets", &shingle_sets, nb::arg("schema"), nb::arg("array"), nb::arg("ngram"), nb::arg("lowercase"),

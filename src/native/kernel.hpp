@@ -502,15 +502,16 @@ inline void for_each_token(const uint8_t* p, int64_t n, const HashSpec& spec, Em
   if (cur == kWord || (cur == kPunct && !spec.words_only)) emit(th.finish());
 }
 
-// Calls emit(bucket) for every n-gram of order 1..spec.order; returns the number of tokens.
+// Calls emit(hash) with the 64-bit hash of every n-gram of order 1..spec.order (before it is
+// mapped to a bucket, so that one tokenisation can feed tables of several sizes); returns the
+// number of tokens.
 template <class Emit>
-inline int64_t for_each_ngram(const uint8_t* p, int64_t n, const HashSpec& spec, Emit&& emit) {
-  const uint64_t m = spec.buckets;
+inline int64_t for_each_ngram_hash(const uint8_t* p, int64_t n, const HashSpec& spec, Emit&& emit) {
   int64_t ntok = 0;
   if (spec.order == 1) {
     for_each_token(p, n, spec, [&](uint64_t h) {
       ++ntok;
-      emit(bucket_of(h, m));
+      emit(h);
     });
     return ntok;
   }
@@ -518,8 +519,8 @@ inline int64_t for_each_ngram(const uint8_t* p, int64_t n, const HashSpec& spec,
     uint64_t prev = 0;
     const uint64_t salt = 2 * kMulA;
     for_each_token(p, n, spec, [&](uint64_t h) {
-      emit(bucket_of(h, m));
-      if (ntok > 0) emit(bucket_of(fmix64((prev ^ salt) * kMulB + h), m));
+      emit(h);
+      if (ntok > 0) emit(fmix64((prev ^ salt) * kMulB + h));
       prev = h;
       ++ntok;
     });
@@ -536,10 +537,17 @@ inline int64_t for_each_ngram(const uint8_t* p, int64_t n, const HashSpec& spec,
       ring[order - 1] = h;
     }
     ++ntok;
-    emit(bucket_of(h, m));
-    for (int k = 2; k <= filled; ++k) emit(bucket_of(ngram_hash(ring + (filled - k), k), m));
+    emit(h);
+    for (int k = 2; k <= filled; ++k) emit(ngram_hash(ring + (filled - k), k));
   });
   return ntok;
+}
+
+// Calls emit(bucket) for every n-gram of order 1..spec.order; returns the number of tokens.
+template <class Emit>
+inline int64_t for_each_ngram(const uint8_t* p, int64_t n, const HashSpec& spec, Emit&& emit) {
+  const uint64_t m = spec.buckets;
+  return for_each_ngram_hash(p, n, spec, [&](uint64_t h) { emit(bucket_of(h, m)); });
 }
 
 // ---------------------------------------------------------------- MinHash

@@ -145,6 +145,10 @@ class HashedEmbedder(Annotator):
     def setup(self, ctx: StageContext) -> None:
         object.__setattr__(self, "threads", max(1, ctx.threads))
 
+    @property
+    def nnz(self) -> int:
+        return PROJECTION_NONZEROS
+
     def vectors(self, texts: Any) -> tuple[np.ndarray, np.ndarray]:
         """(float32[n, dim] L2-normalised, valid[n]) for an Arrow string array (native kernel)."""
         out = native.hashed_embeddings(
@@ -152,15 +156,19 @@ class HashedEmbedder(Annotator):
             self.idf,
             self.spec,
             dim=self.dim,
-            nnz=PROJECTION_NONZEROS,
+            nnz=self.nnz,
             proj_seed=self.seed,
             threads=self.threads,
         )
         return out, np.asarray(out.any(axis=1), dtype=bool)
 
+    def columns(self, vectors: np.ndarray) -> dict[str, pa.Array]:
+        """The embedding column of the kernel's output (all-zero rows: no words, null)."""
+        return {EMBEDDING: embeddings_array(vectors, np.asarray(vectors.any(axis=1), dtype=bool))}
+
     def annotate(self, batch: pa.RecordBatch) -> dict[str, pa.Array]:
-        vec, valid = self.vectors(batch.column(TEXT))
-        return {EMBEDDING: embeddings_array(vec, valid)}
+        vec, _ = self.vectors(batch.column(TEXT))
+        return self.columns(vec)
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": "hashed", "dim": self.dim, "seed": self.seed, "spec": self.spec.__dict__}

@@ -156,6 +156,11 @@ class ImportanceModel:
         """(log weight, tokens) per document; NaN where the document is null, empty or too short."""
         ld = self.log_diff if log_diff is None else log_diff
         sums, ntok = native.dot_weights(texts, ld, self.spec, threads=threads)
+        return self.normalized(sums, ntok), ntok
+
+    def normalized(self, sums: np.ndarray, ntok: np.ndarray) -> np.ndarray:
+        """Log weights from the documents' summed log ratios and token counts (length treatment,
+        NaN below min_words)."""
         ngrams = ngram_count(ntok, self.spec.order)
         if self.length_norm == "per-chunk":
             ref = float(ngram_count(np.array([self.ref_words]), self.spec.order)[0])
@@ -165,7 +170,7 @@ class ImportanceModel:
         else:
             weights = sums.copy()
         weights[(ntok < max(self.min_words, 1))] = np.nan
-        return weights, ntok
+        return weights
 
     # ------------------------------------------------------------------ artifact
     def metadata(self) -> dict[str, Any]:
@@ -255,31 +260,50 @@ class ImportanceModel:
 
 @dataclass(frozen=True, kw_only=True)
 class ImportanceScorer(Annotator):
-    """Annotator: `dsir_log_weight` (null when not selectable) and `n_tokens`."""
+    """Annotator: `dsir_log_weight` (null when not selectable) and `n_tokens`; with `embedder`
+    (a HashedEmbedder), also its `embedding`, from the same tokenisation when their hashing
+    differs only in size (`native.fusable`)."""
 
     name: ClassVar[str] = "importance"
     model: ImportanceModel
     counter: TokenCounter
     threads: int = 1
+    embedder: Any = None
 
     def requires(self) -> tuple[str, ...]:
         return (TEXT,)
 
     def adds(self) -> dict[str, pa.DataType]:
-        return {DSIR_LOG_WEIGHT: pa.float64(), N_TOKENS: pa.int64()}
+        extra = self.embedder.adds() if self.embedder is not None else {}
+        return {DSIR_LOG_WEIGHT: pa.float64(), N_TOKENS: pa.int64(), **extra}
 
     def setup(self, ctx: StageContext) -> None:
         object.__setattr__(self, "threads", max(1, ctx.threads))
         object.__setattr__(self, "_log_diff", self.model.log_diff)
+        if self.embedder is not None:
+            self.embedder.setup(ctx)
 
     def annotate(self, batch: pa.RecordBatch) -> dict[str, pa.Array]:
         texts = batch.column(TEXT)
         log_diff = getattr(self, "_log_diff", None)
-        weights, words = self.model.log_weights(texts, threads=self.threads, log_diff=log_diff)
+        ld = self.model.log_diff if log_diff is None else log_diff
+        extra: dict[str, pa.Array] = {}
+        emb = self.embedder
+        if emb is not None and native.fusable(self.model.spec, emb.spec):
+            sums, words, vectors = native.score_and_embed(
+                texts, ld, self.model.spec, emb.idf, emb.spec, dim=emb.dim, nnz=emb.nnz, proj_seed=emb.seed,
+                threads=self.threads,
+            )  # fmt: skip
+            weights = self.model.normalized(sums, words)
+            extra = emb.columns(vectors)
+        else:
+            weights, words = self.model.log_weights(texts, threads=self.threads, log_diff=ld)
+            extra = emb.annotate(batch) if emb is not None else {}
         tokens = self.counter.count(texts, words=words)
         valid = pc.fill_null(pc.greater(pc.binary_length(texts), 0), False).to_numpy(zero_copy_only=False)
         weights[~valid] = np.nan
         return {
             DSIR_LOG_WEIGHT: pa.array(weights, mask=np.isnan(weights), type=pa.float64()),
             N_TOKENS: pa.array(tokens, type=pa.int64()),
+            **extra,
         }

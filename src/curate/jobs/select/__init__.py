@@ -9,7 +9,7 @@ token counts) -> summary (budget check, KL reduction, shares by group, timings).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -84,9 +84,8 @@ def _keys_pipeline(run: JobRun) -> Pipeline:
     from curate.stages.diversity import KMeansAssign
 
     fitted = run.get("diversity")
-    return Pipeline(
-        stages=(_scorer(run), fitted["embedder"], KMeansAssign(centroids=fitted["model"].centroids))
-    )
+    scorer = replace(_scorer(run), embedder=fitted["embedder"])  # one tokenisation for both
+    return Pipeline(stages=(scorer, KMeansAssign(centroids=fitted["model"].centroids)))
 
 
 def _write_pipeline(run: JobRun) -> Pipeline:
