@@ -8,7 +8,8 @@ Prints one JSON line.
 than the local text: there the sample (100 rows per cluster) is a small share of the pool, as it
 is on real pools, instead of all of it.
 
-Both selections run as users run them (`curate select ...`, new processes, default workers).
+Both selections run as users run them (`curate select ...`, new processes, default workers),
+interleaved, best of `--repeats`.
 The inertia of each centroid set is measured over every row's hashed embedding (the same
 embedding `select --diversity` computes: `curate embed`'s defaults), against `curate cluster`'s
 centroids (streamed Lloyd passes over the pool, to convergence or 20 passes).
@@ -56,6 +57,21 @@ def replicate(pool: Path, copies: int) -> None:
             pq.write_table(out, path.with_name(f"{path.stem}-copy{i}.parquet"), row_group_size=1024)
 
 
+def _idf_agreement(out: Path, shards: list[Path], x: np.ndarray) -> dict[str, float]:
+    """Cosine between each row's embedding under `select --diversity`'s idf (document frequencies
+    of its k-means sample) and under `curate embed`'s (of up to 200K documents): what taking the
+    idf from the sample changes."""
+    from curate.stages.embed import HashedEmbedder
+    from curate.steps.clusters import POOL_EMBED_DIM, pool_embed_spec
+
+    with np.load(out / "_embed.npz", allow_pickle=False) as z:
+        emb = HashedEmbedder(spec=pool_embed_spec(0), idf=z["idf"], dim=POOL_EMBED_DIM, seed=0)
+    vec = [emb.vectors(pq.read_table(p, columns=["text"]).column("text").combine_chunks()) for p in shards]
+    y = np.concatenate([v[valid] for v, valid in vec])
+    cos = (x * y).sum(1) if len(x) == len(y) else np.zeros(1)
+    return {"mean": round(float(cos.mean()), 5), "p1": round(float(np.percentile(cos, 1)), 5)}
+
+
 def main() -> None:
     from curate.kmeans import KMeansModel, inertia_of
     from curate.stages.embed import embedding_matrix
@@ -66,6 +82,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=256)
     ap.add_argument("--budget", default="1%")
     ap.add_argument("--copies", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="curate-divcost-") as tmp:
         t = Path(tmp)
@@ -75,24 +92,21 @@ def main() -> None:
         if args.copies > 1:
             replicate(c.pool, args.copies)
         pool, target = str(c.pool), str(c.target)
-        plain = curate("select", pool, str(t / "plain"), "--target", target, "--budget", args.budget)
-        div = curate(
-            "select",
-            pool,
-            str(t / "div"),
-            "--target",
-            target,
-            "--budget",
-            args.budget,
-            "--diversity",
-            str(args.k),
-        )
+        runs: dict[str, list[tuple[float, float]]] = {"plain": [], "div": []}
+        for i in range(args.repeats):  # interleaved, best of N: this machine's speed drifts
+            for name, extra in (("plain", []), ("div", ["--diversity", str(args.k)])):
+                out = str(t / f"{name}{i}")
+                runs[name].append(
+                    curate("select", pool, out, "--target", target, "--budget", args.budget, *extra)
+                )
+        plain, div = min(runs["plain"]), min(runs["div"])
         curate("embed", pool, str(t / "emb"))
         streamed = curate("cluster", str(t / "emb"), str(t / "cl"), "--k", str(args.k))
         x = np.concatenate(
             [embedding_matrix(b, "embedding", "emb", 0)[0] for p in sorted((t / "emb").glob("*.parquet")) for b in pq.ParquetFile(p).iter_batches(columns=["embedding"])]
         )  # fmt: skip
-        sampled = KMeansModel.load(t / "div" / "_kmeans")
+        sampled = KMeansModel.load(t / "div0" / "_kmeans")
+        cosine = _idf_agreement(t / "div0", sorted(c.pool.glob("*.parquet")), x)
         full = KMeansModel.load(t / "cl" / "_kmeans")
         i_sampled, i_full = inertia_of(x, sampled.centroids), inertia_of(x, full.centroids)
         pool_mb = sum(p.stat().st_size for p in c.pool.glob("*.parquet")) / 1e6
@@ -117,6 +131,8 @@ def main() -> None:
                 "streamed_passes": full.iterations,
                 "inertia_cost": round(i_sampled / i_full - 1, 4),
                 "streamed_cluster_cpu_s": streamed[1],
+                "idf_docs": sampled.info.get("idf_docs"),
+                "embedding_cosine_vs_full_idf": cosine,
             }
         )
     )

@@ -164,7 +164,8 @@ def _decide(run: JobRun) -> Decision:
             f"nothing to select: all {rows_in:,} documents are null, empty or shorter than {c.min_words} words",
             hint="lower --min-words (DSIR's default is 100 words)" if c.min_words else None,
         )
-    if resolved.amount > available[resolved.unit]:
+    # A share (at most 100%) always fits; its exact-token amount is not comparable to the estimate.
+    if budget.unit != "fraction" and resolved.amount > available[resolved.unit]:
         raise UsageError(
             f"budget {budget} is larger than the selectable pool: {human_count(available[resolved.unit])} "
             f"{resolved.unit} in {eligible_rows:,} documents ({rows_in - eligible_rows:,} of {rows_in:,} are "
