@@ -247,8 +247,7 @@ def sample_texts_unit(
             df = fit.merge(df, fit.summarize(pa.RecordBatch.from_arrays([part], [TEXT])))
     if df is not None:
         return {"df": df, "texts": None, "keys": None, "rows": rows}
-    joined = pa.concat_arrays(texts) if texts else pa.array([], pa.large_string())
-    return {"df": None, "texts": joined, "keys": np.concatenate([np.zeros(0), *keys]), "rows": rows}
+    return {"df": None, "texts": texts, "keys": np.concatenate([np.zeros(0), *keys]), "rows": rows}
 
 
 def embedded_sample_unit(
@@ -302,7 +301,7 @@ def fit_kmeans_on_sample(
     records: list[tuple[Shard | None, dict[str, Any]]]  # (shard, its sample), or the held sample
     if held is not None and not held.overflow:
         p = held.share
-        texts = pa.concat_arrays(held.texts) if held.texts else pa.array([], pa.large_string())
+        texts = held.texts
         records = [(None, {"texts": texts, "keys": np.concatenate([np.zeros(0), *held.keys]), "df": None, "rows": held.rows})]  # fmt: skip
     else:
         p = sample_share(run, k, batch_size)
@@ -316,9 +315,10 @@ def fit_kmeans_on_sample(
         )  # fmt: skip
         records = [(s, r) for s, r in zip(shards, found, strict=True) if r is not None]
     found = [r for _, r in records]
-    # One array: the kernels start their threads and tables once (per chunk, DF took 2.7x longer).
-    held_texts = pa.chunked_array([r["texts"] for r in found if r["texts"] is not None], pa.large_string())
-    held_texts = held_texts.combine_chunks()
+    # Chunks as they came: a concatenation (first-touch memory) cost more than the kernels' per-chunk start.
+    held_texts = pa.chunked_array(
+        [c for r in found if r["texts"] is not None for c in r["texts"]], pa.large_string()
+    )
     fit = DocumentFrequency(spec=spec)
     df = DocFrequency(*native.document_frequencies(held_texts, spec, threads=native.default_threads()))
     for r in found:  # shards whose sample was too large to hold
