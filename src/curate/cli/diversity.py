@@ -192,7 +192,10 @@ def diversify(
     ],
     output: Out,
     budget: Annotated[
-        str, typer.Option(help="10B, 500M, 25K tokens; docs:1M; bytes:40G; 5% (of pool tokens).")
+        str,
+        typer.Option(
+            help="10B, 500M, 25K tokens; docs:1M; bytes:40G; 5% (of the pool's tokens, as --tokens-column counts them)."
+        ),
     ],
     allocation: Annotated[
         str,

@@ -38,7 +38,15 @@ from curate.io.stores import fetch
 Budget = Annotated[
     str,
     typer.Option(
-        help="How much to select: 10B, 500M, 25K tokens; docs:1M; bytes:40G; 30% (of selectable tokens)."
+        help="How much to select: 10B, 500M, 25K tokens; docs:1M; bytes:40G; 30% (of the selectable "
+        "pool's tokens, exact cl100k unless --tokenizer names another)."
+    ),
+]
+ResampleBudget = Annotated[
+    str,
+    typer.Option(
+        help="How much to select: 10B, 500M, 25K tokens; docs:1M; bytes:40G; 30% (of the selectable "
+        "rows' tokens, as --tokens-column counts them)."
     ),
 ]
 
@@ -196,7 +204,7 @@ def resample(
     input: Inputs,
     output: Output,
     by: Annotated[str, typer.Option(help="Log-weight column to sample by (e.g. dsir_log_weight).")],
-    budget: Budget,
+    budget: ResampleBudget,
     seed: Seed = 0,
     top_k: Annotated[
         bool, typer.Option("--top-k", help="Deterministic top-k by the column, no noise.")
