@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -121,6 +122,38 @@ def test_score_and_embed_equals_the_two_kernels(
     with pytest.raises(ValueError, match="differ beyond their sizes"):
         native.score_and_embed(arr, weights, score, idf, HashSpec(buckets=1 << 12, order=order, seed=1), dim=32,
                                nnz=8, proj_seed=seed)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), st.text(max_size=120)), min_size=1, max_size=16),
+    st.lists(st.integers(0, 16), max_size=4),
+    st.booleans(),
+)
+def test_chunked_input_gives_the_whole_arrays_results(
+    texts: list[str | None], cuts: list[int], large: bool
+) -> None:
+    """The document-frequency and embedding kernels take a chunked array in one call (chunks of
+    either string type, empty ones, slices): the same results as one array."""
+    from curate import native
+
+    whole = pa.array(texts, pa.large_string() if large else pa.string())
+    bounds = sorted({0, len(texts), *[min(c, len(texts)) for c in cuts]})
+    pieces = [whole.slice(a, b - a) for a, b in itertools.pairwise(bounds)]
+    chunks = pa.chunked_array([whole.slice(0, 0), *pieces])  # an empty chunk too
+    spec, score = HashSpec(buckets=1 << 10, order=2), HashSpec(buckets=97, order=2)
+    idf, weights = np.linspace(0.5, 3.0, 1 << 10), np.linspace(-1.0, 1.0, 97)
+    df, docs = native.document_frequencies(whole, spec)
+    got_df, got_docs = native.document_frequencies(chunks, spec, threads=2)
+    assert docs == got_docs and np.array_equal(df, got_df)
+    vec = native.hashed_embeddings(whole, idf, spec, dim=16, nnz=8, proj_seed=3)
+    assert np.array_equal(
+        vec, native.hashed_embeddings(chunks, idf, spec, dim=16, nnz=8, proj_seed=3, threads=2)
+    )
+    fused = native.score_and_embed(chunks, weights, score, idf, spec, dim=16, nnz=8, proj_seed=3, threads=2)
+    assert np.array_equal(fused[0], native.dot_weights(whole, weights, score)[0]) and np.array_equal(
+        fused[2], vec
+    )
 
 
 def test_hashed_embeddings_are_unit_deterministic_and_topical(python_source_texts: list[str]) -> None:

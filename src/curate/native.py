@@ -68,6 +68,13 @@ def _capsules(chunk: Any) -> tuple[Any, Any]:
     return schema, array
 
 
+def _capsule_lists(texts: Any) -> tuple[list[Any], list[Any]]:
+    """Every chunk's capsules, for kernels that take a chunked column in one call (their threads
+    and tables start once, not per chunk)."""
+    pairs = [_capsules(c) for c in _chunks(texts)]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
 def _threads(threads: int | None) -> int:
     return default_threads() if threads is None or threads <= 0 else threads
 
@@ -138,15 +145,10 @@ def string_hashes(texts: Any, *, seed: int = 0, threads: int | None = None) -> n
 
 def document_frequencies(texts: Any, spec: HashSpec, *, threads: int | None = None) -> tuple[np.ndarray, int]:
     """(documents containing each bucket int64[buckets], documents with any n-gram)."""
-    total = np.zeros(spec.buckets, np.int64)
-    docs = 0
-    for c in _chunks(texts):
-        df, n = _native.document_frequencies(
-            *_capsules(c), spec.buckets, spec.order, spec.lowercase, spec.seed, _threads(threads)
-        )
-        total += df
-        docs += int(n)
-    return total, docs
+    df, n = _native.document_frequencies(
+        *_capsule_lists(texts), spec.buckets, spec.order, spec.lowercase, spec.seed, _threads(threads)
+    )
+    return df, int(n)
 
 
 def hashed_embeddings(
@@ -165,13 +167,17 @@ def hashed_embeddings(
     w = np.ascontiguousarray(idf, dtype=np.float64)
     if w.shape != (spec.buckets,):
         raise ValueError(f"idf has shape {w.shape}, expected ({spec.buckets},)")
-    parts = [
-        _native.hashed_embeddings(
-            *_capsules(c), w, dim, nnz, proj_seed, spec.order, spec.lowercase, spec.seed, _threads(threads)
-        )
-        for c in _chunks(texts)
-    ]
-    return np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
+    return _native.hashed_embeddings(
+        *_capsule_lists(texts),
+        w,
+        dim,
+        nnz,
+        proj_seed,
+        spec.order,
+        spec.lowercase,
+        spec.seed,
+        _threads(threads),
+    )
 
 
 def fusable(score_spec: HashSpec, embed_spec: HashSpec) -> bool:
@@ -203,19 +209,19 @@ def score_and_embed(
     v = np.ascontiguousarray(idf, dtype=np.float64)
     if w.shape != (spec.buckets,) or v.shape != (embed_spec.buckets,):
         raise ValueError(f"weights {w.shape} and idf {v.shape} must match the specs' buckets")
-    parts = [
-        _native.score_and_embed(
-            *_capsules(c), w, v, dim, nnz, proj_seed, spec.order, spec.lowercase, spec.seed, _threads(threads)
-        )
-        for c in _chunks(texts)
-    ]
-    if not parts:
-        return np.zeros(0), np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
-    return (
-        np.concatenate([p[0] for p in parts]),
-        np.concatenate([p[1] for p in parts]),
-        np.concatenate([p[2] for p in parts]),
+    sums, ntok, vectors = _native.score_and_embed(
+        *_capsule_lists(texts),
+        w,
+        v,
+        dim,
+        nnz,
+        proj_seed,
+        spec.order,
+        spec.lowercase,
+        spec.seed,
+        _threads(threads),
     )
+    return sums, ntok, vectors
 
 
 def minhash_signatures(

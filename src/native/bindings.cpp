@@ -30,6 +30,18 @@ Array1D<T> to_numpy(std::vector<T>&& v) {
   return Array1D<T>(heap->data(), {heap->size()}, owner);
 }
 
+StringColumn column_from_capsules(nb::handle schema_capsule, nb::handle array_capsule);
+
+// Lists of capsules (a chunked array's chunks) make one chunked column.
+StringColumn columns_from_capsules(nb::handle schemas, nb::handle arrays) {
+  if (!nb::isinstance<nb::list>(schemas)) return column_from_capsules(schemas, arrays);
+  nb::list s = nb::borrow<nb::list>(schemas), a = nb::borrow<nb::list>(arrays);
+  if (s.size() != a.size()) throw std::invalid_argument("as many schemas as arrays are needed");
+  std::vector<StringColumn> chunks;
+  for (size_t i = 0; i < s.size(); ++i) chunks.push_back(column_from_capsules(s[i], a[i]));
+  return StringColumn::chunked(std::move(chunks));
+}
+
 StringColumn column_from_capsules(nb::handle schema_capsule, nb::handle array_capsule) {
   auto* schema = static_cast<ArrowSchema*>(PyCapsule_GetPointer(schema_capsule.ptr(), "arrow_schema"));
   if (!schema) throw nb::python_error();
@@ -303,7 +315,7 @@ nb::ndarray<nb::numpy, float, nb::ndim<2>> hashed_embeddings(nb::handle schema, 
                                                             Array1D<const double> idf, int dim, int nnz,
                                                             uint64_t proj_seed, int order, bool lowercase,
                                                             uint64_t seed, int threads) {
-  StringColumn col = column_from_capsules(schema, array);
+  StringColumn col = columns_from_capsules(schema, array);
   const uint64_t buckets = static_cast<uint64_t>(idf.shape(0));
   HashSpec spec = make_spec(buckets, order, lowercase, seed);
   check_embedding_args(col.length, buckets, dim, nnz);
@@ -334,7 +346,7 @@ std::tuple<Array1D<double>, Array1D<int64_t>, nb::ndarray<nb::numpy, float, nb::
     nb::handle schema, nb::handle array, nb::ndarray<const double, nb::ndim<1>, nb::c_contig, nb::device::cpu> weights,
     Array1D<const double> idf, int dim, int nnz, uint64_t proj_seed, int order, bool lowercase, uint64_t seed,
     int threads) {
-  StringColumn col = column_from_capsules(schema, array);
+  StringColumn col = columns_from_capsules(schema, array);
   const uint64_t m_score = weights.shape(0), m_embed = static_cast<uint64_t>(idf.shape(0));
   HashSpec spec = make_spec(m_score, order, lowercase, seed);
   check_embedding_args(col.length, m_embed, dim, nnz);
@@ -373,7 +385,7 @@ std::tuple<Array1D<double>, Array1D<int64_t>, nb::ndarray<nb::numpy, float, nb::
 // hash table cost 10% more).
 std::pair<Array1D<int64_t>, int64_t> document_frequencies(nb::handle schema, nb::handle array, uint64_t buckets,
                                                           int order, bool lowercase, uint64_t seed, int threads) {
-  StringColumn col = column_from_capsules(schema, array);
+  StringColumn col = columns_from_capsules(schema, array);
   HashSpec spec = make_spec(buckets, order, lowercase, seed);
   if (col.length >= 0xFFFFFFFFLL) throw std::invalid_argument("document_frequencies: too many rows in one call");
   const int nt = clamp_threads(threads, col.length);

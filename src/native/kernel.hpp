@@ -41,7 +41,7 @@ struct ArrowArray {
   void* private_data;
 };
 
-enum class StringLayout { Utf8, LargeUtf8, Utf8View, Null };
+enum class StringLayout { Utf8, LargeUtf8, Utf8View, Null, Chunked };
 
 // Read-only view of one Arrow string column; no copies of the character data.
 struct StringColumn {
@@ -54,6 +54,21 @@ struct StringColumn {
   const uint8_t* data = nullptr;
   const uint8_t* views = nullptr;                 // string_view: 16-byte views
   std::vector<const uint8_t*> variadic;           // string_view: data buffers
+  std::vector<StringColumn> parts;                // chunked: the chunks, in order
+  std::vector<int64_t> starts;                    // chunked: each chunk's first row
+
+  // One column over several arrays (the chunks of a chunked array), so that a kernel starts its
+  // threads and tables once for all of them.
+  static StringColumn chunked(std::vector<StringColumn> chunks) {
+    StringColumn col;
+    col.layout = StringLayout::Chunked;
+    for (auto& c : chunks) {
+      col.starts.push_back(col.length);
+      col.length += c.length;
+    }
+    col.parts = std::move(chunks);
+    return col;
+  }
 
   static StringColumn from_c(const ArrowSchema* schema, const ArrowArray* array) {
     StringColumn col;
@@ -92,6 +107,7 @@ struct StringColumn {
   }
 
   bool is_valid(int64_t i) const {
+    if (layout == StringLayout::Chunked) return true;  // the chunk's own get() checks
     if (!validity) return true;
     int64_t j = i + offset;
     return (validity[j >> 3] >> (j & 7)) & 1;
@@ -99,6 +115,11 @@ struct StringColumn {
 
   // Pointer and byte length of document i (nulls give length 0).
   void get(int64_t i, const uint8_t*& ptr, int64_t& len) const {
+    if (layout == StringLayout::Chunked) {
+      const size_t k = static_cast<size_t>(std::upper_bound(starts.begin(), starts.end(), i) - starts.begin()) - 1;
+      parts[k].get(i - starts[k], ptr, len);
+      return;
+    }
     if (layout == StringLayout::Null || !is_valid(i)) { ptr = nullptr; len = 0; return; }
     int64_t j = i + offset;
     switch (layout) {
@@ -126,6 +147,7 @@ struct StringColumn {
         return;
       }
       case StringLayout::Null:
+      case StringLayout::Chunked:
         break;
     }
     ptr = nullptr;
