@@ -243,29 +243,48 @@ const std::vector<double>& small_logs() {
 // One thread's state for hashed TF-IDF embeddings: per document, (1 + ln count) x idf[bucket] for
 // each unique n-gram bucket, projected by a sparse random map (each bucket adds ±weight to the
 // `nnz` coordinates of project_bucket) to `dim`, then L2-normalised; accumulates in double.
-// Unique buckets are kept in first-seen order and counted next to a stamp of the document (row +
-// 1) that last had them: no per-document hash table, and the summation order, hence the bits,
-// depend on the document only.
+// Unique buckets are kept in first-seen order and counted next to a stamp of the document that
+// last had them: no per-document hash table, and the summation order, hence the bits, depend on
+// the document only.
 struct Embedder {
   struct Slot {
     uint32_t stamp = 0, count = 0;
   };
+  // The table lives with the thread: a worker's calls (one per batch, on its own thread) reuse it
+  // instead of faulting in fresh pages each time. Stamps run on across calls and documents.
+  struct Table {
+    std::vector<Slot> slots;
+    uint32_t mark = 0;
+  };
+  static Table& thread_table(uint64_t buckets) {
+    static thread_local Table table;
+    if (table.slots.size() != buckets) {
+      table.slots.assign(static_cast<size_t>(buckets), Slot{});
+      table.mark = 0;
+    }
+    return table;
+  }
   const double* idf;
   const double* logs = small_logs().data();
   int nnz;
   uint64_t salt;
   uint32_t dim;
-  std::vector<Slot> slots;
+  Table& table;
+  Slot* slots;
   std::vector<uint32_t> unique;
   std::vector<double> acc;
   uint32_t mark = 0;
 
   Embedder(const double* idf_, uint64_t buckets, int dim_, int nnz_, uint64_t proj_seed)
       : idf(idf_), nnz(nnz_), salt(splitmix_step(proj_seed)), dim(static_cast<uint32_t>(dim_)),
-        slots(static_cast<size_t>(buckets)), acc(static_cast<size_t>(dim_)) {}
+        table(thread_table(buckets)), slots(table.slots.data()), acc(static_cast<size_t>(dim_)) {}
 
-  void begin(int64_t row) {
-    mark = static_cast<uint32_t>(row) + 1;
+  void begin() {
+    if (++table.mark == 0) {  // the stamps wrapped: clear them
+      std::fill(table.slots.begin(), table.slots.end(), Slot{});
+      table.mark = 1;
+    }
+    mark = table.mark;
     unique.clear();
   }
   void add(uint64_t bucket) {
@@ -296,11 +315,10 @@ struct Embedder {
   }
 };
 
-void check_embedding_args(int64_t rows, uint64_t buckets, int dim, int nnz) {
+void check_embedding_args(uint64_t buckets, int dim, int nnz) {
   if (dim < 1 || nnz < 1) throw std::invalid_argument("dim and nnz must be positive");
   if (dim > kMaxProjectionDim) throw std::invalid_argument("dim must be at most 32768");
   if (buckets >= 0xFFFFFFFFULL) throw std::invalid_argument("embeddings need buckets < 2^32 - 1");
-  if (rows >= 0xFFFFFFFFLL) throw std::invalid_argument("embeddings: too many rows in one call");
 }
 
 nb::ndarray<nb::numpy, float, nb::ndim<2>> matrix(std::vector<float>* out, int64_t rows, int dim) {
@@ -318,7 +336,7 @@ nb::ndarray<nb::numpy, float, nb::ndim<2>> hashed_embeddings(nb::handle schema, 
   StringColumn col = columns_from_capsules(schema, array);
   const uint64_t buckets = static_cast<uint64_t>(idf.shape(0));
   HashSpec spec = make_spec(buckets, order, lowercase, seed);
-  check_embedding_args(col.length, buckets, dim, nnz);
+  check_embedding_args(buckets, dim, nnz);
   auto* out = new std::vector<float>(static_cast<size_t>(col.length) * static_cast<size_t>(dim), 0.0f);
   {
     nb::gil_scoped_release release;
@@ -331,7 +349,7 @@ nb::ndarray<nb::numpy, float, nb::ndim<2>> hashed_embeddings(nb::handle schema, 
         const uint8_t* p;
         int64_t len;
         col.get(i, p, len);
-        emb->begin(i);
+        emb->begin();
         for_each_ngram(p, len, spec, [&](uint64_t bucket) { emb->add(bucket); });
         emb->finish(out->data() + static_cast<size_t>(i) * static_cast<size_t>(dim));
       }
@@ -349,7 +367,7 @@ std::tuple<Array1D<double>, Array1D<int64_t>, nb::ndarray<nb::numpy, float, nb::
   StringColumn col = columns_from_capsules(schema, array);
   const uint64_t m_score = weights.shape(0), m_embed = static_cast<uint64_t>(idf.shape(0));
   HashSpec spec = make_spec(m_score, order, lowercase, seed);
-  check_embedding_args(col.length, m_embed, dim, nnz);
+  check_embedding_args(m_embed, dim, nnz);
   const double* w = weights.data();
   std::vector<double> sums(static_cast<size_t>(col.length), 0.0);
   std::vector<int64_t> ntok(static_cast<size_t>(col.length), 0);
@@ -365,7 +383,7 @@ std::tuple<Array1D<double>, Array1D<int64_t>, nb::ndarray<nb::numpy, float, nb::
         const uint8_t* p;
         int64_t len;
         col.get(i, p, len);
-        emb->begin(i);
+        emb->begin();
         double s = 0.0;
         ntok[static_cast<size_t>(i)] = for_each_ngram_hash(p, len, spec, [&](uint64_t h) {
           s += w[bucket_of(h, m_score)];
