@@ -168,25 +168,18 @@ def hashed_embeddings(
     if w.shape != (spec.buckets,):
         raise ValueError(f"idf has shape {w.shape}, expected ({spec.buckets},)")
     return _native.hashed_embeddings(
-        *_capsule_lists(texts),
-        w,
-        dim,
-        nnz,
-        proj_seed,
-        spec.order,
-        spec.lowercase,
-        spec.seed,
-        _threads(threads),
+        *_capsule_lists(texts), w, dim, nnz, proj_seed, *_hashing(spec), _threads(threads)
     )
+
+
+def _hashing(spec: HashSpec) -> tuple[int, bool, int]:
+    """What a spec's n-gram hashes depend on (its size only maps them to buckets)."""
+    return spec.order, spec.lowercase, spec.seed
 
 
 def fusable(score_spec: HashSpec, embed_spec: HashSpec) -> bool:
     """Whether one tokenisation serves both specs (`score_and_embed`): they differ in size only."""
-    return (score_spec.order, score_spec.lowercase, score_spec.seed) == (
-        embed_spec.order,
-        embed_spec.lowercase,
-        embed_spec.seed,
-    )
+    return _hashing(score_spec) == _hashing(embed_spec)
 
 
 def score_and_embed(
@@ -210,16 +203,7 @@ def score_and_embed(
     if w.shape != (spec.buckets,) or v.shape != (embed_spec.buckets,):
         raise ValueError(f"weights {w.shape} and idf {v.shape} must match the specs' buckets")
     sums, ntok, vectors = _native.score_and_embed(
-        *_capsule_lists(texts),
-        w,
-        v,
-        dim,
-        nnz,
-        proj_seed,
-        spec.order,
-        spec.lowercase,
-        spec.seed,
-        _threads(threads),
+        *_capsule_lists(texts), w, v, dim, nnz, proj_seed, *_hashing(spec), _threads(threads)
     )
     return sums, ntok, vectors
 
