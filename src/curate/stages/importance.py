@@ -94,7 +94,8 @@ class NgramSample(Fittable[HistogramSummary]):
 
     def summarize(self, batch: pa.RecordBatch) -> HistogramSummary:
         texts = batch.column(TEXT)
-        sample = [t for t in texts.to_pylist()[: self.sample_docs] if t] if self.sample_docs else []
+        # slice first: a whole batch as Python strings would cost more than its histogram
+        sample = [t for t in texts.slice(0, self.sample_docs).to_pylist() if t] if self.sample_docs else []
         return HistogramSummary(
             hist=native.ngram_histogram(texts, self.spec, threads=self.threads),
             docs=batch.num_rows,
