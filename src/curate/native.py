@@ -307,3 +307,10 @@ def heuristic_signals(texts: Any, *, threads: int | None = None) -> np.ndarray:
 def hash_token_bytes(data: bytes, seed: int = 0) -> int:
     """The kernel's 64-bit hash of one token's (already lower-cased) bytes; for tests."""
     return int(_native.hash_token_bytes(data, seed))
+
+
+def isa() -> str:
+    """Which build of the hot loops this process runs: "x86-64+bmi2" where the CPU has BMI1/BMI2,
+    else the baseline ("x86-64", or "baseline" off x86). ``CURATE_NATIVE_ISA=baseline`` forces
+    the baseline; both give the same bits."""
+    return str(_native.native_isa())

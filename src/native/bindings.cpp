@@ -2,6 +2,7 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/pair.h>
+#include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
 
 #include <algorithm>
@@ -597,5 +598,6 @@ NB_MODULE(_native, m) {
   m.attr("HEURISTIC_SIGNALS") = static_cast<int>(kNumSignals);
   m.def("string_hashes", &string_hashes, nb::arg("schema"), nb::arg("array"), nb::arg("seed"), nb::arg("threads"));
   m.def("hash_token_bytes", &hash_token_bytes, nb::arg("data"), nb::arg("seed"));
+  m.def("native_isa", [] { return std::string(native_isa()); });
   m.attr("KERNEL_VERSION") = 1;  // bump when any hash changes (fitted models record it)
 }
