@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -100,7 +101,7 @@ def cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def whole_commands(work: Path) -> dict:
+def whole_commands(work: Path) -> dict:  # work/corpus holds the pool and target
     """`curate importance fit` then `curate score importance` as users run them: new processes,
     one worker, start-up included; CPU seconds of each, full rows and --write-sidecar."""
     pool, target = str(work / "corpus" / "pool"), str(work / "corpus" / "target.parquet")
@@ -159,12 +160,31 @@ def replicate(pool: Path, copies: int) -> None:
             )
 
 
+def larger_pool(work: Path, pool: Path, copies: int) -> Path:
+    """A copy of the corpus with `copies` copies of each original shard (the reference is not
+    run on it: its rate, measured on the smaller pool, is linear in the text)."""
+    root = work / "larger"
+    (root / "corpus" / "pool").mkdir(parents=True)
+    shutil.copy(work / "corpus" / "target.parquet", root / "corpus" / "target.parquet")
+    for p in sorted(pool.glob("part-*.parquet")):
+        if "-copy" not in p.stem:
+            shutil.copy(p, root / "corpus" / "pool" / p.name)
+    replicate(root / "corpus" / "pool", copies)
+    return root
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb-per-domain", type=float, default=4.0)
     ap.add_argument("--workers", type=int, default=cores())
     ap.add_argument(
         "--replicate", type=int, default=4, help="copies of the pool (new ids), to amortise start-up"
+    )
+    ap.add_argument(
+        "--large-replicate",
+        type=int,
+        default=64,
+        help="copies for a second, larger pool that only curate's whole commands run on (~1 GB)",
     )
     ap.add_argument("--side", choices=["ref", "curate"], help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
@@ -259,6 +279,10 @@ def main() -> None:
             print(json.dumps(line))
             return
         cmds = whole_commands(work)
+        large_mb, large = pool_mb, cmds
+        if args.large_replicate > args.replicate:  # the same commands on a larger copy of the pool
+            large_mb = pool_mb * args.large_replicate / args.replicate
+            large = whole_commands(larger_pool(work, corpus.pool, args.large_replicate))
         ref_mb_cpu = pool_mb / results["ref"]["fit_plus_score_cpu_s"]
         full = pool_mb / (cmds["fit_cpu_s"] + cmds["score_cpu_s"])
         side = pool_mb / (cmds["fit_cpu_s"] + cmds["score_sidecar_cpu_s"])
@@ -271,6 +295,19 @@ def main() -> None:
             "ratio": round(full / ref_mb_cpu, 1),
             "ratio_sidecar": round(side / ref_mb_cpu, 1),
         }
+        if large is not cmds:
+            # two pool sizes give each command pair's fixed cost and its cost per GB of text
+            small_cpu = cmds["fit_cpu_s"] + cmds["score_sidecar_cpu_s"]
+            large_cpu = large["fit_cpu_s"] + large["score_sidecar_cpu_s"]
+            per_mb = (large_cpu - small_cpu) / (large_mb - pool_mb)
+            line["whole_commands_larger_pool"] = {
+                **large,
+                "pool_mb": round(large_mb, 1),
+                "curate_sidecar_mb_per_cpu_s": round(large_mb / large_cpu, 1),
+                "ratio_sidecar": round(large_mb / large_cpu / ref_mb_cpu, 1),
+                "fixed_cpu_s": round(small_cpu - per_mb * pool_mb, 2),
+                "cpu_s_per_gb": round(per_mb * 1000, 2),
+            }
         print(json.dumps(line))
 
 
