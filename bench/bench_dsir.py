@@ -6,7 +6,10 @@ processes, and prints one JSON line: fit and score MB/s per core, end-to-end sec
 the curate/reference ratios, and selection quality for both (target-domain precision and KL
 reduction, computed in one shared hashed feature space).
 
-    python bench/bench_dsir.py [--mb-per-domain 4] [--workers N]
+With --workers 1 it also times curate's two whole commands (start-up included) on that pool and
+on a --large-replicate copy of it (~1 GB), against the reference's CPU-seconds per MB.
+
+    python bench/bench_dsir.py [--mb-per-domain 4] [--workers N] [--large-replicate 64]
 """
 
 from __future__ import annotations
@@ -101,9 +104,10 @@ def cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def whole_commands(work: Path) -> dict:  # work/corpus holds the pool and target
-    """`curate importance fit` then `curate score importance` as users run them: new processes,
-    one worker, start-up included; CPU seconds of each, full rows and --write-sidecar."""
+def whole_commands(work: Path) -> dict:
+    """`curate importance fit` then `curate score importance` on work/corpus as users run them:
+    new processes, one worker, start-up included; CPU seconds of each, full rows and
+    --write-sidecar."""
     pool, target = str(work / "corpus" / "pool"), str(work / "corpus" / "target.parquet")
     curate = [sys.executable, "-m", "curate.cli.main"]
     steps = {
@@ -279,9 +283,8 @@ def main() -> None:
             print(json.dumps(line))
             return
         cmds = whole_commands(work)
-        large_mb, large = pool_mb, cmds
-        if args.large_replicate > args.replicate:  # the same commands on a larger copy of the pool
-            large_mb = pool_mb * args.large_replicate / args.replicate
+        large = None  # the same commands on a larger copy of the pool
+        if args.large_replicate > args.replicate:
             large = whole_commands(larger_pool(work, corpus.pool, args.large_replicate))
         ref_mb_cpu = pool_mb / results["ref"]["fit_plus_score_cpu_s"]
         full = pool_mb / (cmds["fit_cpu_s"] + cmds["score_cpu_s"])
@@ -295,8 +298,9 @@ def main() -> None:
             "ratio": round(full / ref_mb_cpu, 1),
             "ratio_sidecar": round(side / ref_mb_cpu, 1),
         }
-        if large is not cmds:
+        if large is not None:
             # two pool sizes give each command pair's fixed cost and its cost per GB of text
+            large_mb = pool_mb * args.large_replicate / args.replicate
             small_cpu = cmds["fit_cpu_s"] + cmds["score_sidecar_cpu_s"]
             large_cpu = large["fit_cpu_s"] + large["score_sidecar_cpu_s"]
             per_mb = (large_cpu - small_cpu) / (large_mb - pool_mb)
