@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from curate.errors import InputDataError, SchemaError, UsageError
 from curate.io.listing import IPC_SUFFIXES, JSONL_SUFFIXES, PARQUET_SUFFIXES, format_of, local_files
-from curate.io.readers import Located, iter_ipc, iter_jsonl, iter_parquet, open_parquet
+from curate.io.readers import Located, iter_ipc, iter_jsonl, iter_parquet, parquet_layout
 from curate.io.sidecars import SidecarReader, join, sidecar_fields, sidecar_file
 from curate.io.stores import is_uri, list_files
 from curate.types import ID, TEXT
@@ -122,13 +122,13 @@ def row_groups(shard: Shard) -> int | None:
     """Row groups of a Parquet shard (None for JSONL/IPC, read whole)."""
     if shard.format != "parquet":
         return None
-    return int(open_parquet(shard.path).num_row_groups)
+    return len(parquet_layout(shard.path).group_rows)
 
 
 def count_rows(shard: Shard) -> int | None:
     """Row count from metadata where cheap (Parquet), else None."""
     if shard.format == "parquet":
-        return int(open_parquet(shard.path).metadata.num_rows)
+        return sum(parquet_layout(shard.path).group_rows)
     return None
 
 
@@ -187,7 +187,7 @@ def _decode_text(col: pa.Array, where: str, first_row: int, name: str) -> pa.Arr
 def read_schema(shard: Shard) -> pa.Schema:
     """The shard's schema as written (before canonical renaming)."""
     if shard.format == "parquet":
-        return open_parquet(shard.path).schema_arrow
+        return parquet_layout(shard.path).schema
     for batch, _, _ in _raw_batches(shard, None, 1024):
         return batch.schema
     return pa.schema([])

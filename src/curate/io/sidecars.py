@@ -73,7 +73,8 @@ class SidecarReader:
         try:
             from curate.io.stores import is_uri, open_input_file
 
-            self.file = pq.ParquetFile(open_input_file(self.path) if is_uri(self.path) else self.path)
+            remote = is_uri(self.path)  # pre-buffer remote reads only, as readers.open_parquet does
+            self.file = pq.ParquetFile(open_input_file(self.path) if remote else self.path, pre_buffer=remote)
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputDataError(f"{self.path}: not a readable Parquet sidecar ({exc})") from exc
         meta = self.file.metadata

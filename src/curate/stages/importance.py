@@ -280,7 +280,8 @@ class ImportanceScorer(Annotator):
 
     def setup(self, ctx: StageContext) -> None:
         object.__setattr__(self, "threads", max(1, ctx.threads))
-        object.__setattr__(self, "_log_diff", self.model.log_diff)
+        if getattr(self, "_log_diff", None) is None:  # set up once per process, not per shard
+            object.__setattr__(self, "_log_diff", self.model.log_diff)
         if self.embedder is not None:
             self.embedder.setup(ctx)
 
