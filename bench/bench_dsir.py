@@ -7,7 +7,8 @@ the curate/reference ratios, and selection quality for both (target-domain preci
 reduction, computed in one shared hashed feature space).
 
 With --workers 1 it also times curate's two whole commands (start-up included) on that pool and
-on a --large-replicate copy of it (~1 GB), against the reference's CPU-seconds per MB.
+on a --large-replicate copy of it (~1 GB, 256 shards) and that copy in --large-shards shards,
+against the reference's CPU-seconds per MB. Each whole-command figure is the median of 3 runs.
 
     python bench/bench_dsir.py [--mb-per-domain 4] [--workers N] [--large-replicate 64]
 """
@@ -104,10 +105,10 @@ def cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def whole_commands(work: Path) -> dict:
+def whole_commands(work: Path, repeats: int = 3) -> dict:
     """`curate importance fit` then `curate score importance` on work/corpus as users run them:
-    new processes, one worker, start-up included; CPU seconds of each, full rows and
-    --write-sidecar."""
+    new processes, one worker, start-up included; the median CPU seconds of `repeats` runs of
+    each (outputs removed before each run, so none resumes), full rows and --write-sidecar."""
     pool, target = str(work / "corpus" / "pool"), str(work / "corpus" / "target.parquet")
     curate = [sys.executable, "-m", "curate.cli.main"]
     steps = {
@@ -120,9 +121,18 @@ def whole_commands(work: Path) -> dict:
     }
     out = {}
     for name, argv in steps.items():
-        c0 = cpu_seconds()
-        subprocess.run([*curate, *argv, "-w", "1", "--no-progress"], check=True, capture_output=True)
-        out[f"{name}_cpu_s"] = round(cpu_seconds() - c0, 3)
+        runs = []
+        for i in range(repeats):
+            if i:  # the outputs of the run before, else this run resumes and costs nothing
+                for old in (work / "w-full", work / "w-side"):
+                    shutil.rmtree(old, ignore_errors=True)
+                if name == "fit":
+                    for old in (work / "w.npz", work / "w.npz.json"):
+                        old.unlink(missing_ok=True)
+            c0 = cpu_seconds()
+            subprocess.run([*curate, *argv, "-w", "1", "--no-progress"], check=True, capture_output=True)
+            runs.append(cpu_seconds() - c0)
+        out[f"{name}_cpu_s"] = round(float(np.median(runs)), 3)
     return out
 
 
@@ -177,6 +187,19 @@ def larger_pool(work: Path, pool: Path, copies: int) -> Path:
     return root
 
 
+def resharded(work: Path, source: Path, shards: int) -> Path:
+    """The same rows as `source`'s pool, in `shards` larger shards (1024-row groups as before):
+    the difference to `source` is what the pool's shard count costs."""
+    root = work / f"resharded-{shards}"
+    (root / "corpus" / "pool").mkdir(parents=True)
+    shutil.copy(source / "corpus" / "target.parquet", root / "corpus" / "target.parquet")
+    files = sorted((source / "corpus" / "pool").glob("*.parquet"))
+    for i, group in enumerate(np.array_split(np.arange(len(files)), shards)):
+        table = pa.concat_tables([pq.read_table(files[j]) for j in group])
+        pq.write_table(table, root / "corpus" / "pool" / f"part-{i:05d}.parquet", row_group_size=1024)
+    return root
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb-per-domain", type=float, default=4.0)
@@ -189,6 +212,12 @@ def main() -> None:
         type=int,
         default=64,
         help="copies for a second, larger pool that only curate's whole commands run on (~1 GB)",
+    )
+    ap.add_argument(
+        "--large-shards",
+        type=int,
+        default=16,
+        help="the larger pool again in this many shards (per-shard cost)",
     )
     ap.add_argument("--side", choices=["ref", "curate"], help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
@@ -283,9 +312,12 @@ def main() -> None:
             print(json.dumps(line))
             return
         cmds = whole_commands(work)
-        large = None  # the same commands on a larger copy of the pool
+        large = few = None  # the same commands on a larger copy of the pool, and resharded
         if args.large_replicate > args.replicate:
-            large = whole_commands(larger_pool(work, corpus.pool, args.large_replicate))
+            root = larger_pool(work, corpus.pool, args.large_replicate)
+            large = whole_commands(root)
+            if 0 < args.large_shards < len(list((root / "corpus" / "pool").glob("*.parquet"))):
+                few = whole_commands(resharded(work, root, args.large_shards))
         ref_mb_cpu = pool_mb / results["ref"]["fit_plus_score_cpu_s"]
         full = pool_mb / (cmds["fit_cpu_s"] + cmds["score_cpu_s"])
         side = pool_mb / (cmds["fit_cpu_s"] + cmds["score_sidecar_cpu_s"])
@@ -311,6 +343,21 @@ def main() -> None:
                 "ratio_sidecar": round(large_mb / large_cpu / ref_mb_cpu, 1),
                 "fixed_cpu_s": round(small_cpu - per_mb * pool_mb, 2),
                 "cpu_s_per_gb": round(per_mb * 1000, 2),
+                "shards": len(list((root / "corpus" / "pool").glob("*.parquet"))),
+            }
+        if few is not None:
+            few_cpu = few["fit_cpu_s"] + few["score_sidecar_cpu_s"]
+            line["whole_commands_larger_pool_resharded"] = {
+                **few,
+                "shards": args.large_shards,
+                "curate_sidecar_mb_per_cpu_s": round(large_mb / few_cpu, 1),
+                "ratio_sidecar": round(large_mb / few_cpu / ref_mb_cpu, 1),
+                "pair_cpu_ms_per_shard": round(
+                    (large_cpu - few_cpu)
+                    / (line["whole_commands_larger_pool"]["shards"] - args.large_shards)
+                    * 1000,
+                    2,
+                ),
             }
         print(json.dumps(line))
 
