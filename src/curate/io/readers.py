@@ -54,12 +54,15 @@ def _local_footer(path: str, _version: tuple[int, int, int]) -> pq.FileMetaData:
     return pq.ParquetFile(path).metadata
 
 
-@functools.lru_cache(maxsize=4096)
-def _local_layout(path: str, version: tuple[int, int, int]) -> ParquetLayout:
-    meta = _local_footer(path, version)
+def _layout_of(meta: pq.FileMetaData) -> ParquetLayout:
     return ParquetLayout(
         meta.schema.to_arrow_schema(), tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _local_layout(path: str, version: tuple[int, int, int]) -> ParquetLayout:
+    return _layout_of(_local_footer(path, version))
 
 
 def _version(path: str) -> tuple[int, int, int]:
@@ -79,11 +82,7 @@ def open_parquet(path: str) -> pq.ParquetFile:
 
 def parquet_layout(path: str) -> ParquetLayout:
     if is_uri(path):
-        meta = open_parquet(path).metadata
-        return ParquetLayout(
-            meta.schema.to_arrow_schema(),
-            tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups)),
-        )
+        return _layout_of(open_parquet(path).metadata)
     try:
         return _local_layout(path, _version(path))
     except (pa.ArrowInvalid, OSError) as exc:
