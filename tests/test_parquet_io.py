@@ -69,8 +69,9 @@ def test_batches_are_the_stored_rows(tmp_path: Path) -> None:
         assert part.column("text").to_pylist() == table.column("text").to_pylist()[8 * rg : 8 * rg + 8]
 
 
-def test_written_shards_keep_texts_and_ids_plain(tmp_path: Path) -> None:
+def test_written_shards_keep_texts_ids_and_numbers_plain(tmp_path: Path) -> None:
     table = _table(300, extra="x" * 50)
+    table = table.append_column("score", pa.array([i % 7 / 7 for i in range(300)], pa.float64()))
     path = tmp_path / "out.parquet"
     with ParquetShardWriter(path, table.schema) as writer:
         for batch in table.to_batches(max_chunksize=100):
@@ -82,5 +83,6 @@ def test_written_shards_keep_texts_and_ids_plain(tmp_path: Path) -> None:
             meta.row_group(g).column(c).path_in_schema: meta.row_group(g).column(c).encodings
             for c in range(meta.num_columns)
         }
-        assert "RLE_DICTIONARY" not in encodings["text"] and "RLE_DICTIONARY" not in encodings["id"]
+        for plain in ("text", "id", "score"):
+            assert "RLE_DICTIONARY" not in encodings[plain], plain
         assert "RLE_DICTIONARY" in encodings["lang"]  # a repetitive column still gets one

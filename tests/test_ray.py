@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from curate.io.outputs import finished_shards
 from tests.cli import run_main
 
 ray = pytest.importorskip("ray")
@@ -132,10 +133,9 @@ def test_a_killed_driver_on_ray_resumes_to_the_local_bytes(tmp_path: Path) -> No
         "--no-progress",
     ]
     proc = subprocess.Popen(on_ray, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    done = killed / "_curate_work" / "done"
     deadline, hit = time.time() + 180, False
     while time.time() < deadline and proc.poll() is None:
-        if any(p.name.startswith("write_") for p in (done.glob("*.json") if done.exists() else [])):
+        if any(key.startswith("write:") for key in finished_shards(killed)):
             os.kill(proc.pid, signal.SIGKILL)
             hit = True
             break

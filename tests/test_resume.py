@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from curate.io.outputs import finished_shards
 from curate.testing import build_corpus
 
 CURATE = [sys.executable, "-m", "curate.cli.app"]
@@ -74,11 +75,10 @@ def test_killed_run_resumes_to_identical_bytes(case: str, pools: dict[str, Path]
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     subprocess.run(argv(clean), check=True, capture_output=True)
     proc = subprocess.Popen(argv(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    done = killed / "_curate_work" / "done"
     deadline = time.time() + 180
     killed_mid_phase = False
     while time.time() < deadline and proc.poll() is None:
-        if any(p.name.startswith(f"{phase}_") for p in (done.glob("*.json") if done.exists() else [])):
+        if any(key.startswith(f"{phase}:") for key in finished_shards(killed)):
             os.kill(proc.pid, signal.SIGKILL)
             killed_mid_phase = True
             break
@@ -87,7 +87,7 @@ def test_killed_run_resumes_to_identical_bytes(case: str, pools: dict[str, Path]
     assert killed_mid_phase, f"the run finished before its {phase} phase could be killed"
     state = json.loads((killed / "_manifest.json").read_text())
     assert not state.get("complete")
-    assert len(list(done.glob(f"{phase}_*.json"))) < 24
+    assert len([key for key in finished_shards(killed) if key.startswith(f"{phase}:")]) < 24
     res = subprocess.run(
         [*argv(killed), "--stats-json", str(tmp_path / "stats.json")], capture_output=True, text=True
     )
@@ -157,3 +157,27 @@ def test_keep_going_when_a_shard_breaks_mid_read(pools: dict[str, Path], tmp_pat
     assert not (tmp_path / "out" / bad.name).exists()
     ids = set(pq.read_table(tmp_path / "out", columns=["id"]).column("id").to_pylist())
     assert len(ids) == 20 and not ids & set(t.column("id").to_pylist())
+
+
+def test_shard_journal_skips_a_torn_line_and_keeps_what_follows(tmp_path: Path) -> None:
+    from curate.io.outputs import JOURNAL, WORK_DIR, Manifest
+
+    out = tmp_path / "out"
+    first = Manifest(out, {"job": "t"})
+    (out / "a.parquet").write_bytes(b"x")
+    first.mark_shard("map:0", {"files": ["a.parquet"], "rows": 1})
+    first.mark_shard("map:1", {"files": ["missing.parquet"]})
+    with open(out / WORK_DIR / JOURNAL, "a") as fh:  # a run killed in the middle of a record
+        fh.write('{"status": "done", "key": "map:2", "fi')
+    again = Manifest(out, {"job": "t"})
+    assert again.shard_done("map:0") == {"status": "done", "key": "map:0", "files": ["a.parquet"], "rows": 1}
+    assert again.shard_done("map:1") is None  # its file is gone: done again
+    assert again.shard_done("map:2") is None
+    again.mark_shard("map:2", {"files": [], "rows": 2})
+    again.mark_shard("map:0", {"files": ["a.parquet"], "rows": 3})  # the last record of a key wins
+    assert finished_shards(out)["map:2"]["rows"] == 2
+    again.finish({"rows": 5})
+    state = json.loads((out / "_manifest.json").read_text())
+    assert state["complete"] and sorted(state["shards"]) == ["map:0", "map:1", "map:2"]
+    assert state["shards"]["map:0"]["rows"] == 3
+    assert not (out / WORK_DIR).exists()

@@ -18,6 +18,7 @@ import pytest
 
 from curate.engine.job import JobResult
 from curate.engine.run import run_job
+from curate.io.outputs import finished_shards
 from curate.jobs.select import SelectConfig, select_job
 
 
@@ -119,9 +120,8 @@ def test_killed_run_resumes_to_identical_output(tmp_path: Path) -> None:
     manifest = killed / "_manifest.json"
     deadline = time.time() + 120
     killed_mid_write = False
-    done = killed / "_curate_work" / "done"
     while time.time() < deadline and proc.poll() is None:
-        if any(p.name.startswith("write") for p in (done.glob("*.json") if done.exists() else [])):
+        if any(key.startswith("write:") for key in finished_shards(killed)):
             os.kill(proc.pid, signal.SIGKILL)
             killed_mid_write = True
             break
@@ -130,7 +130,7 @@ def test_killed_run_resumes_to_identical_output(tmp_path: Path) -> None:
     assert killed_mid_write, "the run finished before it could be killed; make the pool larger"
     state = json.loads(manifest.read_text())
     assert not state.get("complete")
-    assert len([p for p in done.glob("write*.json")]) < 24
+    assert len([key for key in finished_shards(killed) if key.startswith("write:")]) < 24
     res = subprocess.run([*args[:5], str(killed), *args[6:]], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert "resumed" in res.stderr

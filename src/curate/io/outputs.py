@@ -25,9 +25,21 @@ MANIFEST = "_manifest.json"
 COMPRESSION, COMPRESSION_LEVEL = "zstd", 3
 # Texts and ids are (nearly) unique: a dictionary for them is built for each row group and then
 # abandoned (pyarrow falls back to plain at 1 MB), which costs a hash of every value written and
-# a dictionary page to decode on every read. Other columns keep pyarrow's default.
+# a dictionary page to decode on every read. Numbers (scores, token counts) are written plain too:
+# a sidecar shard of id + score + n_tokens wrote in 0.78 ms and 24.5 KB plain, 1.06 ms and 26.7 KB
+# with dictionaries (zstd compresses repeated plain numbers as well). Other columns (labels such
+# as `lang`) keep pyarrow's dictionary.
 NO_DICTIONARY = (TEXT, ID)
+
+
+def dictionary_columns(schema: pa.Schema) -> list[str]:
+    """The columns written with a dictionary: all but texts, ids and numbers."""
+    plain = (pa.types.is_integer, pa.types.is_floating, pa.types.is_decimal)
+    return [f.name for f in schema if f.name not in NO_DICTIONARY and not any(t(f.type) for t in plain)]
+
+
 WORK_DIR = "_curate_work"
+JOURNAL = "done.jsonl"
 
 
 def _check_writable(folder: Path) -> None:
@@ -87,7 +99,7 @@ class ParquetShardWriter:
                 self.schema,
                 compression=COMPRESSION,
                 compression_level=COMPRESSION_LEVEL,
-                use_dictionary=[n for n in self.schema.names if n not in NO_DICTIONARY],
+                use_dictionary=dictionary_columns(self.schema),
             )
         return self._writer
 
@@ -156,6 +168,8 @@ class Manifest:
         self.fingerprint = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:16]
         _check_writable(folder)
         self.path = folder / MANIFEST
+        self._done: dict[str, dict[str, Any]] | None = None
+        self._journal_checked = False
         self.state: dict[str, Any] = {
             "plan": plan,
             "fingerprint": self.fingerprint,
@@ -202,22 +216,17 @@ class Manifest:
         write_bytes_atomic(self.path, json.dumps(self.state, indent=2, sort_keys=True).encode())
 
     # ------------------------------------------------------------------ shard and phase state
-    # Per-shard records are small files under _curate_work/done/, written atomically as each
-    # shard ends, so recording a shard costs O(1) however many shards the run has.
-    def _record_path(self, key: str) -> Path:
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
-        digest = hashlib.sha1(key.encode()).hexdigest()[:8]
-        return self.work_dir() / "done" / f"{safe}-{digest}.json"
+    # Per-shard records are lines appended to one journal (_curate_work/done.jsonl) as each shard
+    # ends: O(1) per shard however many the run has, and no file created per shard (a file per
+    # record cost ~0.6 ms of each shard's ~3 ms of glue in a 256-shard run).
+    def _records(self) -> dict[str, dict[str, Any]]:
+        if self._done is None:
+            self._done = finished_shards(self.folder)
+        return self._done
 
     def shard_done(self, key: str) -> dict[str, Any] | None:
-        path = self._record_path(key)
-        if not path.exists():
-            return None
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
-        if not isinstance(rec, dict) or rec.get("status") != "done":
+        rec = self._records().get(key)
+        if rec is None:
             return None
         for f in rec.get("files", []):
             if not (self.folder / f).exists():
@@ -225,11 +234,18 @@ class Manifest:
         return rec
 
     def mark_shard(self, key: str, record: dict[str, Any]) -> None:
-        path = self._record_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Not fsynced (one per shard cost ~2 ms each): a record a power loss empties fails to parse
-        # in shard_done, and the shard is simply done again.
-        write_bytes_atomic(path, json.dumps({"status": "done", "key": key, **record}).encode(), durable=False)
+        rec = {"status": "done", "key": key, **record}
+        records = self._records()
+        line = json.dumps(rec) + "\n"
+        if not self._journal_checked:
+            self._journal_checked = True
+            if _ends_unfinished(self.work_dir() / JOURNAL):
+                line = "\n" + line  # end the line a killed run left half-written
+        # Appended to an existing file (no create and rename per shard); flushed on close, not
+        # fsynced: a line a crash truncates fails to parse and that shard is simply done again.
+        with open(self.work_dir() / JOURNAL, "a", encoding="utf-8") as fh:
+            fh.write(line)
+        records[key] = rec
 
     def phase(self, name: str) -> Any:
         return self.state["phases"].get(name)
@@ -248,13 +264,13 @@ class Manifest:
         import shutil
 
         shards = {}
-        done = self.folder / WORK_DIR / "done"
-        for p in sorted(done.glob("*.json")) if done.exists() else []:
-            rec = json.loads(p.read_text())
+        for key, rec in sorted(finished_shards(self.folder).items()):
+            rec = dict(rec)
+            rec.pop("key")
             rec.pop("extra", None)
             if isinstance(rec.get("report"), dict):  # histograms, samples: bulky, and summarised already
                 rec["report"].pop("extra", None)
-            shards[rec.pop("key")] = rec
+            shards[key] = rec
         self.state["shards"] = shards
         self.state["complete"] = True
         self.state["summary"] = summary
@@ -262,6 +278,37 @@ class Manifest:
             self.state["samples"] = samples
         self.save()
         shutil.rmtree(self.folder / WORK_DIR, ignore_errors=True)
+
+
+def _ends_unfinished(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() == 0:
+                return False
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) != b"\n"
+    except FileNotFoundError:
+        return False
+
+
+def finished_shards(folder: Path) -> dict[str, dict[str, Any]]:
+    """The shards a running (or killed) job in `folder` has recorded as done, by key; the last
+    record of a key wins, and a line a killed run left unfinished is skipped."""
+    path = folder / WORK_DIR / JOURNAL
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return {}
+    done = {}
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and rec.get("status") == "done" and isinstance(rec.get("key"), str):
+            done[rec["key"]] = rec
+    return done
 
 
 def annotate_manifest(folder: Path, **fields: Any) -> None:
