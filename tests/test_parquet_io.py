@@ -1,5 +1,6 @@
-"""Parquet reading and writing details: the footer cache follows a file's versions, reads
-without pre-buffering give the stored rows, and written shards keep texts and ids plain."""
+"""Parquet reading and writing details: the footer cache follows a file's versions and keeps to
+its byte budget, reads without pre-buffering give the stored rows, written shards keep texts, ids
+and numbers plain, and narrow outputs gather batches into row groups."""
 
 from __future__ import annotations
 
@@ -86,3 +87,32 @@ def test_written_shards_keep_texts_ids_and_numbers_plain(tmp_path: Path) -> None
         for plain in ("text", "id", "score"):
             assert "RLE_DICTIONARY" not in encodings[plain], plain
         assert "RLE_DICTIONARY" in encodings["lang"]  # a repetitive column still gets one
+
+
+def test_narrow_outputs_gather_batches_into_row_groups(tmp_path: Path) -> None:
+    table = _table(300)
+    for rows, groups in ((0, [100, 100, 100]), (150, [200, 100]), (1000, [300])):
+        path = tmp_path / f"out-{rows}.parquet"
+        with ParquetShardWriter(path, table.schema, row_group_rows=rows) as writer:
+            for batch in table.to_batches(max_chunksize=100):
+                writer.write(batch)
+        assert pq.read_table(path).equals(table)
+        meta = pq.ParquetFile(path).metadata
+        assert [meta.row_group(g).num_rows for g in range(meta.num_row_groups)] == groups
+
+
+def test_footer_cache_stays_within_its_byte_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from curate.io import readers
+
+    paths = []
+    for i in range(6):
+        paths.append(tmp_path / f"part-{i}.parquet")
+        pq.write_table(_table(20 + i), paths[-1], row_group_size=5)
+    one = pq.ParquetFile(paths[0]).metadata.serialized_size
+    monkeypatch.setattr(readers, "FOOTER_CACHE_BYTES", 2 * one + one // 2)
+    for _ in range(2):
+        for path in paths:
+            shard = _shard(path)
+            assert sum(b.num_rows for b in iter_batches(shard, Columns(), row_group=1, columns=["text"])) == 5
+            assert readers._footer_bytes <= 2 * one + one // 2
+    assert 1 <= len(readers._footers) <= 3

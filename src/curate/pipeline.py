@@ -222,7 +222,8 @@ def run_shard(pipeline: Pipeline, shard: Shard, ctx: RunContext) -> ShardReport:
         sides[0].write(rows)
 
     try:
-        with ParquetShardWriter(target, out_schema) as writer:
+        group = SIDECAR_ROW_GROUP_ROWS if ctx.sidecar else 0
+        with ParquetShardWriter(target, out_schema, row_group_rows=group) as writer:
             for n, batch in enumerate(iter_batches(shard, ctx.columns, batch_size=ctx.batch_size)):
                 text_stats(batch, report)
                 # Dropped rows are copied out only for a rejected folder, or to sample the first batches.
@@ -251,6 +252,7 @@ def run_shard(pipeline: Pipeline, shard: Shard, ctx: RunContext) -> ShardReport:
     return report
 
 
+SIDECAR_ROW_GROUP_ROWS = 65_536  # a sidecar row is a key and a few numbers: ~2 MB per row group
 SAMPLED_BATCHES = 2  # dropped rows are sampled from a shard's first batches (the rest cost nothing)
 
 
