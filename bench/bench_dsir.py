@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import cores, peak_rss_mb
+from _common import compile_curate, cores, peak_rss_mb
 
 
 def run_reference(work: Path, k: int, workers: int) -> dict:
@@ -110,6 +110,7 @@ def whole_commands(work: Path, repeats: int = 3) -> dict:
     new processes, one worker, start-up included; the median CPU seconds of `repeats` runs of
     each (outputs removed before each run, so none resumes), full rows and --write-sidecar."""
     pool, target = str(work / "corpus" / "pool"), str(work / "corpus" / "target.parquet")
+    compile_curate()  # the commands start as an installed curate's do (bytecode, not source)
     curate = [sys.executable, "-m", "curate.cli.main"]
     steps = {
         "fit": ["importance", "fit", "--target", target, "--raw", pool, "-o", str(work / "w.npz")],

@@ -41,6 +41,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import compile_curate
+
 KINDS = ("exact", "case_space", "word_edits", "typos", "trim_lines", "swap_paragraphs", "boilerplate")
 BOILERPLATE = (
     "Share this page on social media. Copyright the authors and contributors. All rights reserved. "
@@ -234,6 +237,7 @@ def timed(cmd: list[str]) -> float:
 
 
 def main() -> None:
+    compile_curate()  # commands start as an installed curate's do (bytecode, not source)
     ap = argparse.ArgumentParser()
     ap.add_argument("--originals", type=int, default=1750)
     ap.add_argument("--singletons", type=int, default=5200)

@@ -16,6 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import compile_curate
+
 PROBE = r"""
 import os, resource, sys
 def stop(*a, **k):
@@ -58,6 +61,7 @@ def baseline(imports: str = "") -> float:
 
 
 def main() -> None:
+    compile_curate()  # commands start as an installed curate's do (bytecode, not source)
     from curate.testing import build_corpus
 
     with tempfile.TemporaryDirectory(prefix="curate-startup-") as tmp:

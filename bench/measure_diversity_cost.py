@@ -29,6 +29,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import compile_curate
+
 
 def cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -73,6 +76,7 @@ def _idf_agreement(out: Path, shards: list[Path], x: np.ndarray) -> dict[str, fl
 
 
 def main() -> None:
+    compile_curate()  # commands start as an installed curate's do
     from curate.kmeans import KMeansModel, inertia_of
     from curate.stages.embed import embedding_matrix
     from curate.testing import build_corpus
