@@ -176,6 +176,7 @@ def test_shard_journal_skips_a_torn_line_and_keeps_what_follows(tmp_path: Path) 
     again.mark_shard("map:2", {"files": [], "rows": 2})
     again.mark_shard("map:0", {"files": ["a.parquet"], "rows": 3})  # the last record of a key wins
     assert finished_shards(out)["map:2"]["rows"] == 2
+    assert again.shard_done("map:0")["rows"] == 3  # type: ignore[index]
     again.finish({"rows": 5})
     state = json.loads((out / "_manifest.json").read_text())
     assert state["complete"] and sorted(state["shards"]) == ["map:0", "map:1", "map:2"]
