@@ -6,6 +6,7 @@ on the worker count. With one worker, tasks run inline in this process.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing as mp
 import os
 from collections.abc import Callable, Sequence
@@ -57,7 +58,10 @@ class WorkerPool:
 
     def executor(self) -> ProcessPoolExecutor:
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=_context(self.workers))
+            # gc.freeze: the preloaded modules live as long as the worker; the collector skips them
+            self._executor = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=_context(self.workers), initializer=gc.freeze
+            )
         return self._executor
 
     def terminate(self) -> None:
