@@ -256,13 +256,14 @@ class Manifest:
     def mark_shard(self, key: str, record: dict[str, Any]) -> None:
         rec = {"status": "done", "key": key, **record}
         line = json.dumps(rec) + "\n"
+        journal = self.work_dir() / JOURNAL
         if not self._journal_checked:
             self._journal_checked = True
-            if _ends_unfinished(self.work_dir() / JOURNAL):
+            if _ends_unfinished(journal):
                 line = "\n" + line  # end the line a killed run left half-written
         # Appended to an existing file (no create and rename per shard); flushed on close, not
         # fsynced: a line a crash truncates fails to parse and that shard is simply done again.
-        with open(self.work_dir() / JOURNAL, "a", encoding="utf-8") as fh:
+        with open(journal, "a", encoding="utf-8") as fh:
             fh.write(line)
         # This run's records stay on disk only (memory does not grow with the shards); one that
         # replaces an earlier run's replaces it here too.
