@@ -365,19 +365,28 @@ inline void push_ascii(TokenHasher& th, const uint8_t* p, int64_t n, bool lowerc
 
 // Word and punctuation bitmasks (bit k: byte k) of a window of len <= 64 bytes; false (masks
 // unusable) when a byte is not ASCII. SSE2 on x86-64 (16 bytes at a time), SWAR elsewhere.
-inline bool classify_window(const uint8_t* q, int64_t len, const uint8_t* end, uint64_t& word, uint64_t& punct) {
+//
+// It also writes the window's bytes to `folded` (72 bytes: the window, then zeros to pad an
+// 8-byte load), with A-Z lower-cased when `lowercase`. A-Z are word bytes, so that lower-cases
+// word tokens only, as the reference does; tokens then load their bytes from it ready to hash.
+inline bool classify_window(const uint8_t* q, int64_t len, const uint8_t* end, bool lowercase, uint8_t* folded,
+                            uint64_t& word, uint64_t& punct) {
 #if defined(__SSE2__)
   if (end - q >= 64) {
     const __m128i lo_digit = _mm_set1_epi8('0' - 1), hi_digit = _mm_set1_epi8('9' + 1);
     const __m128i lo_alpha = _mm_set1_epi8('a' - 1), hi_alpha = _mm_set1_epi8('z' + 1);
     const __m128i case_bit = _mm_set1_epi8(0x20), underscore = _mm_set1_epi8('_');
     const __m128i space = _mm_set1_epi8(0x20), del = _mm_set1_epi8(0x7F);
+    const __m128i lo_upper = _mm_set1_epi8('A' - 1), hi_upper = _mm_set1_epi8('Z' + 1);
+    const __m128i fold_bit = lowercase ? case_bit : _mm_setzero_si128();
     uint64_t nonascii = 0;
     for (int k = 0; k < 64; k += 16) {
       const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + k));
-      const __m128i folded = _mm_or_si128(x, case_bit);  // letters to lower case (others: unused)
+      const __m128i any_case = _mm_or_si128(x, case_bit);  // letters to lower case (others: unused)
       const __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(x, lo_digit), _mm_cmpgt_epi8(hi_digit, x));
-      const __m128i alpha = _mm_and_si128(_mm_cmpgt_epi8(folded, lo_alpha), _mm_cmpgt_epi8(hi_alpha, folded));
+      const __m128i alpha = _mm_and_si128(_mm_cmpgt_epi8(any_case, lo_alpha), _mm_cmpgt_epi8(hi_alpha, any_case));
+      const __m128i upper = _mm_and_si128(_mm_cmpgt_epi8(x, lo_upper), _mm_cmpgt_epi8(hi_upper, x));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(folded + k), _mm_or_si128(x, _mm_and_si128(upper, fold_bit)));
       const __m128i w = _mm_or_si128(_mm_or_si128(digit, alpha), _mm_cmpeq_epi8(x, underscore));
       // separators: bytes 0x00-0x20 and 0x7F (signed compare: bytes >= 0x80 are negative, and
       // are caught by the ASCII check)
@@ -400,6 +409,8 @@ inline bool classify_window(const uint8_t* q, int64_t len, const uint8_t* end, u
   for (int64_t k = 0; k < len; k += 8) {
     const uint64_t x = load_le(q + k, std::min<int64_t>(8, len - k), end);
     if (x & kHigh) return false;
+    const uint64_t lowered = lowercase ? ascii_lower(x) : x;
+    std::memcpy(folded + k, &lowered, 8);  // zero past len: load_le zero-pads
     const uint64_t w = ascii_word_bytes(x), s = ascii_sep_bytes(x);
     word |= static_cast<uint64_t>(gather_high_bits(w)) << k;
     punct |= static_cast<uint64_t>(gather_high_bits(kHigh & ~w & ~s)) << k;
@@ -420,6 +431,7 @@ inline void for_each_token(const uint8_t* p, int64_t n, const HashSpec& spec, Em
   const AsciiTables& T = ascii_tables();
   TokenHasher th(spec.seed);
   uint8_t cur = kSep;
+  alignas(16) uint8_t folded[72] = {};  // the current window's bytes, then zeros (classify_window)
   auto switch_to = [&](uint8_t cls) {
     if (cur == kWord || (cur == kPunct && !spec.words_only)) emit(th.finish());
     th.reset(spec.seed);
@@ -430,25 +442,28 @@ inline void for_each_token(const uint8_t* p, int64_t n, const HashSpec& spec, Em
     const int64_t len = std::min<int64_t>(64, n - i);
     const uint8_t* q = p + i;
     uint64_t word = 0, punct = 0;  // bit k: byte i + k is a word / punctuation byte
-    const bool ascii = classify_window(q, len, p + n, word, punct);
+    const bool ascii = classify_window(q, len, p + n, spec.lowercase, folded, word, punct);
     if (ascii) {
       const uint64_t valid = len == 64 ? ~0ULL : ((1ULL << len) - 1);
       word &= valid;
       punct = spec.words_only ? 0 : (punct & valid);  // MinHash: punctuation only separates words
-      uint64_t w_start = word & ~(word << 1), p_start = punct & ~(punct << 1);
+      // Each run of one class has one start bit and one end bit (its last byte), so the k-th
+      // start pairs with the k-th end: no per-token class test to find where a token ends.
+      uint64_t starts = (word & ~(word << 1)) | (punct & ~(punct << 1));
+      uint64_t ends = (word & ~(word >> 1)) | (punct & ~(punct >> 1));
       bool open = cur == kWord || (cur == kPunct && !spec.words_only);  // a token runs into this window
       if (open) {
         const uint64_t same = cur == kWord ? word : punct;
-        if (same & 1) {  // the token goes on
-          w_start &= ~1ULL;
-          p_start &= ~1ULL;
+        if (same & 1) {  // the token goes on: its run's start and end belong to it
+          starts &= ~1ULL;
           const uint64_t other = ~same & valid;
           const int64_t end = other ? __builtin_ctzll(other) : len;
-          push_ascii(th, q, end, spec.lowercase, p + n);
+          push_ascii(th, q, end, spec.lowercase && cur == kWord, p + n);
           if (end == len) {
             i += len;
             continue;
           }
+          ends &= ends - 1;
         }
         emit(th.finish());
         th.reset(spec.seed);
@@ -457,23 +472,22 @@ inline void for_each_token(const uint8_t* p, int64_t n, const HashSpec& spec, Em
         th.reset(spec.seed);
         cur = kSep;
       }
-      for (uint64_t starts = w_start | p_start; starts; starts &= starts - 1) {
+      const uint64_t fresh = th.h;  // a reset hasher's state: every token here starts from it
+      for (; starts; starts &= starts - 1, ends &= ends - 1) {
         const int64_t s = __builtin_ctzll(starts);
-        const bool is_word = (w_start >> s) & 1;
-        const uint64_t same = is_word ? word : punct;
-        const uint64_t other = ~same & valid & (~0ULL << s);
-        const int64_t end = other ? __builtin_ctzll(other) : len;
+        const int64_t end = __builtin_ctzll(ends) + 1;
         const int64_t size = end - s;
-        // ASCII punctuation has no case: only word tokens are lower-cased
-        const bool lower = spec.lowercase && is_word;
         if (end < len && size <= 8) {  // most tokens: one word of bytes, hashed straight away
-          const uint64_t raw = load_le(q + s, size, p + n), folded = ascii_lower(raw);
-          uint64_t h = (th.h ^ (lower ? folded : raw)) * kMulB;  // a select, not a branch
+          uint64_t raw;
+          std::memcpy(&raw, folded + s, 8);
+          uint64_t h = (fresh ^ (raw & (~0ULL >> (64 - 8 * size)))) * kMulB;
           h ^= h >> 32;
           emit(fmix64(h ^ static_cast<uint64_t>(size)));
           continue;
         }
-        push_ascii(th, q + s, size, lower, p + n);
+        const bool is_word = (word >> s) & 1;
+        // ASCII punctuation has no case: only word tokens are lower-cased
+        push_ascii(th, q + s, size, spec.lowercase && is_word, p + n);
         if (end < len) {
           emit(th.finish());
           th.reset(spec.seed);
