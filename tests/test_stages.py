@@ -49,7 +49,7 @@ def test_importance_scorer_conforms(batch: pa.RecordBatch, model: ImportanceMode
 
 def test_calibrated_estimate_is_exact_in_total_on_its_sample(corpus) -> None:  # type: ignore[no-untyped-def]
     """The estimate's total over its own calibration sample equals cl100k's total, up to the
-    per-document rounding up (< 1 token each); least squares alone ran several % low."""
+    per-document rounding up (< 1 token each); least squares alone was a few % off."""
     texts = pq.read_table(corpus.pool, columns=["text"]).column("text").combine_chunks()
     estimate = calibrate(texts)
     assert not estimate.exact

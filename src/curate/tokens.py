@@ -200,7 +200,8 @@ def calibrate(sample: pa.Array | pa.ChunkedArray, reference: TokenCounter | None
     x = np.stack([words, nbytes.astype(np.float64)], axis=1)
     coef, *_ = np.linalg.lstsq(x, tokens.astype(np.float64), rcond=None)
     # Least squares without an intercept does not make residuals sum to zero: on real pools its
-    # totals ran 2-6% low. Rescaled so the sample's total is exact, the pool total is unbiased.
+    # totals were 2-5% off (low or high). Rescaled so the sample's total is exact, the pool's is
+    # unbiased.
     predicted = float((x @ coef).sum())
     if predicted > 0:
         coef = coef * (float(tokens.sum()) / predicted)
