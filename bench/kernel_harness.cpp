@@ -11,6 +11,7 @@
 #include <iterator>
 #include <vector>
 
+#include "embed.hpp"
 #include "kernel.hpp"
 
 using namespace curate;
@@ -22,7 +23,7 @@ static std::vector<char> slurp(const char* path) {
 
 int main(int argc, char** argv) {
   if (argc < 5) {
-    std::fprintf(stderr, "usage: %s tokenise|fit|score DATA OFFSETS REPEATS\n", argv[0]);
+    std::fprintf(stderr, "usage: %s tokenise|fit|score|embed DATA OFFSETS REPEATS\n", argv[0]);
     return 2;
   }
   const std::vector<char> bytes = slurp(argv[2]), offsets = slurp(argv[3]);
@@ -33,6 +34,12 @@ int main(int argc, char** argv) {
   HashSpec spec;  // the defaults: 10,000 buckets, unigrams + bigrams, lower-cased
   std::vector<uint32_t> hist(spec.buckets, 0);
   std::vector<double> weights(spec.buckets, 0.5);
+  // select --diversity's scoring pass: the score plus a hashed embedding (its defaults: 2^18
+  // buckets, dim 256, 8 projection codes) from one tokenisation, as score_and_embed runs it.
+  const uint64_t embed_buckets = 1ULL << 18;
+  std::vector<double> idf(embed_buckets);
+  for (uint64_t b = 0; b < embed_buckets; ++b) idf[b] = 1.0 + static_cast<double>(splitmix_step(b) % 1000) / 100.0;
+  std::vector<float> row(256);
   const char mode = argv[1][0];
   double best = 1e30, checksum = 0;  // the checksum keeps the work from being optimised away
   for (int r = 0; r < repeats; ++r) {
@@ -47,6 +54,16 @@ int main(int argc, char** argv) {
           checksum += static_cast<double>(x & 1);
         } else if (mode == 'f') {
           for_each_ngram(p, n, spec, [&](uint64_t b) { ++hist[b]; });
+        } else if (mode == 'e') {
+          static Embedder emb(idf.data(), embed_buckets, 256, 8, 1);
+          emb.begin();
+          double s = 0;
+          for_each_ngram_hash(p, n, spec, [&](uint64_t h) {
+            s += weights[bucket_of(h, spec.buckets)];
+            emb.add(bucket_of(h, embed_buckets));
+          });
+          emb.finish(row.data());
+          checksum += s + row[0];
         } else {
           double s = 0;
           for_each_ngram(p, n, spec, [&](uint64_t b) { s += weights[b]; });

@@ -3,11 +3,12 @@
 Builds bench/kernel_harness.cpp against src/native/kernel.hpp with the wheel's optimisation
 flags plus -g, writes this machine's real text to a scratch folder, and prints one JSON line:
 MB/s on one core for tokenising with token hashes only, for the fit's histogram, and for the
-score's dot product, and the tokeniser's share of the fit. With --perf it also records the fit
+score's dot product, for the score with `select --diversity`'s hashed embedding, and the
+tokeniser's share of the fit. With --perf [MODE] it also records that mode (default: fit)
 under `perf` and prints the hottest source lines (to stderr), which Python-level profilers
 cannot show: the wheel's module is stripped and runs the kernel on a std::thread.
 
-    python bench/profile_kernel.py [--mb 30] [--perf]
+    python bench/profile_kernel.py [--mb 30] [--perf [fit|score|embed|tokenise]]
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import pyarrow as pa
 from _common import real_texts
 
 ROOT = Path(__file__).resolve().parent.parent
+MODES = ("tokenise", "fit", "score", "embed")
+SOURCES = ("kernel.hpp", "embed.hpp")  # perf's line keys: <file>:<line>
 
 
 def build(work: Path) -> Path:
@@ -55,9 +58,9 @@ def run(exe: Path, work: Path, mode: str, repeats: int = 5) -> float:
     return float(subprocess.run(argv, check=True, capture_output=True, text=True).stdout.split()[0])
 
 
-def hottest_lines(exe: Path, work: Path, top: int = 25) -> str:
-    data = work / "fit.perf"
-    argv = [str(exe), "fit", str(work / "data.bin"), str(work / "offsets.bin"), "5"]
+def hottest_lines(exe: Path, work: Path, mode: str, top: int = 25) -> str:
+    data = work / f"{mode}.perf"
+    argv = [str(exe), mode, str(work / "data.bin"), str(work / "offsets.bin"), "5"]
     subprocess.run(
         ["perf", "record", "-q", "-e", "cpu-clock", "-o", str(data), *argv], check=True, capture_output=True
     )
@@ -66,7 +69,7 @@ def hottest_lines(exe: Path, work: Path, top: int = 25) -> str:
     ).stdout
     # the summary lines of `annotate -l`: "<percent> kernel.hpp:<line>"
     rows = [ln.split() for ln in out.splitlines()]
-    hot = [r for r in rows if len(r) == 2 and r[1].startswith("kernel.hpp:") and _is_number(r[0])]
+    hot = [r for r in rows if len(r) == 2 and r[1].split(":")[0] in SOURCES and _is_number(r[0])]
     hot.sort(key=lambda r: -float(r[0]))
     return "\n".join(f"{r[0]:>6}% {r[1]}" for r in hot[:top])
 
@@ -82,15 +85,17 @@ def _is_number(text: str) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb", type=float, default=30.0, help="MB of real text")
-    ap.add_argument("--perf", action="store_true", help="also print the fit's hottest source lines")
+    ap.add_argument(
+        "--perf", nargs="?", const="fit", choices=MODES, help="also print this mode's hottest source lines (default: fit)"
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="curate-kernel-") as tmp:
         work = Path(tmp)
         exe = build(work)
         mb = write_texts(work, args.mb)
-        rates = {mode: run(exe, work, mode) for mode in ("tokenise", "fit", "score")}
+        rates = {mode: run(exe, work, mode) for mode in MODES}
         if args.perf:
-            print(hottest_lines(exe, work), file=sys.stderr)
+            print(hottest_lines(exe, work, args.perf), file=sys.stderr)
     print(
         json.dumps(
             {
@@ -99,6 +104,7 @@ def main() -> None:
                 "tokenise_with_hashes_mb_s_1core": round(rates["tokenise"], 1),
                 "fit_mb_s_1core": round(rates["fit"], 1),
                 "score_mb_s_1core": round(rates["score"], 1),
+                "score_and_embed_mb_s_1core": round(rates["embed"], 1),
                 "tokeniser_share_of_fit": round(rates["fit"] / rates["tokenise"], 3),
             }
         )
