@@ -86,7 +86,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb", type=float, default=30.0, help="MB of real text")
     ap.add_argument(
-        "--perf", nargs="?", const="fit", choices=MODES, help="also print this mode's hottest source lines (default: fit)"
+        "--perf",
+        nargs="?",
+        const="fit",
+        choices=MODES,
+        help="also print this mode's hottest source lines (default: fit)",
     )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="curate-kernel-") as tmp:
