@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from curate import arrow_ops
 from curate.errors import UsageError
 from curate.io.inputs import Columns, Shard, canonical_schema, iter_batches, shard_schema
 from curate.io.outputs import ParquetShardWriter
@@ -109,10 +109,10 @@ def text_stats(batch: pa.RecordBatch, report: ShardReport) -> None:
     if TEXT not in batch.schema.names:
         return
     texts = batch.column(TEXT)
-    lengths = pc.binary_length(texts)
+    lengths = arrow_ops.binary_length(texts)
     report.null_text += texts.null_count
-    report.empty_text += int(pc.sum(pc.equal(lengths, 0)).as_py() or 0)
-    report.text_bytes += int(pc.sum(lengths).as_py() or 0)
+    report.empty_text += arrow_ops.total(arrow_ops.equal(lengths, 0))
+    report.text_bytes += arrow_ops.total(lengths)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -165,7 +165,7 @@ class Pipeline:
                     report.drops[reason] = report.drops.get(reason, 0) + n
                 mask = pa.array(res.keep, type=pa.bool_())
                 if rejected is not None:
-                    dropped = batch.filter(pc.invert(mask))
+                    dropped = batch.filter(arrow_ops.invert(mask))
                     why = (
                         res.reasons[~res.keep]
                         if res.reasons is not None

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from curate import arrow_ops
 from curate.errors import MissingDependencyError, UsageError
 
 _ENCODINGS = {
@@ -94,8 +94,8 @@ def _as_pylist(texts: pa.Array | pa.ChunkedArray) -> list[str | None]:
 
 def utf8_lengths(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Bytes per document (0 for nulls)."""
-    lengths = pc.binary_length(texts)
-    return np.asarray(pc.fill_null(lengths, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    lengths = arrow_ops.fill_null(arrow_ops.binary_length(texts), 0)
+    return np.asarray(lengths.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 @dataclass(frozen=True, kw_only=True)

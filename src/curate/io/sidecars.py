@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curate import native
+from curate import arrow_ops, native
 from curate.errors import InputDataError, SchemaError
 from curate.types import ID, TEXT
 
@@ -142,9 +141,11 @@ def join(batch: pa.RecordBatch, first_row: int, readers: list[SidecarReader]) ->
         if name == ROW_KEY and ID in batch.schema.names:
             raise SchemaError(f"{r.path}: the sidecar is keyed by text hash, and {r.source} has an id column")
         same = (
-            pc.equal(pc.cast(theirs, keys.type), keys) if theirs.type != keys.type else pc.equal(theirs, keys)
+            arrow_ops.equal(arrow_ops.cast(theirs, keys.type), keys)
+            if theirs.type != keys.type
+            else arrow_ops.equal(theirs, keys)
         )
-        ok = np.asarray(pc.fill_null(same, False).to_numpy(zero_copy_only=False), bool)
+        ok = np.asarray(arrow_ops.fill_null(same, False).to_numpy(zero_copy_only=False), bool)
         if not ok.all():
             i = int(np.flatnonzero(~ok)[0])
             raise InputDataError(

@@ -24,9 +24,8 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from curate import native
+from curate import arrow_ops, native
 from curate.errors import StageError
 from curate.native import HashSpec
 from curate.stages.base import Annotator, Fittable, StageContext
@@ -99,7 +98,7 @@ class NgramSample(Fittable[HistogramSummary]):
         return HistogramSummary(
             hist=native.ngram_histogram(texts, self.spec, threads=self.threads),
             docs=batch.num_rows,
-            bytes=int(pc.sum(pc.binary_length(texts)).as_py() or 0),
+            bytes=arrow_ops.total(arrow_ops.binary_length(texts)),
             sample=sample,
         )
 
@@ -302,7 +301,8 @@ class ImportanceScorer(Annotator):
             weights, words = self.model.log_weights(texts, threads=self.threads, log_diff=ld)
             extra = emb.annotate(batch) if emb is not None else {}
         tokens = self.counter.count(texts, words=words)
-        valid = pc.fill_null(pc.greater(pc.binary_length(texts), 0), False).to_numpy(zero_copy_only=False)
+        valid = arrow_ops.fill_null(arrow_ops.greater(arrow_ops.binary_length(texts), 0), False)
+        valid = valid.to_numpy(zero_copy_only=False)
         weights[~valid] = np.nan
         return {
             DSIR_LOG_WEIGHT: pa.array(weights, mask=np.isnan(weights), type=pa.float64()),
