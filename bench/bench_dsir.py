@@ -6,9 +6,10 @@ processes, and prints one JSON line: fit and score MB/s per core, end-to-end sec
 the curate/reference ratios, and selection quality for both (target-domain precision and KL
 reduction, computed in one shared hashed feature space).
 
-With --workers 1 it also times curate's two whole commands (start-up included) on that pool and
-on a --large-replicate copy of it (~1 GB, 256 shards) and that copy in --large-shards shards,
-against the reference's CPU-seconds per MB. Each whole-command figure is the median of 3 runs.
+With --workers 1 it also times curate's two whole commands (start-up included) on that pool, on
+a --mid-replicate copy of it (~140 MB, the size issue #12 measured), on a --large-replicate copy
+(~1 GB, 256 shards) and that copy in --large-shards shards, against the reference's CPU-seconds
+per MB. Each whole-command figure is the median of 3 runs.
 
     python bench/bench_dsir.py [--mb-per-domain 4] [--workers N] [--large-replicate 64]
 """
@@ -175,10 +176,10 @@ def replicate(pool: Path, copies: int) -> None:
             )
 
 
-def larger_pool(work: Path, pool: Path, copies: int) -> Path:
+def larger_pool(work: Path, pool: Path, copies: int, name: str = "larger") -> Path:
     """A copy of the corpus with `copies` copies of each original shard (the reference is not
     run on it: its rate, measured on the smaller pool, is linear in the text)."""
-    root = work / "larger"
+    root = work / name
     (root / "corpus" / "pool").mkdir(parents=True)
     shutil.copy(work / "corpus" / "target.parquet", root / "corpus" / "target.parquet")
     for p in sorted(pool.glob("part-*.parquet")):
@@ -213,6 +214,12 @@ def main() -> None:
         type=int,
         default=64,
         help="copies for a second, larger pool that only curate's whole commands run on (~1 GB)",
+    )
+    ap.add_argument(
+        "--mid-replicate",
+        type=int,
+        default=9,
+        help="copies for a pool of the size issue #12 measured (143 MB); 0 skips it",
     )
     ap.add_argument(
         "--large-shards",
@@ -313,7 +320,9 @@ def main() -> None:
             print(json.dumps(line))
             return
         cmds = whole_commands(work)
-        large = few = None  # the same commands on a larger copy of the pool, and resharded
+        large = few = mid = None  # the same commands on larger copies of the pool, and resharded
+        if args.mid_replicate > args.replicate:
+            mid = whole_commands(larger_pool(work, corpus.pool, args.mid_replicate, name="mid"))
         if args.large_replicate > args.replicate:
             root = larger_pool(work, corpus.pool, args.large_replicate)
             large = whole_commands(root)
@@ -331,6 +340,15 @@ def main() -> None:
             "ratio": round(full / ref_mb_cpu, 1),
             "ratio_sidecar": round(side / ref_mb_cpu, 1),
         }
+        if mid is not None:
+            mid_mb = pool_mb * args.mid_replicate / args.replicate
+            mid_cpu = mid["fit_cpu_s"] + mid["score_sidecar_cpu_s"]
+            line["whole_commands_mid_pool"] = {
+                **mid,
+                "pool_mb": round(mid_mb, 1),
+                "curate_sidecar_mb_per_cpu_s": round(mid_mb / mid_cpu, 1),
+                "ratio_sidecar": round(mid_mb / mid_cpu / ref_mb_cpu, 1),
+            }
         if large is not None:
             # two pool sizes give each command pair's fixed cost and its cost per GB of text
             large_mb = pool_mb * args.large_replicate / args.replicate
