@@ -96,6 +96,19 @@ def test_native_hashed_embeddings_match_the_numpy_reference(
     assert valid.tolist() == (np.linalg.norm(ref, axis=1) > 0).tolist()
 
 
+def test_long_documents_embed_as_the_reference(python_source_texts: list[str]) -> None:
+    """Documents with many more n-grams than the embedder queues at once (4,096): it counts them
+    in runs, and the result is still the reference's."""
+    joined = "\n".join(python_source_texts)
+    texts = [joined[:60_000], joined[60_000:61_000], joined[61_000:200_000], ""]
+    spec = HashSpec(buckets=1 << 16, order=2)
+    idf = np.random.default_rng(0).uniform(0.5, 3.0, 1 << 16)
+    emb = HashedEmbedder(spec=spec, idf=idf, dim=64, seed=5)
+    got, valid = emb.vectors(pa.array(texts, pa.string()))
+    assert np.allclose(got, reference_vectors(texts, emb), atol=1e-6)
+    assert valid.tolist() == [True, True, True, False]
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(st.one_of(st.none(), st.text(max_size=300)), min_size=1, max_size=12),
