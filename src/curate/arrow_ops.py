@@ -2,7 +2,7 @@
 
 Importing `pyarrow.compute` builds a Python wrapper for each of its several hundred kernels:
 ~0.03 CPU-s in every process, a twentieth of a small `importance fit` + `score importance` pair
-(bench/bench_startup.py). These helpers call the same kernels with the same default options
+(docs/benchmarks.md, stop 27). These helpers call the same kernels with the same default options
 through `call_function`, which needs only the compiled module. Modules off the hot path keep
 using `pyarrow.compute`.
 """
