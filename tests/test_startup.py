@@ -51,3 +51,31 @@ def test_the_probe_sees_a_loaded_module() -> None:
     )
     res = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True, text=True)
     assert "pyarrow.compute" in [x for x in res.stderr.splitlines() if x.startswith("LOADED")][-1].split()
+
+
+def command_paths() -> list[tuple[str, ...]]:
+    """Every leaf command of the full CLI (all families registered), as its words."""
+    import typer
+
+    from curate.cli.app import app
+
+    def walk(cmd, path):  # type: ignore[no-untyped-def]
+        subs = getattr(cmd, "commands", None)
+        if not subs:
+            return [path]
+        return [p for name, sub in sorted(subs.items()) for p in walk(sub, (*path, name))]
+
+    return walk(typer.main.get_command(app), ())
+
+
+def test_every_command_is_reachable_from_the_entry_point() -> None:
+    """The entry point registers only the families a command line names (cli/main.py): each
+    command's own help must still come up through it, under its own name."""
+    paths = command_paths()
+    assert len(paths) > 20 and ("score", "importance") in paths and ("select",) in paths
+    for path in paths:
+        res = subprocess.run(
+            [sys.executable, "-m", "curate.cli.main", *path, "--help"], capture_output=True, text=True
+        )
+        assert res.returncode == 0, (path, res.stderr)
+        assert " ".join(path) in res.stdout.splitlines()[0], (path, res.stdout[:200])

@@ -30,14 +30,30 @@ FAMILY_OF = {
     "diff": ("reports",),
 }
 
+# `score` spans three families; a named subcommand needs only its own (`curate score --help`
+# and an unknown subcommand still get all three)
+SUBFAMILY_OF: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("score", "importance"): ("importance",),
+    ("score", "influence"): ("influence",),
+    **{("score", name): ("score",) for name in ("heuristics", "fasttext", "lm", "combine")},
+}
+
+
+def families(args: list[str]) -> tuple[str, ...] | None:
+    """The family modules the command line needs, or None for all of them."""
+    words = [a for a in args if not a.startswith("-")]
+    if not words or words[0] not in FAMILY_OF or "--help" in args[:1]:
+        return None
+    return SUBFAMILY_OF.get(tuple(words[:2]), FAMILY_OF[words[0]])
+
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    first = next((a for a in args if not a.startswith("-")), None)
-    if first in FAMILY_OF and "--help" not in args[:1]:
+    needed = families(args)
+    if needed is not None:
         from curate.cli import options
 
-        for family in FAMILY_OF[first]:
+        for family in needed:
             importlib.import_module(f"curate.cli.{family}")
         options.run_app(options.app, args)
         return
