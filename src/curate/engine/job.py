@@ -149,6 +149,7 @@ class JobRun:
     timings: dict[str, PhaseTiming] = field(default_factory=dict)
     resumed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    _nested_seconds: float = 0.0  # time of the phases the running one pulled in (`get`)
 
     @property
     def config(self) -> Any:
@@ -179,12 +180,19 @@ class JobRun:
             self.state[name] = saved
             self.resumed.append(name)
             return saved
+        # A phase's seconds are its own: the phases it pulls in while it runs are timed apart
+        outer, self._nested_seconds = self._nested_seconds, 0.0
         start = time.perf_counter()
-        result = phase.run(self)
-        phase.save(self, result)
+        try:
+            result = phase.run(self)
+            phase.save(self, result)
+        finally:
+            elapsed = time.perf_counter() - start
+            own = elapsed - self._nested_seconds
+            self._nested_seconds = outer + elapsed
         self.state[name] = result
         timing = self.timings.setdefault(name, PhaseTiming())
-        timing.seconds += time.perf_counter() - start
+        timing.seconds += own
         return result
 
     def map(

@@ -18,6 +18,7 @@ from typing import Any
 
 from curate.engine.job import Job, JobResult, JobRun
 from curate.engine.phases import Map, ShardResults, Write
+from curate.engine.spills import clear_spill_cache
 from curate.engine.staging import is_staged, run_staged
 from curate.engine.streaming import run_stream_job
 from curate.errors import InputDataError, SchemaError
@@ -155,14 +156,18 @@ def _validate(job: Job, datasets: dict[str, list[Shard]], keep_going: bool) -> d
 
 @contextmanager
 def _work_dir(manifest: Manifest | None) -> Iterator[Path]:
-    if manifest is not None:
-        yield manifest.work_dir()
-        return
-    tmp = Path(tempfile.mkdtemp(prefix="curate-work-"))
+    # the spills a job cached are its own: the next job in this process starts without them
     try:
-        yield tmp
+        if manifest is not None:
+            yield manifest.work_dir()
+            return
+        tmp = Path(tempfile.mkdtemp(prefix="curate-work-"))
+        try:
+            yield tmp
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        clear_spill_cache()
 
 
 @contextmanager

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from curate.budget import Budget
+from curate.engine.spills import read_spill
 from curate.io.inputs import Shard, count_rows
 from curate.stages.resample import prefix_mask
 from curate.tokens import TokenCounter, exact_counter
@@ -28,8 +29,8 @@ def prefix_cut(keys_paths: list[str], budget: Budget, policy: str) -> tuple[list
     """Per spill (in order), the sorted rows of the global budget prefix, and its statistics."""
     parts = []
     for si, path in enumerate(keys_paths):
-        with np.load(path, allow_pickle=False) as z:
-            key, tie, cost = z["key"], z["tie"], z["cost"]
+        z = read_spill(path)
+        key, tie, cost = z["key"], z["tie"], z["cost"]
         # The local cut keeps a superset of both policies' prefixes: the crossing item must survive
         # it, since it still blocks the items after it in the global prefix.
         local = np.flatnonzero(prefix_mask(key, tie, cost, budget.amount, policy="local"))
@@ -73,16 +74,16 @@ def balanced_cut(
     from curate.stages.diversity import balanced_from_parts
 
     def load(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        with np.load(keys_paths[i], allow_pickle=False) as z:
-            return z["key"], z["tie"], z["cost"], z["row_col"]
+        z = read_spill(keys_paths[i])
+        return z["key"], z["tie"], z["cost"], z["row_col"]
 
     weights = target if allocation == "target" else None
     if weights is not None and plain_share > 0:
         rows, _ = prefix_cut(keys_paths, budget, "cover")
         spend = np.zeros(len(weights))
         for path, r in zip(keys_paths, rows, strict=True):
-            with np.load(path, allow_pickle=False) as z:
-                cl, cost = z["row_col"][r], z["cost"][r]
+            z = read_spill(path)
+            cl, cost = z["row_col"][r], z["cost"][r]
             ok = cl >= 0
             spend += np.bincount(cl[ok], weights=cost[ok], minlength=len(spend))[: len(spend)]
         t = np.asarray(weights, np.float64)
@@ -157,9 +158,9 @@ def exact_ratio(keys_paths: list[str], per_shard: list[np.ndarray]) -> tuple[flo
     """Exact/estimated tokens over the selected rows that pass 1 counted exactly."""
     est = exact = n = 0
     for path, rows in zip(keys_paths, per_shard, strict=True):
-        with np.load(path, allow_pickle=False) as z:
-            ex = z["exact"][rows]
-            cost = z["cost"][rows]
+        z = read_spill(path)
+        ex = z["exact"][rows]
+        cost = z["cost"][rows]
         m = ex >= 0
         n += int(m.sum())
         est += int(cost[m].sum())
@@ -172,8 +173,7 @@ def pool_exact_ratio(keys_paths: list[str]) -> tuple[float, int]:
     what turns a share of the pool's estimated tokens into a share of its exact tokens."""
     rows = []
     for path in keys_paths:
-        with np.load(path, allow_pickle=False) as z:
-            rows.append(np.flatnonzero(np.isfinite(z["key"])))
+        rows.append(np.flatnonzero(np.isfinite(read_spill(path)["key"])))
     return exact_ratio(keys_paths, rows)
 
 

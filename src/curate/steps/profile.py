@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from curate.engine.phases import Decision, ShardResults
+from curate.engine.spills import read_spill
 from curate.io.inputs import Shard
 
 SCORE_BINS = 40
@@ -20,10 +21,10 @@ CLUSTER_POINTS = 200
 def _finite_range(paths: list[str], column: str) -> tuple[float, float] | None:
     lo, hi = np.inf, -np.inf
     for p in paths:
-        with np.load(p, allow_pickle=False) as z:
-            if column not in z.files:
-                return None
-            v = z[column]
+        z = read_spill(p)
+        if column not in z:
+            return None
+        v = z[column]
         v = v[np.isfinite(v)]
         if len(v):
             lo, hi = min(lo, float(v.min())), max(hi, float(v.max()))
@@ -40,8 +41,7 @@ def _counts(
     pool = np.zeros(len(edges) - 1, np.int64)
     chosen = np.zeros(len(edges) - 1, np.int64)
     for i, p in enumerate(paths):
-        with np.load(p, allow_pickle=False) as z:
-            v = z[column]
+        v = read_spill(p)[column]
         clipped = np.clip(v, edges[0], edges[-1])
         pool += np.histogram(clipped[np.isfinite(v)], edges)[0]
         if rows is not None:
@@ -82,8 +82,8 @@ def rank_curve(paths: list[str], points: int = RANK_POINTS) -> dict[str, Any] | 
     docs = np.zeros(points, np.int64)
     cost = np.zeros(points, np.int64)
     for p in paths:
-        with np.load(p, allow_pickle=False) as z:
-            key, c = z["key"], z["cost"]
+        z = read_spill(p)
+        key, c = z["key"], z["cost"]
         ok = np.isfinite(key)
         b = np.clip(np.searchsorted(edges, key[ok], side="right") - 1, 0, points - 1)
         docs += np.bincount(b, minlength=points)

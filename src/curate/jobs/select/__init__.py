@@ -17,6 +17,7 @@ import numpy as np
 from curate.budget import Budget, human_count, parse_budget
 from curate.engine.job import Job, JobRun
 from curate.engine.phases import Decide, Decision, Keys, ShardResults, Write
+from curate.engine.spills import read_spill
 from curate.engine.tasks import collect_keys
 from curate.errors import UsageError
 from curate.io.inputs import Columns
@@ -157,8 +158,8 @@ def _decide(run: JobRun) -> Decision:
     if resolved.unit == "bytes":
         available["bytes"] = 0
         for p in paths:
-            with np.load(p, allow_pickle=False) as z:
-                available["bytes"] += int(z["bytes"][np.isfinite(z["key"])].sum())
+            z = read_spill(p)
+            available["bytes"] += int(z["bytes"][np.isfinite(z["key"])].sum())
     if not eligible_rows:
         raise UsageError(
             f"nothing to select: all {rows_in:,} documents are null, empty or shorter than {c.min_words} words",
@@ -196,8 +197,7 @@ def _decide(run: JobRun) -> Decision:
     if c.diversity is not None:  # selected rows carry their cluster (the embedding is not kept)
         columns["kmeans_cluster"] = {}
         for s, p, r in zip(shards, paths, per_shard, strict=True):
-            with np.load(p, allow_pickle=False) as z:
-                columns["kmeans_cluster"][s.index] = z["row_col"][r].astype(np.int32)
+            columns["kmeans_cluster"][s.index] = read_spill(p)["row_col"][r].astype(np.int32)
     decision["resolved"] = {"unit": resolved.unit, "amount": resolved.amount}
     return Decision(
         rows={s.index: r for s, r in zip(shards, per_shard, strict=True)}, columns=columns, stats=decision
