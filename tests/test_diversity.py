@@ -809,3 +809,22 @@ def test_select_diversity_sample_is_the_same_however_it_is_read(
             and other[2]["idf_docs"] == fused[2]["idf_docs"]
         )
     assert reread[3] == fused[3] and len(fused[3]) > 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 4), st.integers(0, 60))
+def test_bottom_k_rows_equals_sorting_the_concatenation(seed: int, n_parts: int, want: int) -> None:
+    """The k-means sample copied once from its parts is the sample a concatenation sorts out."""
+    from curate.steps.clusters import bottom_k_rows
+
+    rng = np.random.default_rng(seed)
+    parts = []
+    for _ in range(n_parts):
+        v = rng.integers(0, 3, (int(rng.integers(0, 30)), 4)).astype(np.float32)  # ties on purpose
+        rows = np.flatnonzero(rng.random(len(v)) < 0.7)
+        parts.append((v, rows, rng.integers(0, 5, len(rows)).astype(np.float64)))
+    x = np.concatenate([v[r] for v, r, _ in parts])
+    u = np.concatenate([k for _, _, k in parts])
+    expected = x[np.lexsort((x[:, 1], x[:, 0], u))[:want]]
+    got = bottom_k_rows(parts, want)
+    assert got.dtype == expected.dtype and np.array_equal(got, expected)

@@ -284,6 +284,25 @@ def text_sample_stage(run: JobRun, k: int, seed: int, batch_size: int) -> HashTe
     )
 
 
+def bottom_k_rows(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], want: int) -> np.ndarray:
+    """The `want` rows of smallest key (a bottom-k sample; ties by their first two coordinates, so
+    no order of shards matters) from parts of (vectors, the rows of them to consider, their keys),
+    copied once into one array in that order: the sample is large and fresh memory is slow."""
+    keys = np.concatenate([u for _, _, u in parts])
+    first = np.concatenate([v[r, 0] for v, r, _ in parts])
+    second = np.concatenate([v[r, 1] for v, r, _ in parts])
+    order = np.lexsort((second, first, keys))[:want]
+    if len(parts) == 1:
+        return parts[0][0][parts[0][1][order]]
+    starts = np.cumsum([0] + [len(r) for _, r, _ in parts])
+    part_of = np.searchsorted(starts, order, side="right") - 1
+    out = np.empty((len(order), parts[0][0].shape[1]), parts[0][0].dtype)
+    for i, (v, r, _) in enumerate(parts):
+        mine = part_of == i
+        out[mine] = v[r[order[mine] - starts[i]]]
+    return out
+
+
 def fit_kmeans_on_sample(
     run: JobRun,
     spec: HashSpec,
@@ -331,18 +350,13 @@ def fit_kmeans_on_sample(
         df = df if r["df"] is None else fit.merge(df, r["df"])
     embedder = HashedEmbedder(spec=spec, idf=fit.finalize(df), dim=dim, seed=seed)
     vec, valid = replace(embedder, threads=native.default_threads()).vectors(held_texts)
-    vectors, keys = (
-        [vec[valid]],
-        [np.concatenate([np.zeros(0)] + [r["keys"] for r in found if r["texts"] is not None])[valid]],
-    )
+    held_keys = np.concatenate([np.zeros(0)] + [r["keys"] for r in found if r["texts"] is not None])
+    parts = [(vec, np.flatnonzero(valid), held_keys[valid])]
     again = [s for s, r in records if s is not None and r["texts"] is None]
     for v, u in run.map("sample again", embedded_sample_unit, [(s, cols, embedder, p, seed, batch_size) for s in again],
                         shards=again, sizes=[s.size for s in again]) if again else []:  # fmt: skip
-        vectors.append(v)
-        keys.append(u)
-    # The `want` rows of smallest key (a bottom-k sample), ties by embedding: no order of shards matters.
-    x, u = np.concatenate(vectors), np.concatenate(keys)
-    sample = x[np.lexsort((x[:, 1], x[:, 0], u))[:want]] if len(x) else x
+        parts.append((v, np.arange(len(v)), u))
+    sample = bottom_k_rows(parts, want)
     if len(sample) < k:
         raise UsageError(
             f"--diversity {k} is larger than the {len(sample):,} sampled rows with words to embed",
