@@ -9,10 +9,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from curate.native import HashSpec
 from curate.stages.features import NgramFeaturizer
-from curate.stages.importance import ImportanceModel, ImportanceScorer, NgramHistogram
+from curate.stages.importance import ImportanceModel, ImportanceScorer, NgramHistogram, NgramSample
 from curate.testing import check_stage
 from curate.tokens import bytes_counter, calibrate, exact_counter
 
@@ -63,6 +65,59 @@ def test_histogram_merge_is_associative(batch: pa.RecordBatch) -> None:
     a, b, c = (h.summarize(batch.slice(i * 20, 20)) for i in range(3))
     assert np.array_equal(h.merge(h.merge(a, b), c), h.merge(a, h.merge(b, c)))
     assert np.array_equal(h.merge(h.merge(a, b), c), h.summarize(batch.slice(0, 60)))
+
+
+def _sample_reference(units: list[list[str | None]], s: NgramSample) -> list[str]:
+    """The calibration sample by its definition, flat: each unit's non-empty texts among its
+    first `sample_docs` rows that end within the unit's byte cap (always its first), then the
+    texts of all units in order that end within the sample's caps (always the first)."""
+    picked: list[str] = []
+    for unit in units:
+        head = [t for t in unit[: s.sample_docs] if t]
+        used = 0
+        for i, t in enumerate(head):
+            used += len(t.encode())
+            if i and s.unit_sample_bytes is not None and used > s.unit_sample_bytes:
+                break
+            picked.append(t)
+    out: list[str] = []
+    used = 0
+    for t in picked[: s.max_sample]:
+        used += len(t.encode())
+        if out and s.max_sample_bytes is not None and used > s.max_sample_bytes:
+            break
+        out.append(t)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    units=st.lists(
+        st.lists(st.one_of(st.none(), st.text(alphabet="ab é\n", max_size=12)), max_size=6),
+        min_size=1,
+        max_size=6,
+    ),
+    caps=st.tuples(st.integers(1, 5), st.integers(1, 12), st.one_of(st.none(), st.integers(1, 20))),
+    data=st.data(),
+)
+def test_calibration_sample_is_its_definition_in_any_merge_order(units, caps, data) -> None:  # type: ignore[no-untyped-def]
+    """However the units' summaries are merged (left fold, right fold, any pairing), the sample
+    is the flat definition's: the byte caps keep merges associative."""
+    docs, max_docs, max_bytes = caps
+    s = NgramSample(
+        spec=HashSpec(buckets=64),
+        sample_docs=docs,
+        max_sample=max_docs,
+        unit_sample_bytes=8,
+        max_sample_bytes=max_bytes,
+    )
+    parts = [s.summarize(pa.record_batch({"text": pa.array(u, pa.string())})) for u in units]
+    while len(parts) > 1:  # merge a random adjacent pair, keeping the order
+        i = data.draw(st.integers(0, len(parts) - 2))
+        parts[i : i + 2] = [s.merge(parts[i], parts[i + 1])]
+    expected = _sample_reference(units, s)
+    assert parts[0].sample == expected
+    assert parts[0].sample_sizes == [len(t.encode()) for t in expected]
 
 
 def test_importance_weights_match_definition(batch: pa.RecordBatch, model: ImportanceModel) -> None:

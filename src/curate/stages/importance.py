@@ -74,44 +74,78 @@ class HistogramSummary:
     docs: int = 0
     bytes: int = 0
     sample: list[str] = field(default_factory=list)
+    sample_sizes: list[int] = field(default_factory=list)  # UTF-8 bytes of each sampled text
+    sample_full: bool = False  # a text met the byte cap: nothing after it joins the sample
 
 
 @dataclass(frozen=True, kw_only=True)
 class NgramSample(Fittable[HistogramSummary]):
     """Fittable: the histogram of `NgramHistogram` plus counts and, with `sample_docs`, the
-    non-empty texts among each batch's first `sample_docs` rows (merged in order, at most
-    `max_sample` kept)."""
+    non-empty texts among each batch's first `sample_docs` rows, those that end within
+    `unit_sample_bytes` (always the first); merged in order, the texts that end within
+    `max_sample` texts and `max_sample_bytes` UTF-8 bytes. The byte caps bound what calibration
+    costs on a pool of long documents (1,000 books would be ~300 MB through BPE)."""
 
     name: ClassVar[str] = "ngram_sample"
     spec: HashSpec = field(default_factory=HashSpec)
     threads: int = 1
     sample_docs: int = 0
     max_sample: int = 1_000
+    unit_sample_bytes: int | None = None
+    max_sample_bytes: int | None = None
 
     def requires(self) -> tuple[str, ...]:
         return (TEXT,)
 
     def summarize(self, batch: pa.RecordBatch) -> HistogramSummary:
         texts = batch.column(TEXT)
-        # slice first: a whole batch as Python strings would cost more than its histogram
-        sample = [t for t in texts.slice(0, self.sample_docs).to_pylist() if t] if self.sample_docs else []
-        return HistogramSummary(
+        lengths = arrow_ops.binary_length(texts)
+        summary = HistogramSummary(
             hist=native.ngram_histogram(texts, self.spec, threads=self.threads),
             docs=batch.num_rows,
-            bytes=arrow_ops.total(arrow_ops.binary_length(texts)),
-            sample=sample,
+            bytes=arrow_ops.total(lengths),
         )
+        if self.sample_docs:
+            sizes = arrow_ops.fill_null(lengths.slice(0, self.sample_docs), 0).to_numpy()
+            rows = np.flatnonzero(sizes > 0)
+            n, _ = _prefix(sizes[rows].tolist(), len(rows), self.unit_sample_bytes)
+            n, summary.sample_full = _prefix(sizes[rows[:n]].tolist(), self.max_sample, self.max_sample_bytes)
+            rows = rows[:n]
+            # only the sampled rows as Python strings: a whole batch would cost more than its histogram
+            head = texts.slice(0, int(rows[-1]) + 1).to_pylist() if n else []
+            summary.sample, summary.sample_sizes = [head[i] for i in rows], sizes[rows].tolist()
+        return summary
 
     def merge(self, a: HistogramSummary, b: HistogramSummary) -> HistogramSummary:
+        sample, sizes, full = a.sample, a.sample_sizes, a.sample_full
+        if not full and b.sample:
+            sizes = a.sample_sizes + b.sample_sizes
+            n, full = _prefix(sizes, self.max_sample, self.max_sample_bytes)
+            # b met its own cap inside this prefix: later texts stay out here too (associative)
+            full = full or (b.sample_full and n == len(sizes))
+            sample, sizes = (a.sample + b.sample)[:n], sizes[:n]
         return HistogramSummary(
             hist=a.hist + b.hist,
             docs=a.docs + b.docs,
             bytes=a.bytes + b.bytes,
-            sample=(a.sample + b.sample)[: self.max_sample],
+            sample=sample,
+            sample_sizes=sizes,
+            sample_full=full,
         )
 
     def finalize(self, summary: HistogramSummary) -> np.ndarray:
         return summary.hist
+
+
+def _prefix(sizes: list[int], max_docs: int, max_bytes: int | None) -> tuple[int, bool]:
+    """How many of `sizes` (in order) end within `max_docs` texts and `max_bytes` bytes (always
+    the first), and whether a cap stopped it (nothing after them may join)."""
+    n = min(len(sizes), max_docs)
+    if max_bytes is None or n == 0:
+        return n, False
+    ends = np.cumsum(sizes[:n])
+    within = max(1, int(np.searchsorted(ends, max_bytes, side="right")))
+    return min(n, within), within < len(sizes)
 
 
 @dataclass(frozen=True, kw_only=True)

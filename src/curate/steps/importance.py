@@ -26,8 +26,13 @@ from curate.stages.importance import ImportanceModel, LengthNorm, NgramSample
 from curate.tokens import TokenCounter, bytes_counter, calibrate, exact_counter
 from curate.types import ID, TEXT
 
+# The calibration sample: up to 64 texts from each raw unit in the seeded order, at most 1,000
+# texts and 2 MB (~0.09 CPU-s through cl100k; a pool of long documents would otherwise pay for
+# 1,000 of them), and 256 KB per unit so that at least 8 units contribute.
 CALIBRATION_DOCS_PER_UNIT = 64
 CALIBRATION_MAX_DOCS = 1_000
+CALIBRATION_MAX_BYTES = 2_000_000
+CALIBRATION_UNIT_BYTES = 256_000
 MODEL_ARTIFACT = "_importance.npz"
 
 
@@ -81,6 +86,8 @@ def _raw_stage(run: JobRun) -> NgramSample:
         threads=run.threads,
         sample_docs=CALIBRATION_DOCS_PER_UNIT,
         max_sample=CALIBRATION_MAX_DOCS,
+        unit_sample_bytes=CALIBRATION_UNIT_BYTES,
+        max_sample_bytes=CALIBRATION_MAX_BYTES,
     )
 
 
