@@ -9,8 +9,17 @@ import sys
 from pathlib import Path
 
 # Heavy for what they give this pair: pyarrow.compute builds a wrapper per kernel on import
-# (~0.03 CPU-s), the others are the model stages' libraries.
-NOT_NEEDED = ("pyarrow.compute", "torch", "transformers", "fasttext", "sklearn", "curate.stages.heuristics")
+# (~0.03 CPU-s), dateutil comes with pyarrow inferring a Python scalar's type (~3 ms), the
+# others are the model stages' libraries.
+NOT_NEEDED = (
+    "pyarrow.compute",
+    "dateutil",
+    "torch",
+    "transformers",
+    "fasttext",
+    "sklearn",
+    "curate.stages.heuristics",
+)
 
 PROBE = """
 import atexit, sys

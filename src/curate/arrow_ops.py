@@ -31,12 +31,20 @@ def total(values: ArrowValues) -> int:
     return int(call_function("sum", [values]).as_py() or 0)
 
 
+def _operand(value: Any) -> Any:
+    # A Python int as a typed scalar: inferring its type makes pyarrow try pandas and import
+    # dateutil (~3 ms in every process); int64 is what inference would give it.
+    return (
+        pa.scalar(value, type=pa.int64()) if isinstance(value, int) and not isinstance(value, bool) else value
+    )
+
+
 def equal(left: ArrowValues, right: Any) -> ArrowValues:
-    return call_function("equal", [left, right])
+    return call_function("equal", [left, _operand(right)])
 
 
 def greater(left: ArrowValues, right: Any) -> ArrowValues:
-    return call_function("greater", [left, right])
+    return call_function("greater", [left, _operand(right)])
 
 
 def invert(values: ArrowValues) -> ArrowValues:
